@@ -1,0 +1,122 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "pgfleet",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "pgfleet", targets: ["pgfleet"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // Pure value types and decisions: names, DTOs, the supervision state machine. No I/O.
+        .target(name: "FleetCore", swiftSettings: swiftSettings),
+        // fork/exec with credentials, pidfd: the few things Swift must not do between fork and exec.
+        .target(name: "CFleetSys"),
+        // The OS edge: child processes, users, files, procfs.
+        .target(
+            name: "FleetSystem",
+            dependencies: [
+                "FleetCore", "CFleetSys",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // PostgreSQL bundles: import, manifest, verification.
+        .target(
+            name: "FleetBundles",
+            dependencies: [
+                "FleetCore", "FleetSystem",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The embedded SQLite catalog.
+        .target(
+            name: "FleetCatalog",
+            dependencies: ["FleetCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        // Tenants: provisioning, supervision, re-adoption.
+        .target(
+            name: "FleetSupervisor",
+            dependencies: [
+                "FleetCore", "CFleetSys", "FleetSystem", "FleetBundles", "FleetCatalog",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The HTTP API served on the daemon's unix socket.
+        .target(
+            name: "FleetAPI",
+            dependencies: [
+                "FleetCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The CLI's side of the API: HTTP/1.1 over the unix socket.
+        .target(
+            name: "FleetClient",
+            dependencies: [
+                "FleetCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "pgfleet",
+            dependencies: [
+                "FleetCore", "FleetSystem", "FleetBundles", "FleetCatalog", "FleetSupervisor", "FleetAPI", "FleetClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "FleetCoreTests", dependencies: ["FleetCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "FleetCatalogTests", dependencies: ["FleetCore", "FleetCatalog"], swiftSettings: swiftSettings),
+        .testTarget(name: "FleetBundlesTests", dependencies: ["FleetCore", "FleetSystem", "FleetBundles"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "FleetAPITests",
+            dependencies: [
+                "FleetCore", "FleetAPI", "FleetClient",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["FleetCore", "FleetSystem", "pgfleet"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

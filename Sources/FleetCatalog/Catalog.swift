@@ -1,0 +1,259 @@
+import FleetCore
+import Foundation
+import GRDB
+
+/// The daemon's embedded SQLite catalog: bundles, tenants and a few daemon facts.
+///
+/// One per process. Every method is one transaction, and every invariant (a single default bundle,
+/// unique tenant names, no tenant without its bundle) is checked inside the write transaction
+/// that could break it, with the schema's constraints as the last line of defence.
+///
+/// Errors that a caller can act on are `FleetError`s; anything else is GRDB's `DatabaseError`.
+public final class Catalog: Sendable {
+    // Internal for the raw-SQL helpers tests use to look under the records.
+    let writer: any DatabaseWriter
+
+    /// Opens (creating if needed) the catalog at `path` in WAL mode, runs the migrations, and keeps
+    /// the database, -wal and -shm files at mode 0600.
+    public convenience init(path: String) throws {
+        try CatalogFile.prepare(path)
+        try self.init(writer: DatabasePool(path: path, configuration: Self.configuration()))
+        try CatalogFile.restrictCompanions(of: path)
+    }
+
+    /// An in-memory catalog for tests.
+    public static func inMemory() throws -> Catalog {
+        try Catalog(writer: DatabaseQueue(configuration: configuration()))
+    }
+
+    private init(writer: any DatabaseWriter) throws {
+        let migrator = Schema.migrator
+        // A newer pgfleet's catalog may rely on invariants this version does not know: refuse it
+        // rather than write rows that break them.
+        let unknown = try writer.read { db in
+            try migrator.appliedIdentifiers(db).subtracting(migrator.migrations).sorted()
+        }
+        guard unknown.isEmpty else {
+            throw FleetError.failed(
+                "the catalog was written by a newer pgfleet (unknown migrations: \(unknown.joined(separator: ", "))); "
+                    + "run that version or restore a backup"
+            )
+        }
+        try migrator.migrate(writer)
+        self.writer = writer
+    }
+
+    private static func configuration() -> Configuration {
+        var config = Configuration()
+        config.foreignKeysEnabled = true
+        config.label = "pgfleet.catalog"
+        // The daemon is the only writer; the wait covers another process (a backup, sqlite3) that
+        // holds a lock for a moment.
+        config.busyMode = .timeout(5)
+        return config
+    }
+
+    /// The migration identifiers applied, in order.
+    public func appliedMigrations() throws -> [String] {
+        try writer.read { db in try Schema.migrator.appliedMigrations(db) }
+    }
+
+    // MARK: - Bundles
+
+    /// All bundles, ordered by major, then version (numerically: 15.9 before 15.18), then id.
+    public func bundles() throws -> [BundleRecord] {
+        try writer.read { db in try BundleRecord.fetchAll(db) }.sorted(by: BundleRecord.catalogOrder)
+    }
+
+    public func bundle(id: String) throws -> BundleRecord? {
+        try writer.read { db in try BundleRecord.fetchOne(db, key: id) }
+    }
+
+    public func defaultBundle() throws -> BundleRecord? {
+        try writer.read { db in try BundleRecord.filter(BundleRecord.Columns.isDefault == true).fetchOne(db) }
+    }
+
+    /// Inserts a bundle. It becomes the default when asked to (clearing the flag on the others) or
+    /// when there is no default yet, as for the first bundle ever imported.
+    /// Throws `FleetError.bundleExists` on a duplicate id.
+    public func insertBundle(_ bundle: BundleRecord) throws {
+        try writer.write { db in
+            if try BundleRecord.exists(db, key: bundle.id) { throw FleetError.bundleExists(bundle.id) }
+            var record = bundle
+            if try BundleRecord.filter(BundleRecord.Columns.isDefault == true).isEmpty(db) {
+                record.isDefault = true
+            }
+            if record.isDefault { try Self.clearDefault(db) }
+            do {
+                try record.insert(db)
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
+                throw FleetError.bundleExists(bundle.id)
+            }
+        }
+    }
+
+    /// Makes `id` the one default bundle. Throws `FleetError.bundleNotFound`.
+    public func setDefaultBundle(id: String) throws {
+        try writer.write { db in
+            guard try BundleRecord.exists(db, key: id) else { throw FleetError.bundleNotFound(id) }
+            try Self.clearDefault(db)
+            try BundleRecord.filter(key: id).updateAll(db, BundleRecord.Columns.isDefault.set(to: true))
+        }
+    }
+
+    /// Deletes a bundle no tenant uses. When it was the default, the newest remaining bundle becomes
+    /// the default, so there is a default whenever there is a bundle.
+    /// Throws `FleetError.conflict` while tenants use it, `FleetError.bundleNotFound` if absent.
+    public func deleteBundle(id: String) throws {
+        try writer.write { db in
+            guard let bundle = try BundleRecord.fetchOne(db, key: id) else { throw FleetError.bundleNotFound(id) }
+            let users = try TenantRecord
+                .filter(TenantRecord.Columns.bundleID == id)
+                .order(TenantRecord.Columns.name)
+                .select(TenantRecord.Columns.name, as: String.self)
+                .fetchAll(db)
+            if !users.isEmpty { throw FleetError.conflict(Self.inUseMessage(bundle: id, tenants: users)) }
+            do {
+                try bundle.delete(db)
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_FOREIGNKEY {
+                throw FleetError.conflict("bundle \(id) is used by tenants")
+            }
+            if bundle.isDefault, let successor = try BundleRecord.fetchAll(db).max(by: BundleRecord.catalogOrder) {
+                try BundleRecord.filter(key: successor.id).updateAll(db, BundleRecord.Columns.isDefault.set(to: true))
+            }
+        }
+    }
+
+    public func tenantCount(bundleID: String) throws -> Int {
+        try writer.read { db in try TenantRecord.filter(TenantRecord.Columns.bundleID == bundleID).fetchCount(db) }
+    }
+
+    private static func clearDefault(_ db: Database) throws {
+        try BundleRecord
+            .filter(BundleRecord.Columns.isDefault == true)
+            .updateAll(db, BundleRecord.Columns.isDefault.set(to: false))
+    }
+
+    /// "bundle X is used by N tenant(s): a, b", naming at most ten of them.
+    static func inUseMessage(bundle id: String, tenants: [String]) -> String {
+        let shown = tenants.prefix(10).joined(separator: ", ")
+        let more = tenants.count > 10 ? ", …" : ""
+        return "bundle \(id) is used by \(tenants.count) tenant(s): \(shown)\(more)"
+    }
+
+    // MARK: - Tenants
+
+    /// All tenants, ordered by name.
+    public func tenants() throws -> [TenantRecord] {
+        try writer.read { db in try TenantRecord.order(TenantRecord.Columns.name).fetchAll(db) }
+    }
+
+    public func tenant(named name: String) throws -> TenantRecord? {
+        try writer.read { db in try TenantRecord.filter(TenantRecord.Columns.name == name).fetchOne(db) }
+    }
+
+    /// Inserts a tenant and returns it as stored, with its new id (any id passed in is ignored, so
+    /// ids stay never-reused). Throws `FleetError.tenantExists` on a duplicate name,
+    /// `FleetError.bundleNotFound` when its bundle is missing.
+    public func insertTenant(_ tenant: TenantRecord) throws -> TenantRecord {
+        try writer.write { db in
+            var record = tenant
+            record.id = nil
+            if try !TenantRecord.filter(TenantRecord.Columns.name == record.name).isEmpty(db) {
+                throw FleetError.tenantExists(record.name)
+            }
+            guard try BundleRecord.exists(db, key: record.bundleID) else {
+                throw FleetError.bundleNotFound(record.bundleID)
+            }
+            try Self.mapConstraintErrors(record) { try record.insert(db) }
+            let id = db.lastInsertedRowID
+            guard let stored = try TenantRecord.fetchOne(db, key: id) else {
+                throw FleetError.failed("catalog: tenant \(record.name) vanished right after its insert")
+            }
+            return stored
+        }
+    }
+
+    /// Replaces the tenant row with the same id. Throws `FleetError.tenantNotFound` if it is gone,
+    /// `.tenantExists` if it would take another tenant's name, `.bundleNotFound` for a missing bundle.
+    public func updateTenant(_ tenant: TenantRecord) throws {
+        guard let id = tenant.id else { throw FleetError.tenantNotFound(tenant.name) }
+        try writer.write { db in
+            guard try TenantRecord.exists(db, key: id) else { throw FleetError.tenantNotFound(tenant.name) }
+            let sameName = TenantRecord
+                .filter(TenantRecord.Columns.name == tenant.name && TenantRecord.Columns.id != id)
+            if try !sameName.isEmpty(db) { throw FleetError.tenantExists(tenant.name) }
+            guard try BundleRecord.exists(db, key: tenant.bundleID) else {
+                throw FleetError.bundleNotFound(tenant.bundleID)
+            }
+            try Self.mapConstraintErrors(tenant) { try tenant.update(db) }
+        }
+    }
+
+    public func setDesiredState(_ state: DesiredState, forTenant name: String) throws {
+        try updateTenant(named: name, TenantRecord.Columns.desiredState.set(to: state.rawValue))
+    }
+
+    public func setFailureReason(_ reason: String?, forTenant name: String) throws {
+        try updateTenant(named: name, TenantRecord.Columns.failureReason.set(to: reason))
+    }
+
+    /// Deletes a tenant. Throws `FleetError.tenantNotFound` if absent.
+    public func deleteTenant(named name: String) throws {
+        try writer.write { db in
+            let deleted = try TenantRecord.filter(TenantRecord.Columns.name == name).deleteAll(db)
+            if deleted == 0 { throw FleetError.tenantNotFound(name) }
+        }
+    }
+
+    private func updateTenant(named name: String, _ assignment: ColumnAssignment) throws {
+        try writer.write { db in
+            let updated = try TenantRecord.filter(TenantRecord.Columns.name == name).updateAll(db, assignment)
+            if updated == 0 { throw FleetError.tenantNotFound(name) }
+        }
+    }
+
+    /// The constraints back the checks made just before: should a check and a constraint ever
+    /// disagree, the caller still gets the error it can act on.
+    private static func mapConstraintErrors(_ tenant: TenantRecord, _ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+            throw FleetError.tenantExists(tenant.name)
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_FOREIGNKEY {
+            throw FleetError.bundleNotFound(tenant.bundleID)
+        }
+    }
+
+    // MARK: - Daemon facts
+
+    public func meta(_ key: String) throws -> String? {
+        try writer.read { db in try MetaRecord.fetchOne(db, key: key)?.value }
+    }
+
+    /// Sets `key` to `value`; nil removes it.
+    public func setMeta(_ key: String, _ value: String?) throws {
+        try writer.write { db in
+            if let value {
+                try MetaRecord(key: key, value: value).insert(db, onConflict: .replace)
+            } else {
+                try MetaRecord.deleteOne(db, key: key)
+            }
+        }
+    }
+}
+
+extension BundleRecord {
+    /// Major, then version compared number by number ("15.9" < "15.18"), then id.
+    static func catalogOrder(_ a: BundleRecord, _ b: BundleRecord) -> Bool {
+        if a.major != b.major { return a.major < b.major }
+        let (x, y) = (versionNumbers(a.version), versionNumbers(b.version))
+        if x != y { return x.lexicographicallyPrecedes(y) }
+        if a.version != b.version { return a.version < b.version }
+        return a.id < b.id
+    }
+
+    private static func versionNumbers(_ version: String) -> [Int] {
+        version.split(whereSeparator: { !($0.isASCII && $0.isNumber) }).compactMap { Int($0) }
+    }
+}

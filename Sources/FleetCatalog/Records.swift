@@ -1,0 +1,153 @@
+import FleetCore
+import Foundation
+import GRDB
+
+// Rows of the catalog. Columns are snake_case (explicit CodingKeys) so the file reads naturally in
+// `sqlite3`; dates are stored by GRDB as UTC text "YYYY-MM-DD HH:MM:SS.SSS", so they keep
+// millisecond precision only.
+
+/// One imported PostgreSQL build (table `bundle`).
+public struct BundleRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    /// e.g. "15.18-debian".
+    public var id: String
+    public var major: Int
+    /// e.g. "15.18".
+    public var version: String
+    /// "system" | "tarball".
+    public var sourceKind: String
+    /// The path it was imported from.
+    public var source: String
+    /// The bundle directory.
+    public var path: String
+    public var isDefault: Bool
+    public var importedAt: Date
+    public var glibcVersion: String?
+    public var icuVersion: String?
+    public var fileCount: Int
+
+    public init(
+        id: String, major: Int, version: String, sourceKind: String, source: String, path: String,
+        isDefault: Bool, importedAt: Date, glibcVersion: String?, icuVersion: String?, fileCount: Int
+    ) {
+        self.id = id
+        self.major = major
+        self.version = version
+        self.sourceKind = sourceKind
+        self.source = source
+        self.path = path
+        self.isDefault = isDefault
+        self.importedAt = importedAt
+        self.glibcVersion = glibcVersion
+        self.icuVersion = icuVersion
+        self.fileCount = fileCount
+    }
+
+    public static let databaseTableName = "bundle"
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case major
+        case version
+        case sourceKind = "source_kind"
+        case source
+        case path
+        case isDefault = "is_default"
+        case importedAt = "imported_at"
+        case glibcVersion = "glibc_version"
+        case icuVersion = "icu_version"
+        case fileCount = "file_count"
+    }
+
+    // Public only because GRDB's TableRecord names it; the columns themselves stay internal.
+    public enum Columns {
+        static let id = Column(CodingKeys.id)
+        static let isDefault = Column(CodingKeys.isDefault)
+    }
+}
+
+/// One tenant's cluster (table `tenant`).
+public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    /// Assigned by the catalog on insert; AUTOINCREMENT, so never reused after a delete.
+    public var id: Int64?
+    /// Unique.
+    public var name: String
+    /// References `bundle.id` (ON DELETE RESTRICT).
+    public var bundleID: String
+    public var superuser: String
+    public var osUser: String
+    /// The OS uid/gid the cluster runs as.
+    public var uid: Int
+    public var gid: Int
+    /// The tenant directory.
+    public var directory: String
+    public var dataDirectory: String
+    public var socketDirectory: String
+    public var logFile: String
+    public var port: Int
+    /// Stored as the text "running" / "stopped".
+    public var desiredState: DesiredState
+    public var createdAt: Date
+    public var failureReason: String?
+
+    public init(
+        id: Int64? = nil, name: String, bundleID: String, superuser: String, osUser: String, uid: Int, gid: Int,
+        directory: String, dataDirectory: String, socketDirectory: String, logFile: String, port: Int,
+        desiredState: DesiredState, createdAt: Date, failureReason: String?
+    ) {
+        self.id = id
+        self.name = name
+        self.bundleID = bundleID
+        self.superuser = superuser
+        self.osUser = osUser
+        self.uid = uid
+        self.gid = gid
+        self.directory = directory
+        self.dataDirectory = dataDirectory
+        self.socketDirectory = socketDirectory
+        self.logFile = logFile
+        self.port = port
+        self.desiredState = desiredState
+        self.createdAt = createdAt
+        self.failureReason = failureReason
+    }
+
+    public static let databaseTableName = "tenant"
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case name
+        case bundleID = "bundle_id"
+        case superuser
+        case osUser = "os_user"
+        case uid
+        case gid
+        case directory
+        case dataDirectory = "data_directory"
+        case socketDirectory = "socket_directory"
+        case logFile = "log_file"
+        case port
+        case desiredState = "desired_state"
+        case createdAt = "created_at"
+        case failureReason = "failure_reason"
+    }
+
+    public enum Columns {
+        static let id = Column(CodingKeys.id)
+        static let name = Column(CodingKeys.name)
+        static let bundleID = Column(CodingKeys.bundleID)
+        static let desiredState = Column(CodingKeys.desiredState)
+        static let failureReason = Column(CodingKeys.failureReason)
+    }
+}
+
+/// A daemon fact (table `meta`), e.g. "instance_id".
+struct MetaRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
+    var key: String
+    var value: String
+
+    static let databaseTableName = "meta"
+
+    enum Columns {
+        static let key = Column("key")
+    }
+}

@@ -1,0 +1,60 @@
+import GRDB
+
+/// The catalog's schema, as an append-only list of migrations: released migrations are never
+/// edited, a change is a new migration.
+enum Schema {
+    static let migrator: DatabaseMigrator = {
+        var migrator = DatabaseMigrator()
+        // Operators' data: a schema change must come as a migration, never by wiping the file.
+        migrator.eraseDatabaseOnSchemaChange = false
+
+        migrator.registerMigration("v1-bundles-tenants") { db in
+            try db.create(table: "bundle") { t in
+                t.primaryKey("id", .text)
+                t.column("major", .integer).notNull()
+                t.column("version", .text).notNull()
+                t.column("source_kind", .text).notNull()
+                t.column("source", .text).notNull()
+                t.column("path", .text).notNull()
+                t.column("is_default", .boolean).notNull().defaults(to: false)
+                t.column("imported_at", .datetime).notNull()
+                t.column("glibc_version", .text)
+                t.column("icu_version", .text)
+                t.column("file_count", .integer).notNull()
+            }
+            // At most one default bundle, whatever the code above it does.
+            try db.create(
+                index: "bundle_single_default", on: "bundle", columns: ["is_default"],
+                options: .unique, condition: Column("is_default") == true
+            )
+
+            try db.create(table: "tenant") { t in
+                // AUTOINCREMENT: an id is never handed out twice, so logs and metrics that name a
+                // tenant by id never point at a later tenant.
+                t.autoIncrementedPrimaryKey("id")
+                t.column("name", .text).notNull().unique()
+                t.column("bundle_id", .text).notNull().indexed().references("bundle", onDelete: .restrict)
+                t.column("superuser", .text).notNull()
+                t.column("os_user", .text).notNull()
+                t.column("uid", .integer).notNull()
+                t.column("gid", .integer).notNull()
+                t.column("directory", .text).notNull()
+                t.column("data_directory", .text).notNull()
+                t.column("socket_directory", .text).notNull()
+                t.column("log_file", .text).notNull()
+                t.column("port", .integer).notNull()
+                t.column("desired_state", .text).notNull().check { ["running", "stopped"].contains($0) }
+                t.column("created_at", .datetime).notNull()
+                t.column("failure_reason", .text)
+            }
+        }
+
+        migrator.registerMigration("v2-meta") { db in
+            try db.create(table: "meta") { t in
+                t.primaryKey("key", .text)
+                t.column("value", .text).notNull()
+            }
+        }
+        return migrator
+    }()
+}

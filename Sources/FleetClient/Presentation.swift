@@ -1,0 +1,210 @@
+import FleetCore
+import Foundation
+
+/// Plain-text renderings of API answers for people. Pure: `now` is passed in.
+
+/// Columns padded to their widest cell, two spaces apart, no trailing blanks.
+public struct TextTable: Sendable, Equatable {
+    public var headers: [String]
+    public var rows: [[String]]
+    /// Lines shown under a row (by row index), outside the columns: a failure reason, say.
+    public var notes: [Int: [String]]
+
+    public init(headers: [String], rows: [[String]] = [], notes: [Int: [String]] = [:]) {
+        self.headers = headers
+        self.rows = rows
+        self.notes = notes
+    }
+
+    public func render() -> String {
+        var widths = headers.map(\.count)
+        for row in rows {
+            for (index, cell) in row.enumerated() where index < widths.count {
+                widths[index] = max(widths[index], cell.count)
+            }
+        }
+        func line(_ cells: [String]) -> String {
+            var out = ""
+            for (index, cell) in cells.enumerated() {
+                let isLast = index == cells.count - 1
+                out += isLast ? cell : cell.padding(toLength: widths[index] + 2, withPad: " ", startingAt: 0)
+            }
+            return out
+        }
+        var lines = [line(headers)]
+        for (index, row) in rows.enumerated() {
+            lines.append(line(row))
+            for note in notes[index] ?? [] {
+                lines.append("  └─ " + note)
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+public enum Presentation {
+    /// "3d 4h", "2h 5m", "5m 12s", "12s".
+    public static func duration(_ seconds: TimeInterval) -> String {
+        let total = max(0, Int(seconds.rounded(.down)))
+        let days = total / 86_400
+        let hours = total % 86_400 / 3_600
+        let minutes = total % 3_600 / 60
+        let secs = total % 60
+        if days > 0 { return "\(days)d \(hours)h" }
+        if hours > 0 { return "\(hours)h \(minutes)m" }
+        if minutes > 0 { return "\(minutes)m \(secs)s" }
+        return "\(secs)s"
+    }
+
+    public static func timestamp(_ date: Date) -> String {
+        date.formatted(.iso8601)
+    }
+
+    static func uptime(_ tenant: TenantInfo, now: Date) -> String? {
+        guard tenant.state == .running, let since = tenant.runningSince else { return nil }
+        return duration(now.timeIntervalSince(since))
+    }
+
+    static func state(_ tenant: TenantInfo) -> String {
+        // Say so when the supervisor is still working towards what the operator asked.
+        switch (tenant.state, tenant.desiredState) {
+        case (.stopped, .running), (.failed, .running), (.backoff, .running):
+            return "\(tenant.state.rawValue) (wants running)"
+        case (.running, .stopped), (.starting, .stopped):
+            return "\(tenant.state.rawValue) (wants stopped)"
+        default:
+            return tenant.state.rawValue
+        }
+    }
+
+    // MARK: Tenants
+
+    public static func tenantTable(_ tenants: [TenantInfo], now: Date) -> String {
+        var table = TextTable(headers: [
+            "NAME", "VERSION", "PORT", "STATE", "PID", "UPTIME", "RESTARTS", "OS USER", "SOCKET DIR", "DATA DIR", "LOG FILE",
+        ])
+        for tenant in tenants {
+            if let reason = tenant.failureReason, tenant.state == .failed || tenant.state == .backoff {
+                table.notes[table.rows.count] = ["\(tenant.state.rawValue): \(reason)"]
+            }
+            table.rows.append([
+                tenant.name,
+                tenant.version,
+                String(tenant.port),
+                state(tenant),
+                tenant.pid.map { String($0) } ?? "-",
+                uptime(tenant, now: now) ?? "-",
+                String(tenant.restarts),
+                tenant.osUser,
+                tenant.socketDirectory,
+                tenant.dataDirectory,
+                tenant.logFile,
+            ])
+        }
+        return table.render()
+    }
+
+    /// `key: value` lines, aligned.
+    public static func tenantDetails(_ tenant: TenantInfo, now: Date) -> String {
+        var pairs: [(String, String)] = [
+            ("name", tenant.name),
+            ("version", "\(tenant.version) (major \(tenant.major), bundle \(tenant.bundle))"),
+            ("state", state(tenant)),
+            ("desired state", tenant.desiredState.rawValue),
+            ("pid", tenant.pid.map { String($0) } ?? "-"),
+        ]
+        if let since = tenant.runningSince, tenant.state == .running {
+            pairs.append(("running since", "\(timestamp(since)) (up \(duration(now.timeIntervalSince(since))))"))
+        }
+        pairs += [
+            ("restarts", String(tenant.restarts)),
+            ("superuser", tenant.superuser),
+            ("os user", tenant.osUser),
+            ("socket directory", tenant.socketDirectory),
+            ("port", String(tenant.port)),
+            ("data directory", tenant.dataDirectory),
+            ("log file", tenant.logFile),
+            ("created", timestamp(tenant.createdAt)),
+        ]
+        if let reason = tenant.failureReason {
+            pairs.append(("failure reason", reason))
+        }
+        pairs.append(("connect", connectCommand(tenant)))
+        return keyValueLines(pairs)
+    }
+
+    public static func keyValueLines(_ pairs: [(String, String)]) -> String {
+        let width = (pairs.map(\.0.count).max() ?? 0) + 2
+        return pairs.map { key, value in
+            (key + ":").padding(toLength: width, withPad: " ", startingAt: 0) + value
+        }.joined(separator: "\n")
+    }
+
+    /// A command to paste into a shell: `psql "host=… port=5432 user=… dbname=postgres"`.
+    public static func connectCommand(_ tenant: TenantInfo) -> String {
+        let conninfo = [
+            "host=" + conninfoValue(tenant.socketDirectory),
+            "port=\(tenant.port)",
+            "user=" + conninfoValue(tenant.superuser),
+            "dbname=postgres",
+        ].joined(separator: " ")
+        return "psql " + shellDoubleQuoted(conninfo)
+    }
+
+    /// libpq quotes a value with spaces or quotes in single quotes, backslash-escaping `'` and `\`.
+    static func conninfoValue(_ value: String) -> String {
+        guard value.isEmpty || value.contains(where: { $0 == " " || $0 == "'" || $0 == "\\" }) else { return value }
+        let escaped = value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'")
+        return "'" + escaped + "'"
+    }
+
+    static func shellDoubleQuoted(_ value: String) -> String {
+        var out = "\""
+        for character in value {
+            if "\"\\$`".contains(character) { out.append("\\") }
+            out.append(character)
+        }
+        return out + "\""
+    }
+
+    // MARK: Bundles
+
+    public static func bundleTable(_ bundles: [BundleInfo]) -> String {
+        var table = TextTable(headers: ["ID", "VERSION", "SOURCE", "DEFAULT", "TENANTS", "GLIBC", "ICU", "PATH"])
+        for bundle in bundles {
+            table.rows.append([
+                bundle.id,
+                bundle.version,
+                bundle.sourceKind,
+                bundle.isDefault ? "yes" : "",
+                String(bundle.tenants),
+                bundle.glibcVersion ?? "-",
+                bundle.icuVersion ?? "-",
+                bundle.path,
+            ])
+        }
+        return table.render()
+    }
+
+    // MARK: Daemon
+
+    public static func statusDetails(_ status: DaemonStatus, socketPath: String, now: Date) -> String {
+        let byState = TenantState.allCases.compactMap { state -> String? in
+            guard let count = status.tenantsByState[state.rawValue], count > 0 else { return nil }
+            return "\(count) \(state.rawValue)"
+        }
+        var tenants = String(status.tenants)
+        if !byState.isEmpty { tenants += " (" + byState.joined(separator: ", ") + ")" }
+        return keyValueLines([
+            ("daemon", "pgfleet serve \(status.version), pid \(status.pid)"),
+            ("root", status.root),
+            ("api socket", socketPath),
+            ("started", "\(timestamp(status.startedAt)) (up \(duration(now.timeIntervalSince(status.startedAt))))"),
+            ("isolation", status.isolated
+                ? "each tenant runs as its own OS user"
+                : "none: the daemon is not root, so every tenant runs as the daemon's user"),
+            ("tenants", tenants),
+            ("bundles", String(status.bundles)),
+        ])
+    }
+}

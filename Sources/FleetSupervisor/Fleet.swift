@@ -1,0 +1,279 @@
+import FleetBundles
+import FleetCatalog
+import FleetCore
+import FleetSystem
+import Foundation
+import Logging
+import Metrics
+
+public struct FleetOptions: Sendable {
+    public var layout: FleetLayout
+    /// Root: each tenant gets its own OS user. Otherwise everything runs as the invoking user.
+    public var isolated: Bool
+    /// OS user names are this prefix plus the tenant name.
+    public var userPrefix: String
+    public var policy: RestartPolicy
+    /// Register installed PostgreSQL versions (Debian's /usr/lib/postgresql/N) at start-up.
+    public var registerSystemBundles: Bool
+
+    public init(layout: FleetLayout, isolated: Bool, userPrefix: String = "pgf-", policy: RestartPolicy = RestartPolicy(), registerSystemBundles: Bool = true) {
+        self.layout = layout
+        self.isolated = isolated
+        self.userPrefix = userPrefix
+        self.policy = policy
+        self.registerSystemBundles = registerSystemBundles
+    }
+}
+
+/// The fleet: catalog, bundles and one supervisor per tenant, behind the `FleetControl` API.
+public actor Fleet: FleetControl {
+    let options: FleetOptions
+    let catalog: Catalog
+    let bundles: BundleStore
+    let probe: HealthProbe
+    let logger: Logger
+    let startedAt = Date()
+    var supervisors: [TenantName: TenantSupervisor] = [:]
+    /// Tenants being created or dropped: other operations on them wait their turn by refusing.
+    var busy: Set<TenantName> = []
+    let daemonUser = UserIdentity.current
+
+    public init(options: FleetOptions, catalog: Catalog, logger: Logger, probe: HealthProbe = HealthProbe()) {
+        self.options = options
+        self.catalog = catalog
+        self.bundles = BundleStore(directory: options.layout.bundlesDirectory)
+        self.probe = probe
+        self.logger = logger
+    }
+
+    // MARK: Start-up and shutdown
+
+    /// Registers system bundles, then brings every tenant back to its desired state, re-adopting
+    /// postmasters that outlived an earlier daemon instead of starting duplicates.
+    public func bootstrap() async throws {
+        if options.registerSystemBundles { await registerSystemBundles() }
+        try await resumeTenants()
+    }
+
+    /// Brings every tenant back to its desired state, re-adopting live postmasters.
+    public func resumeTenants() async throws {
+        let records = try catalog.tenants()
+        await withTaskGroup(of: Void.self) { group in
+            for record in records {
+                guard let name = try? TenantName(validating: record.name) else { continue }
+                guard let supervisor = try? supervisor(for: record, name: name) else {
+                    logger.error("cannot supervise tenant: its bundle is missing", metadata: ["tenant": "\(name)", "bundle": "\(record.bundleID)"])
+                    continue
+                }
+                group.addTask { [logger] in
+                    let running = PostmasterPID.read(dataDirectory: record.dataDirectory)
+                        .flatMap { $0.isLivePostmaster(expectedDataDirectory: record.dataDirectory) ? $0.pid : nil }
+                    if let running {
+                        await supervisor.adopt(pid: running)
+                        if record.desiredState == .stopped { await supervisor.stop() }
+                    } else if record.desiredState == .running {
+                        let result = await supervisor.start()
+                        if result.state != .running {
+                            logger.error("tenant did not start", metadata: ["tenant": "\(name)", "state": "\(result.state)"])
+                        }
+                    }
+                }
+            }
+        }
+        await updateMetrics()
+    }
+
+    /// Stops every postmaster with a fast shutdown. Desired states stay as they are, so the next
+    /// daemon starts the same tenants again.
+    public func shutdown() async {
+        let all = Array(supervisors.values)
+        logger.info("stopping tenants", metadata: ["count": "\(all.count)"])
+        await withTaskGroup(of: Void.self) { group in
+            for supervisor in all { group.addTask { await supervisor.stop() } }
+        }
+    }
+
+    /// Removes what an interrupted bundle import or removal left behind.
+    public func removeLeftovers() {
+        for path in bundles.removeLeftovers() {
+            logger.info("removed leftover of an interrupted bundle import", metadata: ["path": "\(path)"])
+        }
+    }
+
+    public func registerSystemBundles() async {
+        let known = Set(((try? catalog.bundles()) ?? []).map(\.source))
+        for installation in BundleStore.systemInstallations() where !known.contains(installation) {
+            do {
+                let bundle = try await bundles.importBundle(from: installation) { [logger] event in
+                    if let message = event.message, event.completed == nil {
+                        logger.info("importing system PostgreSQL", metadata: ["path": "\(installation)", "step": "\(message)"])
+                    }
+                }
+                try catalog.insertBundle(record(for: bundle, makeDefault: false))
+                logger.info("registered system PostgreSQL", metadata: ["bundle": "\(bundle.manifest.id)"])
+            } catch FleetError.bundleExists(let id) {
+                logger.debug("system PostgreSQL already registered", metadata: ["bundle": "\(id)"])
+            } catch {
+                logger.warning("could not register system PostgreSQL", metadata: ["path": "\(installation)", "error": "\(error)"])
+            }
+        }
+    }
+
+    // MARK: FleetControl: status and bundles
+
+    public func status() async throws -> DaemonStatus {
+        let tenants = try await listTenants()
+        var byState: [String: Int] = [:]
+        for tenant in tenants { byState[tenant.state.rawValue, default: 0] += 1 }
+        return DaemonStatus(
+            version: PGFleetVersion.current, root: options.layout.root, pid: getpid(), isolated: options.isolated,
+            startedAt: startedAt, tenants: tenants.count, tenantsByState: byState, bundles: try catalog.bundles().count
+        )
+    }
+
+    public func listBundles() async throws -> [BundleInfo] {
+        try catalog.bundles().map { try info(for: $0) }
+    }
+
+    public func importBundle(_ request: ImportBundleRequest, progress: @escaping ProgressReporter) async throws -> BundleInfo {
+        let path = request.path
+        guard path.hasPrefix("/") else {
+            throw FleetError.invalidRequest("bundle path must be absolute: \(path.debugClipped)")
+        }
+        let bundle = try await bundles.importBundle(from: path, progress: progress)
+        do {
+            try catalog.insertBundle(record(for: bundle, makeDefault: request.makeDefault ?? false))
+        } catch {
+            try? bundles.remove(id: bundle.manifest.id)
+            throw error
+        }
+        guard let stored = try catalog.bundle(id: bundle.manifest.id) else { throw FleetError.bundleNotFound(bundle.manifest.id) }
+        return try info(for: stored)
+    }
+
+    private func record(for bundle: FleetBundles.Bundle, makeDefault: Bool) -> BundleRecord {
+        let manifest = bundle.manifest
+        return BundleRecord(
+            id: manifest.id, major: manifest.major, version: manifest.version, sourceKind: manifest.source.kind.rawValue,
+            source: manifest.source.origin, path: bundle.directory, isDefault: makeDefault, importedAt: manifest.importedAt,
+            glibcVersion: manifest.host.glibcVersion, icuVersion: manifest.host.icuVersion, fileCount: manifest.files.count
+        )
+    }
+
+    private func info(for record: BundleRecord) throws -> BundleInfo {
+        BundleInfo(
+            id: record.id, major: record.major, version: record.version, sourceKind: record.sourceKind, source: record.source,
+            path: record.path, isDefault: record.isDefault, importedAt: record.importedAt, glibcVersion: record.glibcVersion,
+            icuVersion: record.icuVersion, fileCount: record.fileCount, tenants: try catalog.tenantCount(bundleID: record.id)
+        )
+    }
+
+    // MARK: FleetControl: tenants
+
+    public func listTenants() async throws -> [TenantInfo] {
+        let bundleRecords = Dictionary(uniqueKeysWithValues: try catalog.bundles().map { ($0.id, $0) })
+        var result: [TenantInfo] = []
+        for record in try catalog.tenants() {
+            result.append(await info(for: record, bundle: bundleRecords[record.bundleID]))
+        }
+        return result
+    }
+
+    public func tenantInfo(_ name: TenantName) async throws -> TenantInfo {
+        let record = try existing(name)
+        return await info(for: record, bundle: try catalog.bundle(id: record.bundleID))
+    }
+
+    private func info(for record: TenantRecord, bundle: BundleRecord?) async -> TenantInfo {
+        let name = try? TenantName(validating: record.name)
+        let snapshot = await name.flatMap { supervisors[$0] }?.snapshot
+        let state: TenantState = name.map { busy.contains($0) } == true ? .starting : snapshot?.state ?? .stopped
+        return TenantInfo(
+            name: record.name, version: bundle?.version ?? "?", major: bundle?.major ?? 0, bundle: record.bundleID,
+            state: state, desiredState: record.desiredState, pid: snapshot?.pid, superuser: record.superuser,
+            osUser: record.osUser, socketDirectory: record.socketDirectory, port: record.port,
+            dataDirectory: record.dataDirectory, logFile: record.logFile, createdAt: record.createdAt,
+            runningSince: snapshot?.runningSince, restarts: snapshot?.restarts ?? 0,
+            failureReason: snapshot?.failureReason ?? record.failureReason
+        )
+    }
+
+    func existing(_ name: TenantName) throws -> TenantRecord {
+        guard let record = try catalog.tenant(named: name.rawValue) else { throw FleetError.tenantNotFound(name.rawValue) }
+        return record
+    }
+
+    public func startTenant(_ name: TenantName) async throws -> TenantInfo {
+        let record = try existing(name)
+        try notBusy(name)
+        try catalog.setDesiredState(.running, forTenant: name.rawValue)
+        let snapshot = await (try supervisor(for: record, name: name)).start()
+        if snapshot.state == .failed {
+            throw FleetError.failed("tenant \(name) failed to start: \(snapshot.failureReason ?? "unknown reason")\nSee `pgfleet tenant logs \(name)`.")
+        }
+        return try await tenantInfo(name)
+    }
+
+    public func stopTenant(_ name: TenantName) async throws -> TenantInfo {
+        let record = try existing(name)
+        try notBusy(name)
+        try catalog.setDesiredState(.stopped, forTenant: name.rawValue)
+        await (try supervisor(for: record, name: name)).stop()
+        return try await tenantInfo(name)
+    }
+
+    public func restartTenant(_ name: TenantName) async throws -> TenantInfo {
+        let record = try existing(name)
+        try notBusy(name)
+        try catalog.setDesiredState(.running, forTenant: name.rawValue)
+        let snapshot = await (try supervisor(for: record, name: name)).restart()
+        if snapshot.state == .failed {
+            throw FleetError.failed("tenant \(name) failed to restart: \(snapshot.failureReason ?? "unknown reason")")
+        }
+        return try await tenantInfo(name)
+    }
+
+    func notBusy(_ name: TenantName) throws {
+        if busy.contains(name) { throw FleetError.conflict("tenant \(name) is being created or dropped; try again when that has finished") }
+    }
+
+    func supervisor(for record: TenantRecord, name: TenantName) throws -> TenantSupervisor {
+        if let existing = supervisors[name] { return existing }
+        let bundle = try bundles.load(id: record.bundleID)
+        let user = options.isolated ? UserIdentity(name: record.osUser, uid: uid_t(record.uid), gid: gid_t(record.gid)) : nil
+        let launch = PostmasterLaunch(
+            postgres: bundle.postgres, dataDirectory: record.dataDirectory, socketDirectory: record.socketDirectory,
+            logFile: record.logFile, user: user, environment: Self.environment(for: bundle)
+        )
+        let catalog = catalog
+        let supervisor = TenantSupervisor(
+            name: name, launch: launch, policy: options.policy, probe: probe, logger: logger,
+            failureReason: record.failureReason,
+            onFailureChange: { name, reason in try? catalog.setFailureReason(reason, forTenant: name.rawValue) },
+            onStateChange: { [weak self] in await self?.updateMetrics() }
+        )
+        supervisors[name] = supervisor
+        return supervisor
+    }
+
+    /// The environment for a bundle's programs. Release tarballs carry libraries (libpq among
+    /// them) that some of their extension modules look for under the build machine's prefix;
+    /// pointing the loader at the bundle keeps them from picking up the host's copies instead.
+    static func environment(for bundle: FleetBundles.Bundle) -> [String: String] {
+        var environment = SpawnSpec.baseEnvironment
+        if bundle.manifest.source.kind == .tarball {
+            environment["LD_LIBRARY_PATH"] = bundle.directory + "/lib"
+        }
+        return environment
+    }
+
+    // MARK: Metrics
+
+    func updateMetrics() async {
+        var counts: [TenantState: Int] = [:]
+        for supervisor in supervisors.values { counts[await supervisor.snapshot.state, default: 0] += 1 }
+        for state in TenantState.allCases {
+            Gauge(label: "pgfleet_tenants", dimensions: [("state", state.rawValue)]).record(counts[state] ?? 0)
+        }
+    }
+}

@@ -1,0 +1,230 @@
+import FleetCore
+import FleetSystem
+import Foundation
+import Logging
+
+/// How one tenant's postmaster is started.
+public struct PostmasterLaunch: Sendable {
+    public var postgres: String
+    public var dataDirectory: String
+    public var socketDirectory: String
+    public var logFile: String
+    /// Nil when the daemon is not root: the postmaster then runs as the daemon's user.
+    public var user: UserIdentity?
+    public var environment: [String: String]
+
+    public init(
+        postgres: String, dataDirectory: String, socketDirectory: String, logFile: String, user: UserIdentity?,
+        environment: [String: String] = SpawnSpec.baseEnvironment
+    ) {
+        self.environment = environment
+        self.postgres = postgres
+        self.dataDirectory = dataDirectory
+        self.socketDirectory = socketDirectory
+        self.logFile = logFile
+        self.user = user
+    }
+}
+
+/// What the rest of the daemon sees of a supervised tenant.
+public struct SupervisorSnapshot: Sendable, Equatable {
+    public var state: TenantState
+    public var desired: DesiredState
+    public var pid: Int32?
+    public var restarts: Int
+    public var runningSince: Date?
+    public var failureReason: String?
+}
+
+/// Runs one tenant's postmaster as a foreground child in its own session and carries out what
+/// `SupervisorMachine` decides. All I/O for supervision happens here.
+public actor TenantSupervisor {
+    public let name: TenantName
+    private let launch: PostmasterLaunch
+    private let probe: HealthProbe
+    private let logger: Logger
+    private let clock = ContinuousClock()
+    private let epoch: ContinuousClock.Instant
+    private var machine: SupervisorMachine
+    private var runningSince: Date?
+    private var waiters: [(id: Int, until: @Sendable (SupervisorMachine) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
+    private var nextWaiterID = 0
+    private let onFailureChange: @Sendable (TenantName, String?) async -> Void
+    private let onStateChange: @Sendable () async -> Void
+
+    public init(
+        name: TenantName, launch: PostmasterLaunch, policy: RestartPolicy, probe: HealthProbe, logger: Logger,
+        failureReason: String? = nil,
+        onFailureChange: @escaping @Sendable (TenantName, String?) async -> Void,
+        onStateChange: @escaping @Sendable () async -> Void
+    ) {
+        self.name = name
+        self.launch = launch
+        self.probe = probe
+        var logger = logger
+        logger[metadataKey: "tenant"] = "\(name)"
+        self.logger = logger
+        self.machine = SupervisorMachine(policy: policy)
+        self.epoch = clock.now
+        self.onFailureChange = onFailureChange
+        self.onStateChange = onStateChange
+        self.initialFailure = failureReason
+    }
+
+    private let initialFailure: String?
+
+    private var now: Duration { clock.now - epoch }
+
+    public var snapshot: SupervisorSnapshot {
+        var reason: String? = nil
+        if case .failed(let why) = machine.phase { reason = why }
+        return SupervisorSnapshot(
+            state: machine.state, desired: machine.desired, pid: machine.pid, restarts: machine.restarts,
+            runningSince: machine.state == .running ? runningSince : nil,
+            failureReason: reason ?? (machine.state == .stopped ? initialFailure : machine.lastProblem)
+        )
+    }
+
+    /// Starts (or keeps) the postmaster and returns once it is running or has failed.
+    @discardableResult
+    public func start() async -> SupervisorSnapshot {
+        apply(machine.startRequested(now: now))
+        await wait { $0.state == .running || $0.state == .failed || $0.desired == .stopped }
+        return snapshot
+    }
+
+    /// Fast shutdown; returns once the postmaster is gone.
+    @discardableResult
+    public func stop() async -> SupervisorSnapshot {
+        apply(machine.stopRequested(now: now))
+        await wait { $0.state == .stopped || $0.state == .failed }
+        return snapshot
+    }
+
+    public func restart() async -> SupervisorSnapshot {
+        await stop()
+        return await start()
+    }
+
+    /// Takes over a postmaster left running by an earlier daemon.
+    @discardableResult
+    public func adopt(pid: Int32) async -> SupervisorSnapshot {
+        logger.info("re-adopting running postmaster", metadata: ["pid": "\(pid)"])
+        apply(machine.adopted(pid: pid, now: now))
+        watchExit(pid: pid, isChild: false)
+        await wait { $0.state == .running || $0.state == .failed || $0.state == .backoff }
+        return snapshot
+    }
+
+    private func wait(until predicate: @escaping @Sendable (SupervisorMachine) -> Bool) async {
+        if predicate(machine) { return }
+        let id = nextWaiterID
+        nextWaiterID += 1
+        await withCheckedContinuation { continuation in
+            waiters.append((id, predicate, continuation))
+        }
+    }
+
+    private func apply(_ actions: [SupervisorMachine.Action]) {
+        let before = machine.state
+        for action in actions {
+            switch action {
+            case .spawn:
+                spawn()
+            case .probe(let pid, let delay):
+                Task {
+                    if delay > .zero { try? await Task.sleep(for: delay) }
+                    let outcome = await probe.check(socketDirectory: launch.socketDirectory)
+                    probeFinished(pid: pid, outcome: outcome)
+                }
+            case .signal(let pid, let signal):
+                logger.info("signalling postmaster", metadata: ["pid": "\(pid)", "signal": "\(signal)"])
+                kill(pid, signal.rawValue)
+            case .wake(let at):
+                let delay = at - now
+                Task {
+                    if delay > .zero { try? await Task.sleep(for: delay) }
+                    tick()
+                }
+            case .recordFailure(let reason):
+                if let reason { logger.error("tenant failed", metadata: ["reason": "\(reason)"]) }
+                let name = name
+                let callback = onFailureChange
+                Task { await callback(name, reason) }
+            }
+        }
+        if machine.state == .running && before != .running { runningSince = Date() }
+        if machine.state != before {
+            logger.debug("state changed", metadata: ["from": "\(before)", "to": "\(machine.state)"])
+            let callback = onStateChange
+            Task { await callback() }
+        }
+        resumeWaiters()
+    }
+
+    private func resumeWaiters() {
+        var remaining: [(id: Int, until: @Sendable (SupervisorMachine) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
+        for waiter in waiters {
+            if waiter.until(machine) { waiter.continuation.resume() } else { remaining.append(waiter) }
+        }
+        waiters = remaining
+    }
+
+    private func spawn() {
+        let result: Result<pid_t, FleetError>
+        do {
+            let logFD = try Files.openLog(launch.logFile, mode: 0o600, owner: launch.user)
+            defer { close(logFD) }
+            let spec = SpawnSpec(
+                executable: launch.postgres, arguments: ["-D", launch.dataDirectory], environment: launch.environment,
+                workingDirectory: launch.dataDirectory, user: launch.user, newSession: true
+            )
+            result = .success(try Spawner.spawn(spec, stdout: logFD, stderr: logFD))
+        } catch let error as SpawnError {
+            result = .failure(.failed(error.description))
+        } catch {
+            result = .failure((error as? FleetError) ?? .failed("\(error)"))
+        }
+        switch result {
+        case .success(let pid):
+            logger.info("started postmaster", metadata: ["pid": "\(pid)"])
+            watchExit(pid: pid, isChild: true)
+            apply(machine.spawned(pid: pid, now: now))
+        case .failure(let error):
+            logger.error("could not start postmaster", metadata: ["error": "\(error)"])
+            apply(machine.spawnFailed(reason: error.description, now: now))
+        }
+    }
+
+    private func watchExit(pid: Int32, isChild: Bool) {
+        Task {
+            let status = await ProcessWatcher.shared.waitForExit(pid: pid, isChild: isChild)
+            exited(pid: pid, status: status)
+        }
+    }
+
+    private func exited(pid: Int32, status: ExitStatus) {
+        let expected = machine.state == .stopping
+        if expected {
+            logger.info("postmaster stopped", metadata: ["pid": "\(pid)", "status": "\(status)"])
+        } else {
+            logger.warning("postmaster exited", metadata: ["pid": "\(pid)", "status": "\(status)"])
+        }
+        let tail = expected ? [] : Files.tail(launch.logFile, lines: 5)
+        apply(machine.exited(pid: pid, status: status, logTail: tail, now: now))
+    }
+
+    private func probeFinished(pid: Int32, outcome: HealthProbe.Outcome) {
+        switch outcome {
+        case .ready:
+            apply(machine.probeSucceeded(pid: pid, now: now))
+        case .notReady(let why):
+            logger.trace("not ready yet", metadata: ["why": "\(why)"])
+            apply(machine.probeFailed(pid: pid, now: now))
+        }
+    }
+
+    private func tick() {
+        apply(machine.tick(now: now))
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+
+/// What /proc says about a process.
+public enum ProcFS {
+    public static func isAlive(_ pid: pid_t) -> Bool {
+        pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)
+    }
+
+    public static func executable(of pid: pid_t) -> String? {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+    }
+
+    public static func workingDirectory(of pid: pid_t) -> String? {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd")
+    }
+
+    /// The parent pid and state letter from /proc/PID/stat.
+    public static func stat(of pid: pid_t) -> (state: Character, parent: pid_t)? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 2, let state = fields[0].first, let parent = pid_t(fields[1]) else { return nil }
+        return (state, parent)
+    }
+
+    /// Pids of processes whose real uid is `uid`.
+    public static func processes(ofUID uid: uid_t) -> [pid_t] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry),
+                  let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }) else { return nil }
+            let ids = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+            return ids.count > 1 && ids[1] == String(uid) ? pid : nil
+        }
+    }
+}
+
+/// A data directory's `postmaster.pid`, which tells whether a postmaster owns it.
+public struct PostmasterPID: Sendable, Equatable {
+    public var pid: pid_t
+    public var dataDirectory: String
+    public var socketDirectory: String?
+
+    public static func read(dataDirectory: String) -> PostmasterPID? {
+        guard let text = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8) else { return nil }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        guard let first = lines.first, let pid = pid_t(first.trimmingCharacters(in: .whitespaces)), pid > 0 else { return nil }
+        return PostmasterPID(
+            pid: pid,
+            dataDirectory: lines.count > 1 ? lines[1] : dataDirectory,
+            socketDirectory: lines.count > 4 ? lines[4] : nil
+        )
+    }
+
+    /// True when `pid` really is this data directory's postmaster: alive, running a postgres
+    /// binary, with the data directory as its working directory (the postmaster chdirs there).
+    /// A recycled pid that now belongs to something else fails this.
+    public func isLivePostmaster(expectedDataDirectory: String) -> Bool {
+        guard ProcFS.isAlive(pid), let exe = ProcFS.executable(of: pid), exe.hasSuffix("/postgres"),
+              let cwd = ProcFS.workingDirectory(of: pid) else { return false }
+        let expected = (expectedDataDirectory as NSString).resolvingSymlinksInPath
+        return cwd == expected || cwd == expectedDataDirectory
+    }
+}

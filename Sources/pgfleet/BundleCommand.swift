@@ -1,0 +1,72 @@
+import ArgumentParser
+import FleetClient
+import FleetCore
+import Foundation
+
+struct BundleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bundle",
+        abstract: "Import and list PostgreSQL builds (bundles) that tenants run on.",
+        subcommands: [Import.self, List.self]
+    )
+
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Import a PostgreSQL build into the root.",
+            discussion: """
+                PATH is an installed PostgreSQL (a directory with bin/postgres, such as \
+                /usr/lib/postgresql/16) or a release tarball. The daemon copies it under \
+                ROOT/bundles/, so later package upgrades do not change running tenants.
+                """
+        )
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The PostgreSQL installation directory or tarball.", valueName: "path"))
+        var path: String
+
+        @Flag(name: .customLong("default"), help: "Make it the default bundle for its major version and for new tenants.")
+        var makeDefault = false
+
+        func run() async throws {
+            try await reportingErrors {
+                // The daemon has its own working directory: send an absolute path.
+                let absolute = URL(fileURLWithPath: path, isDirectory: false).standardizedFileURL.path
+                let client = FleetClient(layout: rootOptions.layout)
+                let result = try await client.importBundle(
+                    ImportBundleRequest(path: absolute, makeDefault: makeDefault ? true : nil),
+                    onEvent: Terminal.progress
+                )
+                guard let bundle = result.bundle else {
+                    Terminal.out(result.message ?? "imported")
+                    return
+                }
+                var line = "imported bundle \(bundle.id): PostgreSQL \(bundle.version), \(bundle.fileCount) files, at \(bundle.path)"
+                if bundle.isDefault { line += " (default)" }
+                Terminal.out(line)
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List imported bundles.")
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Flag(help: "Print the bundles as a JSON array.")
+        var json = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let bundles = try await FleetClient(layout: rootOptions.layout).listBundles()
+                if json {
+                    try Terminal.printJSON(bundles)
+                } else if bundles.isEmpty {
+                    Terminal.out("no bundles imported; import one with `pgfleet bundle import PATH --default`")
+                } else {
+                    Terminal.out(Presentation.bundleTable(bundles))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+import ArgumentParser
+import FleetAPI
+import FleetCatalog
+import FleetCore
+import FleetSupervisor
+import FleetSystem
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the pgfleet daemon: catalog, supervisor and HTTP API.",
+        discussion: """
+            Serves the API on ROOT/run/api.sock (mode 0600) and supervises every tenant. Stop it with \
+            SIGTERM or Ctrl-C: tenants get a fast shutdown and are started again by the next `serve`. \
+            If the daemon is killed, tenants keep running and the next `serve` re-adopts them.
+            """
+    )
+
+    @OptionGroup var rootOptions: RootOptions
+
+    @Option(help: "Prefix of the OS user names created for tenants (root only).")
+    var userPrefix = "pgf-"
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    @Flag(inversion: .prefixedNo, help: "Register installed PostgreSQL versions (/usr/lib/postgresql/N) as bundles at start-up.")
+    var systemBundles = true
+
+    @Option(help: "Seconds before the first restart after a crash; doubles with each crash in a row.")
+    var restartBackoff: Double = 0.5
+
+    @Option(help: "Crashes in a row before a tenant is marked failed instead of restarted.")
+    var maxCrashes = 5
+
+    @Option(help: "Seconds a starting postmaster has to answer a query.")
+    var startTimeout: Double = 60
+
+    func validate() throws {
+        guard userPrefix.range(of: "^[a-z_][a-z0-9_-]{0,7}$", options: .regularExpression) != nil else {
+            throw ValidationError("--user-prefix must be 1-8 characters of a-z, 0-9, '_' or '-', starting with a letter or '_'")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of: \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard restartBackoff > 0, maxCrashes >= 1, startTimeout > 0 else {
+            throw ValidationError("--restart-backoff and --start-timeout must be positive and --max-crashes at least 1")
+        }
+    }
+
+    func run() async throws {
+        let layout = rootOptions.layout
+        let isRoot = geteuid() == 0
+        // Nothing the daemon creates is readable by others unless it says so (bundles, tenants/).
+        umask(0o077)
+
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "pgfleet")
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+
+        do {
+            try prepareRoot(layout, logger: logger)
+        } catch {
+            printError(error)
+            throw ExitCode(1)
+        }
+        let lock: Int32
+        do {
+            lock = try acquireLock(layout)
+        } catch {
+            printError(error)
+            throw ExitCode(1)
+        }
+        defer {
+            unlink(layout.pidFile)
+            close(lock)
+        }
+        if !isRoot {
+            logger.warning(
+                "not running as root: every tenant runs as \(UserIdentity.current.name) and tenants are NOT isolated from each other"
+            )
+        }
+
+        let catalog = try Catalog(path: layout.catalogPath)
+        let policy = RestartPolicy(
+            initialBackoff: .milliseconds(Int64(restartBackoff * 1000)), maxConsecutiveCrashes: maxCrashes,
+            startTimeout: .milliseconds(Int64(startTimeout * 1000))
+        )
+        let fleet = Fleet(
+            options: FleetOptions(layout: layout, isolated: isRoot, userPrefix: userPrefix, policy: policy, registerSystemBundles: systemBundles),
+            catalog: catalog, logger: logger
+        )
+        await fleet.removeLeftovers()
+        if systemBundles { await fleet.registerSystemBundles() }
+
+        let router = buildRouter(fleet: fleet, metrics: registry, logger: logger)
+        let app = buildApplication(router: router, socketPath: layout.apiSocketPath, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: FleetService(fleet: fleet, logger: logger)), .init(service: app)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        logger.info("pgfleet serve started", metadata: ["root": "\(layout.root)", "api": "\(layout.apiSocketPath)", "pid": "\(getpid())"])
+        try await group.run()
+        logger.info("pgfleet serve stopped")
+    }
+
+    private func prepareRoot(_ layout: FleetLayout, logger: Logger) throws {
+        try Files.makeDirectory(layout.root, mode: 0o711)
+        try Files.makeDirectory(layout.runDirectory, mode: 0o700)
+        try Files.makeDirectory(layout.bundlesDirectory, mode: 0o755)
+        try Files.makeDirectory(layout.tenantsDirectory, mode: 0o711)
+        if geteuid() == 0, let blocked = Files.firstUnsearchableAncestor(of: layout.tenantsDirectory) {
+            throw FleetError.invalidRequest(
+                "\(blocked) is not searchable by other users, so tenant OS users could not reach their data under "
+                    + "\(layout.root). Run `chmod o+x \(blocked)` or choose another --root."
+            )
+        }
+    }
+
+    /// One daemon per root: a second one would start every tenant twice.
+    private func acquireLock(_ layout: FleetLayout) throws -> Int32 {
+        let path = layout.runDirectory + "/serve.lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FleetError.failed("cannot open \(path): \(String(cString: strerror(errno)))") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let other = (try? String(contentsOfFile: layout.pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            close(fd)
+            throw FleetError.conflict("another pgfleet serve is already running for \(layout.root)" + (other.map { " (pid \($0))" } ?? ""))
+        }
+        try Files.write("\(getpid())\n", to: layout.pidFile, mode: 0o644)
+        return fd
+    }
+}
+
+/// The fleet as a service: tenants are resumed when it starts and stopped on graceful shutdown.
+struct FleetService: Service {
+    let fleet: Fleet
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await fleet.resumeTenants()
+        } catch {
+            logger.error("could not resume tenants", metadata: ["error": "\(error)"])
+        }
+        logger.info("fleet ready")
+        try? await gracefulShutdown()
+        await fleet.shutdown()
+    }
+}
+
+func printError(_ error: any Error) {
+    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+}

@@ -1,0 +1,256 @@
+import ArgumentParser
+import FleetClient
+import FleetCore
+import Foundation
+
+struct TenantCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tenant",
+        abstract: "Create, inspect, start, stop and drop tenants (one PostgreSQL cluster each).",
+        discussion: "Tenant names match ^[a-z][a-z0-9-]{0,62}$.",
+        subcommands: [Create.self, List.self, Info.self, Start.self, Stop.self, Restart.self, Drop.self, Logs.self]
+    )
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a tenant: initdb, configure, start.",
+            discussion: """
+                Without --password the daemon generates one and this command prints it once: it \
+                is stored nowhere. A password given with --password is visible to other users in \
+                the process list while this command runs; prefer a generated one and change it \
+                in SQL afterwards if needed.
+                """
+        )
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The tenant's name.", valueName: "name"))
+        var name: String
+
+        @Option(name: .customLong("pg"), help: ArgumentHelp("The PostgreSQL major version (default: the default bundle's).", valueName: "major"))
+        var major: Int?
+
+        @Option(help: ArgumentHelp("An exact bundle id (see `pgfleet bundle list`); wins over --pg.", valueName: "id"))
+        var bundle: String?
+
+        @Option(help: ArgumentHelp("The superuser role to create (default: postgres).", valueName: "role"))
+        var superuser: String?
+
+        @Option(help: ArgumentHelp("The superuser's password (default: generated and printed once).", valueName: "pw"))
+        var password: String?
+
+        func run() async throws {
+            try await reportingErrors {
+                let tenantName = try validatedTenantName(name)
+                if let superuser, let problem = RoleName.problem(with: superuser) {
+                    throw FleetError.invalidRequest("invalid superuser name \"\(superuser.debugClipped)\": \(problem)")
+                }
+                if let major, major <= 0 {
+                    throw FleetError.invalidRequest("--pg must be a PostgreSQL major version such as 16, got \(major)")
+                }
+                if let password, password.isEmpty {
+                    throw FleetError.invalidRequest("--password is empty; omit it to have one generated")
+                }
+                let request = CreateTenantRequest(
+                    name: tenantName.rawValue, pg: major, bundle: bundle, superuser: superuser, password: password
+                )
+                let result = try await FleetClient(layout: rootOptions.layout).createTenant(request, onEvent: Terminal.progress)
+                guard let tenant = result.tenant else {
+                    Terminal.out(result.message ?? "created tenant \(tenantName)")
+                    return
+                }
+                var lines = [
+                    "created tenant \(tenant.name): PostgreSQL \(tenant.version) (bundle \(tenant.bundle)), \(tenant.state.rawValue)",
+                    "",
+                    Presentation.keyValueLines([
+                        ("superuser", tenant.superuser),
+                        ("os user", tenant.osUser),
+                        ("socket directory", tenant.socketDirectory),
+                        ("data directory", tenant.dataDirectory),
+                        ("log file", tenant.logFile),
+                    ]),
+                ]
+                if let generated = result.password {
+                    lines += [
+                        "",
+                        "password for \(tenant.superuser): \(generated)",
+                        "  save it now: it is not stored and cannot be shown again.",
+                    ]
+                }
+                lines += ["", "connect with:", "  " + Presentation.connectCommand(tenant)]
+                Terminal.out(lines.joined(separator: "\n"))
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List tenants with their state, processes and paths.")
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Flag(help: "Print the tenants as a JSON array.")
+        var json = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let tenants = try await FleetClient(layout: rootOptions.layout).listTenants()
+                if json {
+                    try Terminal.printJSON(tenants)
+                } else if tenants.isEmpty {
+                    Terminal.out("no tenants; create one with `pgfleet tenant create NAME`")
+                } else {
+                    Terminal.out(Presentation.tenantTable(tenants, now: Date()))
+                }
+            }
+        }
+    }
+
+    struct Info: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show everything about one tenant.")
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The tenant's name.", valueName: "name"))
+        var name: String
+
+        @Flag(help: "Print the tenant as JSON.")
+        var json = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let tenantName = try validatedTenantName(name)
+                let tenant = try await FleetClient(layout: rootOptions.layout).tenantInfo(tenantName)
+                if json {
+                    try Terminal.printJSON(tenant)
+                } else {
+                    Terminal.out(Presentation.tenantDetails(tenant, now: Date()))
+                }
+            }
+        }
+    }
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start a tenant and wait until it accepts connections.")
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The tenant's name.", valueName: "name"))
+        var name: String
+
+        func run() async throws {
+            try await lifecycle(rootOptions, name, verb: "started") { client, name in try await client.startTenant(name) }
+        }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop a tenant (fast shutdown); it stays stopped until started again."
+        )
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The tenant's name.", valueName: "name"))
+        var name: String
+
+        func run() async throws {
+            try await lifecycle(rootOptions, name, verb: "stopped") { client, name in try await client.stopTenant(name) }
+        }
+    }
+
+    struct Restart: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Restart a tenant and wait until it accepts connections.")
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The tenant's name.", valueName: "name"))
+        var name: String
+
+        func run() async throws {
+            try await lifecycle(rootOptions, name, verb: "restarted") { client, name in try await client.restartTenant(name) }
+        }
+    }
+
+    struct Drop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop a tenant and delete it with all its data.",
+            discussion: "Without --yes, asks you to type the tenant's name (and refuses when stdin is not a terminal)."
+        )
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The tenant's name.", valueName: "name"))
+        var name: String
+
+        @Flag(name: [.long, .short], help: "Do not ask for confirmation.")
+        var yes = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let tenantName = try validatedTenantName(name)
+                if !yes {
+                    guard Terminal.stdinIsTerminal else {
+                        throw FleetError.invalidRequest("refusing to drop tenant \(tenantName) without --yes (stdin is not a terminal)")
+                    }
+                    Terminal.err("This stops tenant \(tenantName) and deletes its data directory for good.")
+                    Terminal.prompt("Type the tenant name to confirm: ")
+                    let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces)
+                    guard answer == tenantName.rawValue else {
+                        throw FleetError.invalidRequest("confirmation did not match; tenant \(tenantName) was not dropped")
+                    }
+                }
+                _ = try await FleetClient(layout: rootOptions.layout).dropTenant(tenantName, onEvent: Terminal.progress)
+                Terminal.out("dropped tenant \(tenantName)")
+            }
+        }
+    }
+
+    struct Logs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a tenant's PostgreSQL log.",
+            discussion: "With --follow, keeps printing what is appended (across log rotation) until Ctrl-C."
+        )
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The tenant's name.", valueName: "name"))
+        var name: String
+
+        @Option(name: [.customShort("n"), .long], help: ArgumentHelp("How many lines from the end to print (default: 100).", valueName: "n"))
+        var lines: Int?
+
+        @Flag(name: [.short, .long], help: "Keep printing appended lines until interrupted.")
+        var follow = false
+
+        func validate() throws {
+            if let lines, lines < 0 { throw ValidationError("--lines must be 0 or more") }
+        }
+
+        func run() async throws {
+            try await reportingErrors {
+                let tenantName = try validatedTenantName(name)
+                try await FleetClient(layout: rootOptions.layout).logs(name: tenantName, lines: lines, follow: follow) { bytes in
+                    Terminal.raw(bytes)
+                }
+            }
+        }
+    }
+}
+
+/// start, stop and restart: one call, then the tenant's new state.
+private func lifecycle(
+    _ rootOptions: RootOptions,
+    _ rawName: String,
+    verb: String,
+    _ call: (FleetClient, TenantName) async throws -> TenantInfo
+) async throws {
+    try await reportingErrors {
+        let name = try validatedTenantName(rawName)
+        let tenant = try await call(FleetClient(layout: rootOptions.layout), name)
+        var line = "\(verb) tenant \(tenant.name): \(tenant.state.rawValue)"
+        if let pid = tenant.pid { line += " (pid \(pid))" }
+        Terminal.out(line)
+        if let reason = tenant.failureReason, tenant.state == .failed || tenant.state == .backoff {
+            Terminal.err("  \(tenant.state.rawValue): \(reason)")
+        }
+    }
+}

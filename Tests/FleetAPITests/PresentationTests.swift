@@ -1,0 +1,113 @@
+import FleetClient
+import FleetCore
+import Foundation
+import Testing
+
+@Suite struct PresentationTests {
+    @Test func splitterHandlesAnyChunking() throws {
+        let stream = Array("{\"a\":1}\n{\"b\":2}\r\n\n{\"c\":3}".utf8)
+        for chunkSize in [1, 2, 5, stream.count] {
+            var splitter = NDJSONSplitter()
+            var lines: [String] = []
+            var index = 0
+            while index < stream.count {
+                let end = min(index + chunkSize, stream.count)
+                lines += try splitter.append(stream[index..<end]).map { String(decoding: $0, as: UTF8.self) }
+                index = end
+            }
+            if let last = splitter.finish() { lines.append(String(decoding: last, as: UTF8.self)) }
+            #expect(lines == ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"], "chunk size \(chunkSize)")
+        }
+    }
+
+    @Test func splitterBoundsLineLength() {
+        var splitter = NDJSONSplitter(maxLineLength: 8)
+        #expect(throws: FleetError.self) { try splitter.append(Array("0123456789".utf8)) }
+    }
+
+    @Test func durations() {
+        #expect(Presentation.duration(12) == "12s")
+        #expect(Presentation.duration(312) == "5m 12s")
+        #expect(Presentation.duration(7_500) == "2h 5m")
+        #expect(Presentation.duration(3 * 86_400 + 4 * 3_600 + 59) == "3d 4h")
+        #expect(Presentation.duration(-5) == "0s")
+    }
+
+    @Test func tenantTableIsAlignedAndShowsFailures() {
+        var acme = FakeFleet.tenant("acme")
+        acme.runningSince = Date(timeIntervalSince1970: 1_000)
+        var broken = FakeFleet.tenant("broken-one")
+        broken.state = .failed
+        broken.pid = nil
+        broken.restarts = 5
+        broken.failureReason = "postgres exited 1: could not map shared memory"
+        let text = Presentation.tenantTable([acme, broken], now: Date(timeIntervalSince1970: 1_000 + 3_700))
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        #expect(lines.count == 4)
+        #expect(lines[0].hasPrefix("NAME        VERSION  PORT  STATE"))
+        for header in ["PID", "UPTIME", "RESTARTS", "OS USER", "SOCKET DIR", "DATA DIR", "LOG FILE"] {
+            #expect(lines[0].contains(header))
+        }
+        // Columns line up: every row has its STATE where the header has it.
+        let stateColumn = lines[0].range(of: "STATE")!.lowerBound.utf16Offset(in: lines[0])
+        #expect(lines[1].dropFirst(stateColumn).hasPrefix("running"))
+        #expect(lines[2].dropFirst(stateColumn).hasPrefix("failed (wants running)"))
+        #expect(lines[1].contains("1h 1m"))
+        #expect(lines[3].contains("failed: postgres exited 1: could not map shared memory"))
+        #expect(lines.allSatisfy { !$0.hasSuffix(" ") })
+    }
+
+    @Test func connectCommandQuotesForLibpqAndTheShell() {
+        var tenant = FakeFleet.tenant("acme")
+        #expect(Presentation.connectCommand(tenant)
+            == #"psql "host=/var/lib/pgfleet/tenants/acme/socket port=5432 user=postgres dbname=postgres""#)
+        tenant.socketDirectory = "/srv/my fleet/tenants/acme/socket"
+        #expect(Presentation.connectCommand(tenant)
+            == #"psql "host='/srv/my fleet/tenants/acme/socket' port=5432 user=postgres dbname=postgres""#)
+    }
+
+    @Test func bundleTable() {
+        let text = Presentation.bundleTable([FakeFleet.bundle()])
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines[0].split(separator: " ", omittingEmptySubsequences: true)
+            == ["ID", "VERSION", "SOURCE", "DEFAULT", "TENANTS", "GLIBC", "ICU", "PATH"])
+        #expect(lines[1].contains("16.4-debian"))
+        #expect(lines[1].contains("yes"))
+        #expect(lines[1].hasSuffix("/var/lib/pgfleet/bundles/16.4-debian"))
+    }
+}
+
+@Suite struct JSONOutputTests {
+    @Test func tenantJSONHasEveryFieldWithNullsAndSortedKeys() throws {
+        var tenant = FakeFleet.tenant("acme")
+        tenant.state = .stopped
+        tenant.pid = nil
+        tenant.runningSince = nil
+        let text = try JSONOutput.render(tenant)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        for key in ["name", "version", "state", "pid", "socketDirectory", "dataDirectory", "logFile", "runningSince", "failureReason"] {
+            #expect(object.keys.contains(key), "missing \(key)")
+        }
+        #expect(object["pid"] is NSNull)
+        #expect(object["state"] as? String == "stopped")
+        #expect(text.contains("\"createdAt\" : \"2023-11-14T22:13:20Z\""))
+        let keys = text.split(separator: "\n").compactMap { line -> String? in
+            guard let quote = line.firstIndex(of: "\"") else { return nil }
+            return String(line[quote...].split(separator: "\"").first ?? "")
+        }
+        #expect(keys == keys.sorted())
+
+        // Still decodes as a TenantInfo.
+        #expect(try decodeJSON(TenantInfo.self, text) == tenant)
+    }
+
+    @Test func listsAreArrays() throws {
+        let tenants = try decodeJSON([TenantInfo].self, try JSONOutput.render([FakeFleet.tenant("a"), FakeFleet.tenant("b")]))
+        #expect(tenants.map(\.name) == ["a", "b"])
+        var bundle = FakeFleet.bundle()
+        bundle.icuVersion = nil
+        let text = try JSONOutput.render([bundle])
+        #expect(text.contains("\"icuVersion\" : null"))
+        #expect(try decodeJSON([BundleInfo].self, text) == [bundle])
+    }
+}

