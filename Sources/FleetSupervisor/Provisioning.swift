@@ -26,7 +26,8 @@ extension Fleet {
         if try catalog.tenant(named: name.rawValue) != nil { throw FleetError.tenantExists(name.rawValue) }
 
         busy.insert(name)
-        defer { busy.remove(name) }
+        var created = false
+        defer { if !created { busy.remove(name) } }
         let generated = request.password == nil ? Self.generatePassword() : nil
         let password = request.password ?? generated!
         let layout = options.layout
@@ -73,6 +74,8 @@ extension Fleet {
         }
 
         await progress(.progress("starting"))
+        created = true
+        busy.remove(name)
         try catalog.setDesiredState(.running, forTenant: name.rawValue)
         let snapshot = await (try supervisor(for: record, name: name)).start()
         if snapshot.state != .running {

@@ -47,6 +47,7 @@ public actor TenantSupervisor {
     private let epoch: ContinuousClock.Instant
     private var machine: SupervisorMachine
     private var runningSince: Date?
+    private var reportedState: TenantState = .stopped
     private var waiters: [(id: Int, until: @Sendable (SupervisorMachine) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
     private var nextWaiterID = 0
     private let onFailureChange: @Sendable (TenantName, String?) async -> Void
@@ -125,8 +126,9 @@ public actor TenantSupervisor {
         }
     }
 
+    /// Carries out what the machine decided. Callers mutate the machine first (the actions are
+    /// its answer), so state changes are detected against `reportedState`, not a local copy.
     private func apply(_ actions: [SupervisorMachine.Action]) {
-        let before = machine.state
         for action in actions {
             switch action {
             case .spawn:
@@ -153,9 +155,10 @@ public actor TenantSupervisor {
                 Task { await callback(name, reason) }
             }
         }
-        if machine.state == .running && before != .running { runningSince = Date() }
-        if machine.state != before {
-            logger.debug("state changed", metadata: ["from": "\(before)", "to": "\(machine.state)"])
+        if machine.state != reportedState {
+            if machine.state == .running { runningSince = Date() }
+            logger.debug("state changed", metadata: ["from": "\(reportedState)", "to": "\(machine.state)"])
+            reportedState = machine.state
             let callback = onStateChange
             Task { await callback() }
         }

@@ -165,12 +165,15 @@ struct FleetIntegrationTests {
             let log = try String(contentsOfFile: tenant.logFile, encoding: .utf8)
             #expect(log.contains("received fast shutdown request"))
             #expect(log.contains("database system is shut down"))
+            let logBeforeRestart = log.utf8.count
             try await harness.startDaemon()
             let again = try await harness.waitFor("survivor", state: .running)
             #expect(again.state == .running)
             #expect(try await harness.mustQuery(again, password: password, "select v from t") == "42")
             // No recovery was needed: the shutdown was clean.
-            #expect(!(try String(contentsOfFile: tenant.logFile, encoding: .utf8)).contains("was interrupted"))
+            let sinceRestart = String(decoding: Data(try String(contentsOfFile: tenant.logFile, encoding: .utf8).utf8).dropFirst(logBeforeRestart), as: UTF8.self)
+            #expect(sinceRestart.contains("database system was shut down at"), "\(sinceRestart)")
+            #expect(!sinceRestart.contains("was interrupted"), "\(sinceRestart)")
         }
     }
 
