@@ -28,6 +28,13 @@ if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q
     say "note: Debian's own PostgreSQL cluster is running (pg_lsclusters); pgfleet does not use it"
 fi
 
+# psycopg (with its own libpq 18) is the driver the proxy tests use besides psql and pgbench.
+if ! python3 -c "import psycopg" 2>/dev/null; then
+    say "installing psycopg (binary) with pip"
+    python3 -m pip install --quiet --disable-pip-version-check "psycopg[binary]>=3.2" \
+        || { echo "error: could not install psycopg with pip" >&2; exit 1; }
+fi
+
 # Swift: preinstalled on this kind of machine under /opt/swift.
 if ! command -v swift >/dev/null; then
     if [ -x /opt/swift/usr/bin/swift ]; then

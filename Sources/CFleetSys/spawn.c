@@ -168,3 +168,13 @@ int pgf_eventfd(void) {
 int pgf_syncfs(int fd) {
     return syncfs(fd);
 }
+
+long pgf_raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+    }
+    return (long)rl.rlim_cur;
+}

@@ -129,7 +129,12 @@ public enum Presentation {
         if let reason = tenant.failureReason {
             pairs.append(("failure reason", reason))
         }
-        pairs.append(("connect", connectCommand(tenant)))
+        if let proxy = tenant.proxy {
+            let strings = proxy.connectionStrings(tenant: tenant.name, user: tenant.superuser)
+            pairs.append(("connect (proxy)", "psql " + shellDoubleQuoted(strings.keyword)))
+            pairs.append(("uri (proxy)", strings.uri))
+        }
+        pairs.append(("connect (socket)", connectCommand(tenant)))
         return keyValueLines(pairs)
     }
 
@@ -138,6 +143,17 @@ public enum Presentation {
         return pairs.map { key, value in
             (key + ":").padding(toLength: width, withPad: " ", startingAt: 0) + value
         }.joined(separator: "\n")
+    }
+
+    /// Ready-to-paste ways to connect: through the proxy (keyword and URI forms) and on the socket.
+    public static func connectLines(_ tenant: TenantInfo) -> [String] {
+        var lines: [String] = []
+        if let proxy = tenant.proxy {
+            let strings = proxy.connectionStrings(tenant: tenant.name, user: tenant.superuser)
+            lines += ["  psql " + shellDoubleQuoted(strings.keyword), "  psql " + shellDoubleQuoted(strings.uri)]
+        }
+        lines.append("  " + connectCommand(tenant) + (tenant.proxy == nil ? "" : "   (on this host, bypassing the proxy)"))
+        return lines
     }
 
     /// A command to paste into a shell: `psql "host=… port=5432 user=… dbname=postgres"`.
@@ -203,6 +219,7 @@ public enum Presentation {
             ("isolation", status.isolated
                 ? "each tenant runs as its own OS user"
                 : "none: the daemon is not root, so every tenant runs as the daemon's user"),
+            ("proxy", status.proxy.map { "\($0.host):\($0.port), TLS \($0.tls)" + ($0.sniDomain.map { ", SNI *.\($0)" } ?? "") } ?? "not running"),
             ("tenants", tenants),
             ("bundles", String(status.bundles)),
         ])

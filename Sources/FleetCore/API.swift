@@ -67,6 +67,8 @@ public struct TenantInfo: Codable, Sendable, Equatable {
     public var restarts: Int
     /// Why the tenant is `failed` (or why the last start went wrong).
     public var failureReason: String?
+    /// The proxy clients connect through, when the daemon runs one.
+    public var proxy: ProxyEndpoint?
 
     public init(
         name: String, version: String, major: Int, bundle: String, state: TenantState, desiredState: DesiredState,
@@ -90,6 +92,32 @@ public struct TenantInfo: Codable, Sendable, Equatable {
         self.runningSince = runningSince
         self.restarts = restarts
         self.failureReason = failureReason
+    }
+}
+
+/// Where clients reach tenants through the proxy.
+public struct ProxyEndpoint: Codable, Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    /// disable, allow or require.
+    public var tls: String
+    public var sniDomain: String?
+
+    public init(host: String, port: Int, tls: String, sniDomain: String?) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.sniDomain = sniDomain
+    }
+
+    /// Ready-to-paste libpq connection strings for `user` on `tenant`: keyword form and URI form
+    /// (with the '@' of user@tenant escaped as %40).
+    public func connectionStrings(tenant: String, user: String, database: String = "postgres") -> (keyword: String, uri: String) {
+        let sslmode = tls == "require" ? "require" : (tls == "disable" ? "disable" : "prefer")
+        let keyword = "host=\(host) port=\(port) user=\(user)@\(tenant) dbname=\(database) sslmode=\(sslmode)"
+        let hostPart = host.contains(":") ? "[\(host)]" : host
+        let uri = "postgresql://\(user)%40\(tenant)@\(hostPart):\(port)/\(database)?sslmode=\(sslmode)"
+        return (keyword, uri)
     }
 }
 
@@ -205,11 +233,13 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     public var tenants: Int
     public var tenantsByState: [String: Int]
     public var bundles: Int
+    public var proxy: ProxyEndpoint?
 
     public init(
         version: String, root: String, pid: Int32, isolated: Bool, startedAt: Date, tenants: Int,
-        tenantsByState: [String: Int], bundles: Int
+        tenantsByState: [String: Int], bundles: Int, proxy: ProxyEndpoint? = nil
     ) {
+        self.proxy = proxy
         self.version = version
         self.root = root
         self.pid = pid

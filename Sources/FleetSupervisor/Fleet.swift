@@ -15,8 +15,14 @@ public struct FleetOptions: Sendable {
     public var policy: RestartPolicy
     /// Register installed PostgreSQL versions (Debian's /usr/lib/postgresql/N) at start-up.
     public var registerSystemBundles: Bool
+    /// The proxy in front of the tenants, for connection strings.
+    public var proxy: ProxyEndpoint?
 
-    public init(layout: FleetLayout, isolated: Bool, userPrefix: String = "pgf-", policy: RestartPolicy = RestartPolicy(), registerSystemBundles: Bool = true) {
+    public init(
+        layout: FleetLayout, isolated: Bool, userPrefix: String = "pgf-", policy: RestartPolicy = RestartPolicy(),
+        registerSystemBundles: Bool = true, proxy: ProxyEndpoint? = nil
+    ) {
+        self.proxy = proxy
         self.layout = layout
         self.isolated = isolated
         self.userPrefix = userPrefix
@@ -127,7 +133,8 @@ public actor Fleet: FleetControl {
         for tenant in tenants { byState[tenant.state.rawValue, default: 0] += 1 }
         return DaemonStatus(
             version: PGFleetVersion.current, root: options.layout.root, pid: getpid(), isolated: options.isolated,
-            startedAt: startedAt, tenants: tenants.count, tenantsByState: byState, bundles: try catalog.bundles().count
+            startedAt: startedAt, tenants: tenants.count, tenantsByState: byState, bundles: try catalog.bundles().count,
+            proxy: options.proxy
         )
     }
 
@@ -188,7 +195,7 @@ public actor Fleet: FleetControl {
         let name = try? TenantName(validating: record.name)
         let snapshot = await name.flatMap { supervisors[$0] }?.snapshot
         let state: TenantState = name.map { busy.contains($0) } == true ? .starting : snapshot?.state ?? .stopped
-        return TenantInfo(
+        var info = TenantInfo(
             name: record.name, version: bundle?.version ?? "?", major: bundle?.major ?? 0, bundle: record.bundleID,
             state: state, desiredState: record.desiredState, pid: snapshot?.pid, superuser: record.superuser,
             osUser: record.osUser, socketDirectory: record.socketDirectory, port: record.port,
@@ -196,6 +203,8 @@ public actor Fleet: FleetControl {
             runningSince: snapshot?.runningSince, restarts: snapshot?.restarts ?? 0,
             failureReason: snapshot?.failureReason ?? record.failureReason
         )
+        info.proxy = options.proxy
+        return info
     }
 
     func existing(_ name: TenantName) throws -> TenantRecord {

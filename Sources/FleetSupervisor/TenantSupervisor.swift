@@ -76,6 +76,9 @@ public actor TenantSupervisor {
 
     private var now: Duration { clock.now - epoch }
 
+    /// The postmaster's unix socket.
+    public nonisolated var socketPath: String { "\(launch.socketDirectory)/.s.PGSQL.\(FleetLayout.tenantPort)" }
+
     public var snapshot: SupervisorSnapshot {
         var reason: String? = nil
         if case .failed(let why) = machine.phase { reason = why }

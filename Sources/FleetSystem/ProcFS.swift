@@ -1,3 +1,4 @@
+import CFleetSys
 import Foundation
 
 /// What /proc says about a process.
@@ -62,4 +63,11 @@ public struct PostmasterPID: Sendable, Equatable {
         let expected = (expectedDataDirectory as NSString).resolvingSymlinksInPath
         return cwd == expected || cwd == expectedDataDirectory
     }
+}
+
+public enum ResourceLimits {
+    /// A proxy holds two descriptors per client: the default soft limit of 1024 would cap it at
+    /// about 500 clients. Raises the soft limit to the hard one and returns it.
+    @discardableResult
+    public static func raiseFileLimit() -> Int { pgf_raise_nofile() }
 }

@@ -27,6 +27,7 @@ struct PGFleet: AsyncParsableCommand {
             StatusCommand.self,
             BundleCommand.self,
             TenantCommand.self,
+            ProxyCommand.self,
         ]
     )
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import FleetAPI
 import FleetCatalog
 import FleetCore
+import FleetProxy
 import FleetSupervisor
 import FleetSystem
 import Foundation
@@ -22,6 +23,7 @@ struct Serve: AsyncParsableCommand {
     )
 
     @OptionGroup var rootOptions: RootOptions
+    @OptionGroup(title: "Proxy") var proxyOptions: ProxyOptions
 
     @Option(help: "Prefix of the OS user names created for tenants (root only).")
     var userPrefix = "pgf-"
@@ -58,6 +60,7 @@ struct Serve: AsyncParsableCommand {
         let isRoot = geteuid() == 0
         // Nothing the daemon creates is readable by others unless it says so (bundles, tenants/).
         umask(0o077)
+        ResourceLimits.raiseFileLimit()
 
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
@@ -98,7 +101,10 @@ struct Serve: AsyncParsableCommand {
             startTimeout: .milliseconds(Int64(startTimeout * 1000))
         )
         let fleet = Fleet(
-            options: FleetOptions(layout: layout, isolated: isRoot, userPrefix: userPrefix, policy: policy, registerSystemBundles: systemBundles),
+            options: FleetOptions(
+                layout: layout, isolated: isRoot, userPrefix: userPrefix, policy: policy, registerSystemBundles: systemBundles,
+                proxy: try proxyOptions.endpoint()
+            ),
             catalog: catalog, logger: logger
         )
         await fleet.removeLeftovers()
@@ -106,9 +112,27 @@ struct Serve: AsyncParsableCommand {
 
         let router = buildRouter(fleet: fleet, metrics: registry, logger: logger)
         let app = buildApplication(router: router, socketPath: layout.apiSocketPath, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: FleetService(fleet: fleet, logger: logger)), .init(service: app),
+        ]
+        if proxyOptions.enabled {
+            let proxy: ProxyServer
+            do {
+                proxy = ProxyServer(
+                    configuration: try proxyOptions.configuration(), routes: fleet,
+                    tls: try proxyOptions.tlsContext(root: layout.root), logger: logger
+                )
+                // Bound now, so a port in use is an error at start-up, not a failed service later.
+                _ = try await proxy.bind()
+            } catch {
+                printError(error)
+                throw ExitCode(1)
+            }
+            services.append(.init(service: proxy))
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: FleetService(fleet: fleet, logger: logger)), .init(service: app)],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

@@ -14,9 +14,16 @@ struct StatusCommand: AsyncParsableCommand {
     @Flag(help: "Print the daemon's status as JSON.")
     var json = false
 
+    @Flag(help: "Print the daemon's Prometheus metrics instead.")
+    var metrics = false
+
     func run() async throws {
         try await reportingErrors {
             let client = FleetClient(layout: rootOptions.layout)
+            if metrics {
+                Terminal.out(try await client.metrics())
+                return
+            }
             let status = try await client.status()
             if json {
                 try Terminal.printJSON(status)

@@ -77,7 +77,7 @@ struct TenantCommand: AsyncParsableCommand {
                         "  save it now: it is not stored and cannot be shown again.",
                     ]
                 }
-                lines += ["", "connect with:", "  " + Presentation.connectCommand(tenant)]
+                lines += ["", "connect with:"] + Presentation.connectLines(tenant)
                 Terminal.out(lines.joined(separator: "\n"))
             }
         }

@@ -48,4 +48,7 @@ int pgf_eventfd(void);
 /// syncfs(2) on the filesystem holding fd.
 int pgf_syncfs(int fd);
 
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
+long pgf_raise_nofile(void);
+
 #endif

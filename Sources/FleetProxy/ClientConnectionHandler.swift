@@ -1,0 +1,409 @@
+import FleetCore
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import PGWire
+
+/// The client's side of one proxied connection, from its first byte until the tenant's server
+/// is ready, after which a `GlueHandler` pair takes over and this handler leaves the pipeline.
+/// All state lives on the channel's event loop.
+final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum Phase {
+        case handshake
+        case routing
+        case connecting
+        case relaying(server: any Channel)
+        case done
+    }
+
+    private let shared: ProxyContext
+    private var machine: HandshakeMachine
+    private var phase = Phase.handshake
+    private var buffer: ByteBuffer?
+    private var pendingToServer: [ByteBuffer] = []
+    private var timeout: Scheduled<Void>?
+    private var serverName: String?
+    private let overLimit: Bool
+
+    // What the close callback cleans up; it outlives this handler's stay in the pipeline.
+    private var tenant: TenantName?
+    private var cancelKey: CancelRegistry.Key?
+    private var clientBytes = 0
+    private var serverBytes = 0
+
+    init(shared: ProxyContext, overLimit: Bool) {
+        self.shared = shared
+        self.overLimit = overLimit
+        self.machine = HandshakeMachine(
+            tlsMode: shared.tls == nil ? .disable : shared.configuration.tlsMode,
+            router: Router(sniDomain: shared.configuration.sniDomain)
+        )
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        context.channel.closeFuture.assumeIsolated().whenComplete { _ in self.connectionClosed() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if overLimit {
+            fail(.tooManyConnections, context: context)
+            return
+        }
+        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: shared.configuration.startupTimeout) {
+            self.perform(self.machine.timedOut(), context: context)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        switch phase {
+        case .handshake:
+            if buffer == nil {
+                buffer = incoming
+            } else {
+                buffer!.writeBuffer(&incoming)
+            }
+            processHandshake(context: context)
+        case .routing, .connecting:
+            holdForServer(incoming, context: context)
+        case .relaying(let server):
+            clientBytes += incoming.readableBytes
+            server.writeAndFlush(incoming, promise: nil)
+        case .done:
+            break
+        }
+    }
+
+    private func holdForServer(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+        pendingToServer.append(bytes)
+        if pendingToServer.reduce(0, { $0 + $1.readableBytes }) > ProxyConfiguration.pendingClientBytesLimit {
+            fail(.protocolViolation("too much data before the server was ready"), context: context)
+        }
+    }
+
+    private func processHandshake(context: ChannelHandlerContext) {
+        while case .handshake = phase, var bytes = buffer, bytes.readableBytes > 0 {
+            let actions: [HandshakeMachine.Action]
+            if !machine.isInTLS && StartupCodec.looksLikeTLS(bytes) {
+                actions = machine.clientHelloReceived()
+            } else {
+                do {
+                    guard let packet = try StartupCodec.decode(&bytes) else { return }
+                    buffer = bytes
+                    actions = machine.packetReceived(packet, moreBuffered: bytes.readableBytes > 0)
+                } catch {
+                    buffer = nil
+                    actions = machine.decodeFailed(error)
+                }
+            }
+            perform(actions, context: context)
+        }
+        // A client that sent more after its startup packet: it goes to the server once connected.
+        if case .handshake = phase {} else if case .done = phase {} else if let rest = buffer, rest.readableBytes > 0 {
+            buffer = nil
+            holdForServer(rest, context: context)
+        }
+    }
+
+    private func perform(_ actions: [HandshakeMachine.Action], context: ChannelHandlerContext) {
+        for action in actions {
+            switch action {
+            case .reply(let byte):
+                var answer = context.channel.allocator.buffer(capacity: 1)
+                answer.writeInteger(byte)
+                context.writeAndFlush(wrapOutboundOut(answer), promise: nil)
+            case .startTLS(let direct):
+                startTLS(direct: direct, context: context)
+            case .route(let request, let negotiate):
+                route(request, negotiate: negotiate, context: context)
+            case .cancel(let processID, let secretKey):
+                phase = .done
+                forwardCancel(CancelRegistry.Key(processID: processID, secret: secretKey), eventLoop: context.eventLoop)
+                context.close(promise: nil)
+            case .fail(let error):
+                fail(error, context: context)
+            case .close:
+                phase = .done
+                shared.metrics.handshakeFailed(.protocolViolation("tls"))
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    private func startTLS(direct: Bool, context: ChannelHandlerContext) {
+        guard let tls = shared.tls else {
+            fail(.tlsUnavailable, context: context)
+            return
+        }
+        let loop = context.eventLoop
+        let sni = SNIHandler { result in
+            loop.assumeIsolated().execute {
+                if case .hostname(let name) = result { self.serverName = name }
+            }
+            return loop.makeSucceededVoidFuture()
+        }
+        do {
+            try context.pipeline.syncOperations.addHandlers([ByteToMessageHandler(sni), NIOSSLServerHandler(context: tls)], position: .before(self))
+        } catch {
+            fail(.protocolViolation("TLS could not be set up"), context: context)
+            return
+        }
+        if direct, let hello = buffer {
+            // The bytes already here are the ClientHello: they belong to TLS, from the head of the pipeline.
+            buffer = nil
+            context.pipeline.syncOperations.fireChannelRead(NIOAny(hello))
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted(let alpn) = event {
+            perform(machine.tlsEstablished(serverName: serverName, alpn: alpn), context: context)
+            processHandshake(context: context)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if case .handshake = phase {
+            shared.metrics.handshakeFailed(error is NIOSSLError ? .protocolViolation("tls") : .protocolViolation("io"))
+        }
+        shared.logger.debug("client connection error", metadata: ["error": "\(error)"])
+        phase = .done
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .relaying(let server) = phase { server.close(promise: nil) }
+        phase = .done
+        context.fireChannelInactive()
+    }
+
+    // MARK: Routing and the tenant's server
+
+    private func route(_ request: RouteRequest, negotiate: NegotiateProtocolVersion?, context: ChannelHandlerContext) {
+        let tenant = request.tenant
+        guard shared.limits.acquire(tenant: tenant) else {
+            fail(.tooManyTenantConnections(tenant.rawValue), context: context)
+            return
+        }
+        self.tenant = tenant
+        shared.metrics.opened(tenant, open: shared.limits.connections(of: tenant))
+        phase = .routing
+        let routes = shared.routes
+        context.eventLoop.makeFutureWithTask { await routes.route(for: tenant) }
+            .assumeIsolated().whenSuccess { route in
+                guard case .routing = self.phase else { return }
+                switch route {
+                case .available(let socketPath):
+                    self.connect(socketPath: socketPath, request: request, negotiate: negotiate, context: context)
+                case .unknown: self.fail(.unknownTenant(tenant.rawValue), context: context)
+                case .stopped: self.fail(.tenantStopped(tenant.rawValue), context: context)
+                case .unavailable(let state): self.fail(.tenantUnavailable(tenant.rawValue, state), context: context)
+                case .failed: self.fail(.tenantFailed(tenant.rawValue), context: context)
+                }
+            }
+    }
+
+    private func connect(socketPath: String, request: RouteRequest, negotiate: NegotiateProtocolVersion?, context: ChannelHandlerContext) {
+        phase = .connecting
+        let client = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let clientContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let tenant = request.tenant
+        ClientBootstrap(group: context.eventLoop)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ServerHandshakeHandler(client: client.value, clientContext: clientContext.value, tenant: tenant, socketPath: socketPath)
+                    )
+                }
+            }
+            .connect(unixDomainSocketPath: socketPath)
+            .assumeIsolated().whenComplete { result in
+                switch result {
+                case .failure(let error):
+                    self.shared.logger.warning("cannot reach tenant server", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
+                    self.fail(.backendUnavailable(tenant.rawValue), context: context)
+                case .success(let server):
+                    guard case .connecting = self.phase, context.channel.isActive else {
+                        server.close(promise: nil)
+                        return
+                    }
+                    self.phase = .relaying(server: server)
+                    self.timeout?.cancel()
+                    if let negotiate {
+                        var message = context.channel.allocator.buffer(capacity: 64)
+                        negotiate.encode(into: &message)
+                        context.writeAndFlush(self.wrapOutboundOut(message), promise: nil)
+                    }
+                    var startup = server.allocator.buffer(capacity: 256)
+                    StartupCodec.encode(.startup(version: .v3_0, parameters: request.parameters), into: &startup)
+                    server.write(startup, promise: nil)
+                    for pending in self.pendingToServer {
+                        self.clientBytes += pending.readableBytes
+                        server.write(pending, promise: nil)
+                    }
+                    self.pendingToServer = []
+                    server.flush()
+                }
+            }
+    }
+
+    /// The tenant's server sent BackendKeyData: the client gets a key of the proxy's instead.
+    func issueCancelKey(for key: BackendKeyData, socketPath: String) -> BackendKeyData {
+        guard let tenant else { return key }
+        if let old = cancelKey { shared.cancels.remove(old) }
+        let issued = shared.cancels.register(
+            CancelRegistry.Target(tenant: tenant, socketPath: socketPath, processID: key.processID, secretKey: key.secretKey)
+        )
+        cancelKey = issued
+        return BackendKeyData(processID: issued.processID, secretKey: issued.secret)
+    }
+
+    /// ReadyForQuery: from here on bytes flow untouched in both directions.
+    func switchToGlue(server: any Channel, serverHandler: ServerHandshakeHandler, clientContext: ChannelHandlerContext) {
+        let (clientGlue, serverGlue) = GlueHandler.matchedPair(
+            onClientBytes: { self.clientBytes += $0 },
+            onServerBytes: { self.serverBytes += $0 }
+        )
+        do {
+            try clientContext.pipeline.syncOperations.addHandler(clientGlue, position: .after(self))
+            try server.pipeline.syncOperations.addHandler(serverGlue, position: .after(serverHandler))
+            clientContext.pipeline.syncOperations.removeHandler(context: clientContext, promise: nil)
+            let serverContext = try server.pipeline.syncOperations.context(handler: serverHandler)
+            server.pipeline.syncOperations.removeHandler(context: serverContext, promise: nil)
+        } catch {
+            clientContext.close(promise: nil)
+            server.close(promise: nil)
+        }
+    }
+
+    func serverClosedDuringHandshake(context: ChannelHandlerContext) {
+        phase = .done
+        context.close(promise: nil)
+    }
+
+    private func forwardCancel(_ key: CancelRegistry.Key, eventLoop: any EventLoop) {
+        guard let target = shared.cancels.lookup(key) else {
+            shared.metrics.cancelForwarded(false)
+            return
+        }
+        shared.metrics.cancelForwarded(true)
+        ClientBootstrap(group: eventLoop)
+            .connect(unixDomainSocketPath: target.socketPath)
+            .whenSuccess { channel in
+                var request = channel.allocator.buffer(capacity: 16)
+                StartupCodec.encode(.cancelRequest(processID: target.processID, secretKey: target.secretKey), into: &request)
+                channel.writeAndFlush(request).whenComplete { _ in channel.close(promise: nil) }
+            }
+    }
+
+    private func fail(_ error: ProxyError, context: ChannelHandlerContext) {
+        if case .done = phase, error != .tooManyConnections { return }
+        phase = .done
+        timeout?.cancel()
+        shared.metrics.handshakeFailed(error)
+        shared.logger.debug("connection refused", metadata: ["reason": "\(error.metricLabel)"])
+        var message = context.channel.allocator.buffer(capacity: 256)
+        error.errorResponse.encode(into: &message)
+        context.writeAndFlush(wrapOutboundOut(message)).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    private func connectionClosed() {
+        timeout?.cancel()
+        if !overLimit { shared.limits.releaseConnection() }
+        if let key = cancelKey { shared.cancels.remove(key) }
+        if let tenant {
+            shared.limits.release(tenant: tenant)
+            shared.metrics.closed(tenant, open: shared.limits.connections(of: tenant), clientToServer: clientBytes, serverToClient: serverBytes)
+        }
+    }
+}
+
+/// The tenant server's side until ReadyForQuery: passes authentication through (without the
+/// channel-binding mechanism, which cannot survive TLS termination) and swaps the cancel key.
+final class ServerHandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let client: ClientConnectionHandler
+    private let clientContext: ChannelHandlerContext
+    private let tenant: TenantName
+    private let socketPath: String
+    private var buffer: ByteBuffer?
+    private var switched = false
+
+    init(client: ClientConnectionHandler, clientContext: ChannelHandlerContext, tenant: TenantName, socketPath: String) {
+        self.client = client
+        self.clientContext = clientContext
+        self.tenant = tenant
+        self.socketPath = socketPath
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
+        guard var bytes = buffer else { return }
+        do {
+            while !switched, let message = try MessageFramer.next(&bytes, maxLength: ProxyConfiguration.handshakeMessageLimit) {
+                try forward(message, context: context)
+            }
+        } catch {
+            client.serverClosedDuringHandshake(context: clientContext)
+            context.close(promise: nil)
+            return
+        }
+        buffer = bytes.readableBytes > 0 ? bytes : nil
+        clientContext.flush()
+        if switched {
+            if let rest = buffer {
+                buffer = nil
+                clientContext.writeAndFlush(NIOAny(rest), promise: nil)
+            }
+            client.switchToGlue(server: context.channel, serverHandler: self, clientContext: clientContext)
+        }
+    }
+
+    private func forward(_ message: RawMessage, context: ChannelHandlerContext) throws {
+        var out = context.channel.allocator.buffer(capacity: message.body.readableBytes + 5)
+        switch message.type {
+        case BackendMessageType.authentication:
+            if case .sasl(let mechanisms) = try AuthenticationRequest(body: message.body) {
+                AuthenticationRequest.sasl(mechanisms: mechanisms.filter { $0 != "SCRAM-SHA-256-PLUS" }).encode(into: &out)
+            } else {
+                write(message, into: &out)
+            }
+        case BackendMessageType.backendKeyData:
+            client.issueCancelKey(for: try BackendKeyData(body: message.body), socketPath: socketPath).encode(into: &out)
+        case BackendMessageType.readyForQuery:
+            write(message, into: &out)
+            switched = true
+        default:
+            write(message, into: &out)
+        }
+        clientContext.write(NIOAny(out), promise: nil)
+    }
+
+    private func write(_ message: RawMessage, into out: inout ByteBuffer) {
+        out.writeInteger(message.type)
+        out.writeInteger(Int32(message.body.readableBytes + 4))
+        out.writeImmutableBuffer(message.body)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !switched { client.serverClosedDuringHandshake(context: clientContext) }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

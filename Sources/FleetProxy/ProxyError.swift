@@ -1,0 +1,100 @@
+import FleetCore
+import PGWire
+
+/// Everything that can end a client's connection before it reaches its tenant. One value picks
+/// the SQLSTATE the client sees, the message, and the metric label. Messages never carry
+/// internal details or the name of any tenant but the one the client itself asked for.
+public enum ProxyError: Error, Sendable, Equatable {
+    case noTenant
+    case invalidTenantName(String)
+    case conflictingTenants(String)
+    case unknownTenant(String)
+    case tenantStopped(String)
+    case tenantUnavailable(String, TenantState)
+    case tenantFailed(String)
+    case tlsRequired
+    case tlsUnavailable
+    case tooManyConnections
+    case tooManyTenantConnections(String)
+    case unsupportedProtocol(ProtocolVersion)
+    case protocolViolation(String)
+    case bufferedBeforeTLS
+    case backendUnavailable(String)
+    case startupTimeout
+    case badStartupPacket(String)
+
+    public var sqlstate: String {
+        switch self {
+        case .noTenant, .invalidTenantName, .conflictingTenants: "08004"
+        case .unknownTenant: "3D000"
+        case .tenantStopped, .tenantUnavailable: "57P03"
+        case .tenantFailed: "58000"
+        case .tlsRequired: "28000"
+        case .tlsUnavailable: "08004"
+        case .tooManyConnections, .tooManyTenantConnections: "53300"
+        case .unsupportedProtocol: "0A000"
+        case .protocolViolation, .bufferedBeforeTLS, .badStartupPacket: "08P01"
+        case .backendUnavailable: "08006"
+        case .startupTimeout: "08006"
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .noTenant:
+            "no tenant named: connect as user@tenant, add options=tenant=<name> (psql: \"options=-ctenant=<name>\"), or use TLS with the host name <tenant>.<domain>"
+        case .invalidTenantName(let name):
+            "invalid tenant name \"\(name.debugClipped)\": names match ^[a-z][a-z0-9-]{0,62}$"
+        case .conflictingTenants(let detail):
+            "the connection names two different tenants (\(detail)); name one tenant only"
+        case .unknownTenant(let name): "tenant \"\(name)\" does not exist"
+        case .tenantStopped(let name): "tenant \"\(name)\" is stopped; start it with `pgfleet tenant start \(name)`"
+        case .tenantUnavailable(let name, let state): "tenant \"\(name)\" is \(state.rawValue); try again shortly"
+        case .tenantFailed(let name): "tenant \"\(name)\" has failed and is not running; its operator can see why with `pgfleet tenant info \(name)`"
+        case .tlsRequired: "this server requires TLS: connect with sslmode=require (or stronger)"
+        case .tlsUnavailable: "TLS is disabled on this server"
+        case .tooManyConnections: "sorry, too many clients already"
+        case .tooManyTenantConnections(let name): "sorry, too many clients already for tenant \"\(name)\""
+        case .unsupportedProtocol(let version): "unsupported frontend protocol \(version): the server supports 3.0"
+        case .protocolViolation(let what): "protocol violation: \(what)"
+        case .bufferedBeforeTLS: "protocol violation: data received after the SSL request and before the TLS handshake"
+        case .backendUnavailable(let name): "tenant \"\(name)\" cannot be reached right now; try again shortly"
+        case .startupTimeout: "timeout: the connection did not complete its startup in time"
+        case .badStartupPacket(let what): "invalid startup packet: \(what)"
+        }
+    }
+
+    /// The `kind` label of `pgfleet_proxy_handshake_failures_total`.
+    public var metricLabel: String {
+        switch self {
+        case .noTenant: "no_tenant"
+        case .invalidTenantName: "invalid_tenant_name"
+        case .conflictingTenants: "conflicting_tenants"
+        case .unknownTenant: "unknown_tenant"
+        case .tenantStopped: "tenant_stopped"
+        case .tenantUnavailable: "tenant_unavailable"
+        case .tenantFailed: "tenant_failed"
+        case .tlsRequired: "tls_required"
+        case .tlsUnavailable: "tls_unavailable"
+        case .tooManyConnections: "too_many_connections"
+        case .tooManyTenantConnections: "too_many_tenant_connections"
+        case .unsupportedProtocol: "unsupported_protocol"
+        case .protocolViolation: "protocol_violation"
+        case .bufferedBeforeTLS: "buffered_before_tls"
+        case .backendUnavailable: "backend_unavailable"
+        case .startupTimeout: "startup_timeout"
+        case .badStartupPacket: "bad_startup_packet"
+        }
+    }
+
+    public var errorResponse: ErrorResponse {
+        ErrorResponse(severity: "FATAL", sqlstate: sqlstate, message: message)
+    }
+
+    init(_ error: WireError) {
+        switch error {
+        case .unsupportedProtocol(let version): self = .unsupportedProtocol(version)
+        default: self = .badStartupPacket(error.description)
+        }
+    }
+}

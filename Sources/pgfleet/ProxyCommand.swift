@@ -1,0 +1,77 @@
+import ArgumentParser
+import FleetClient
+import FleetCore
+import FleetProxy
+import FleetSystem
+import Foundation
+import Logging
+import ServiceLifecycle
+
+struct ProxyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proxy",
+        abstract: "Run the PostgreSQL routing proxy on its own, routing through a daemon's API.",
+        discussion: """
+            `pgfleet serve` already runs the proxy (see its --listen); this command runs one more, \
+            e.g. on another port or with other TLS settings. It asks the daemon of --root where each \
+            tenant is, so it needs access to ROOT/run/api.sock and to the tenants' socket directories.
+            """
+    )
+
+    @OptionGroup var rootOptions: RootOptions
+    @OptionGroup(title: "Proxy") var proxyOptions: ProxyOptions
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard proxyOptions.enabled else { throw ValidationError("--listen none leaves nothing to run") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("invalid --log-level \(logLevel)") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "pgfleet-proxy")
+        ResourceLimits.raiseFileLimit()
+        let layout = rootOptions.layout
+        let proxy: ProxyServer
+        do {
+            proxy = ProxyServer(
+                configuration: try proxyOptions.configuration(), routes: APIRoutes(client: FleetClient(layout: layout)),
+                tls: try proxyOptions.tlsContext(root: layout.root), logger: logger
+            )
+            _ = try await proxy.bind()
+        } catch {
+            printError(error)
+            throw ExitCode(1)
+        }
+        let group = ServiceGroup(configuration: .init(services: [.init(service: proxy)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// Routes from a daemon's HTTP API: one request per new client connection.
+struct APIRoutes: RouteProvider {
+    let client: FleetClient
+
+    func route(for tenant: TenantName) async -> TenantRoute {
+        do {
+            let info = try await client.tenantInfo(tenant)
+            switch info.state {
+            case .running: return .available(socketPath: "\(info.socketDirectory)/.s.PGSQL.\(info.port)")
+            case .stopped: return .stopped
+            case .failed: return .failed
+            case .starting, .stopping, .backoff: return .unavailable(info.state)
+            }
+        } catch let error as APIErrorBody where error.code == FleetError.tenantNotFound("").code {
+            return .unknown
+        } catch {
+            return .unavailable(.stopped)
+        }
+    }
+}

@@ -1,0 +1,86 @@
+import ArgumentParser
+import FleetCore
+import FleetProxy
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
+
+extension TLSMode: ExpressibleByArgument {}
+
+/// The proxy's options, shared by `serve` (which runs it beside the supervisor) and `proxy`.
+struct ProxyOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Address the PostgreSQL proxy listens on, HOST:PORT; 'none' runs no proxy.", valueName: "host:port"))
+    var listen = "127.0.0.1:6432"
+
+    @Option(help: "TLS for clients: disable, allow (when the client asks) or require.")
+    var tls: TLSMode = .allow
+
+    @Option(help: ArgumentHelp("PEM certificate (chain) for TLS. Default: one generated once under ROOT/tls/.", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(help: ArgumentHelp("PEM private key for --tls-cert.", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(help: ArgumentHelp("Route TLS connections for <tenant>.<domain> by their server name (SNI).", valueName: "domain"))
+    var sniDomain: String?
+
+    @Option(help: "Seconds a client has to send its startup packet and reach its tenant.")
+    var startupTimeout: Double = 10
+
+    @Option(help: "Client connections allowed at once, overall.")
+    var maxConnections = 10_000
+
+    @Option(help: "Client connections allowed at once, per tenant.")
+    var maxConnectionsPerTenant = 1_000
+
+    var enabled: Bool { listen != "none" }
+
+    func validate() throws {
+        guard enabled else { return }
+        _ = try hostAndPort()
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+        guard startupTimeout > 0, maxConnections > 0, maxConnectionsPerTenant > 0 else {
+            throw ValidationError("--startup-timeout, --max-connections and --max-connections-per-tenant must be positive")
+        }
+        if let sniDomain, sniDomain.isEmpty || sniDomain.contains("/") || sniDomain.hasPrefix(".") {
+            throw ValidationError("--sni-domain must be a domain name such as db.example.com")
+        }
+    }
+
+    func hostAndPort() throws -> (host: String, port: Int) {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("--listen must be HOST:PORT (e.g. 127.0.0.1:6432 or 0.0.0.0:5432), or 'none'")
+        }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+
+    func configuration() throws -> ProxyConfiguration {
+        let (host, port) = try hostAndPort()
+        return ProxyConfiguration(
+            host: host, port: port, tlsMode: tls, sniDomain: sniDomain,
+            startupTimeout: .milliseconds(Int64(startupTimeout * 1000)), maxConnections: maxConnections,
+            maxConnectionsPerTenant: maxConnectionsPerTenant
+        )
+    }
+
+    func tlsContext(root: String) throws -> NIOSSLContext? {
+        guard tls != .disable else { return nil }
+        if let tlsCert, let tlsKey {
+            return try TLSSetup.makeContext(files: .init(certificate: tlsCert, privateKey: tlsKey), generateIfMissing: false, hostNames: [])
+        }
+        var names = ["localhost"]
+        if let sniDomain { names.append("*." + sniDomain) }
+        return try TLSSetup.makeContext(files: TLSSetup.defaultFiles(root: root), generateIfMissing: true, hostNames: names)
+    }
+
+    /// What `tenant info` prints as the address to connect to.
+    func endpoint() throws -> ProxyEndpoint? {
+        guard enabled else { return nil }
+        var (host, port) = try hostAndPort()
+        if host == "0.0.0.0" || host == "::" { host = "127.0.0.1" }
+        return ProxyEndpoint(host: host, port: port, tls: tls.rawValue, sniDomain: sniDomain)
+    }
+}

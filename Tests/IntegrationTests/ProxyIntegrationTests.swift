@@ -1,0 +1,171 @@
+import FleetCore
+import FleetSystem
+import Foundation
+import Testing
+
+/// The proxy with real clients: psql in every sslmode, pgbench, psycopg (libpq 18), raw bytes.
+@Suite(.serialized, .enabled(if: geteuid() == 0, "integration tests create OS users and need root"))
+struct ProxyIntegrationTests {
+    @Test func realClientsThroughTheProxy() async throws {
+        let port = try freePort()
+        try await withHarness(extraServeArguments: [
+            "--no-system-bundles", "--listen", "127.0.0.1:\(port)", "--sni-domain", "db.test", "--startup-timeout", "3",
+        ]) { harness in
+            try await harness.startDaemon()
+            try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+            let (acme, acmePassword) = try await harness.createTenant("acme")
+            let (beta, betaPassword) = try await harness.createTenant("beta")
+            let (gamma, _) = try await harness.createTenant("gamma")
+            try await harness.mustRun(["tenant", "stop", gamma.name])
+            let rootCert = harness.root + "/tls/server.crt"
+            #expect(FileManager.default.fileExists(atPath: rootCert))
+
+            // psql in each sslmode, routed by user@tenant; \conninfo tells whether TLS was used.
+            for (mode, extra) in [("disable", ""), ("require", ""), ("verify-ca", " sslrootcert=\(rootCert)"),
+                                  ("verify-full", " sslrootcert=\(rootCert)")] {
+                let host = mode == "verify-full" ? "localhost" : "127.0.0.1"
+                let result = try await psql(
+                    "host=\(host) port=\(port) user=postgres@acme dbname=postgres sslmode=\(mode)\(extra)",
+                    password: acmePassword, "show cluster_name", "\\conninfo"
+                )
+                #expect(result.succeeded, "sslmode=\(mode): \(result.stderr)")
+                #expect(result.stdout.contains("acme"), "\(result.stdout)")
+                #expect(result.stdout.contains("SSL connection") == (mode != "disable"), "sslmode=\(mode): \(result.stdout)")
+            }
+            // Routing by options and by SNI.
+            let byOptions = try await psql("host=127.0.0.1 port=\(port) user=postgres options=-ctenant=beta dbname=postgres sslmode=disable", password: betaPassword, "show cluster_name")
+            #expect(byOptions.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "beta", "\(byOptions.stderr)")
+            let bySNI = try await psql("host=beta.db.test hostaddr=127.0.0.1 port=\(port) user=postgres dbname=postgres sslmode=require", password: betaPassword, "show cluster_name")
+            #expect(bySNI.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "beta", "\(bySNI.stderr)")
+            // What `tenant info` prints can be pasted as it is.
+            let info = try await harness.mustRun(["tenant", "info", "acme"])
+            let uriLine = try #require(info.split(separator: "\n").first { $0.hasPrefix("uri (proxy)") })
+            let uri = String(uriLine.split(separator: " ").last!)
+            #expect(uri.contains("postgres%40acme@127.0.0.1:\(port)"), "\(uri)")
+            let viaURI = try await psql(uri, password: acmePassword, "select current_user")
+            #expect(viaURI.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "postgres", "\(viaURI.stderr)")
+            #expect(info.contains("host=127.0.0.1 port=\(port) user=postgres@acme"))
+
+            // pgbench: select-only and connect-per-transaction, no failures.
+            let conn = "host=127.0.0.1 port=\(port) user=postgres@acme dbname=postgres sslmode=disable"
+            for arguments in [["-i", "-s", "1", "-q"], ["-S", "-c", "4", "-j", "2", "-T", "3"], ["-S", "-C", "-c", "2", "-T", "2"]] {
+                let bench = try await pgbench(arguments, conninfo: conn, password: acmePassword)
+                #expect(bench.succeeded, "pgbench \(arguments): \(bench.stderr)\n\(bench.stdout)")
+                if arguments.contains("-T") {
+                    #expect(bench.stdout.contains("number of failed transactions: 0"), "\(bench.stdout)")
+                }
+            }
+
+            // Cancel by interrupting psql during pg_sleep(30).
+            let started = ContinuousClock.now
+            let interrupted = try await psqlInterrupted(conninfo: conn, password: acmePassword, after: .milliseconds(800))
+            #expect(interrupted.contains("canceling statement due to user request"), "\(interrupted)")
+            #expect(ContinuousClock.now - started < .seconds(10))
+
+            // psycopg (libpq 18) and raw-bytes checks.
+            let checks = try await pythonChecks(port: port, rootCert: rootCert, tenants: ["acme": acmePassword, "beta": betaPassword], stopped: gamma.name)
+            for line in checks.stdout.split(separator: "\n") where line.hasPrefix("FAIL") { Issue.record("\(line)") }
+            #expect(checks.succeeded, "\(checks.stdout)\n\(checks.stderr)")
+            #expect(checks.stdout.contains("all checks passed"))
+
+            // The metrics tell per-tenant connections, failures by kind and bytes.
+            let metrics = try await harness.mustRun(["status", "--metrics"])
+            #expect(metrics.contains("pgfleet_proxy_connections_total{tenant=\"acme\"}"), "\(metrics.prefix(2000))")
+            #expect(metrics.contains("pgfleet_proxy_handshake_failures_total{kind=\"unknown_tenant\"}"))
+            #expect(metrics.contains("pgfleet_proxy_bytes_total"))
+            _ = beta
+            _ = acme
+        }
+    }
+
+    @Test func aStandaloneProxyWithTLSRequired() async throws {
+        let port = try freePort()
+        try await withHarness(extraServeArguments: ["--no-system-bundles", "--listen", "none"]) { harness in
+            try await harness.startDaemon()
+            try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+            let (_, password) = try await harness.createTenant("solo")
+            let proxy = try Spawner.spawn(
+                SpawnSpec(executable: Harness.binary, arguments: ["proxy", "--root", harness.root, "--listen", "127.0.0.1:\(port)", "--tls", "require"], newSession: true),
+                stdout: -1, stderr: -1
+            )
+            defer { kill(proxy, SIGTERM) }
+            var ready = false
+            for _ in 0..<100 where !ready {
+                try await Task.sleep(for: .milliseconds(100))
+                ready = (try? await psql("host=127.0.0.1 port=\(port) user=postgres@solo dbname=postgres sslmode=require", password: password, "select 1"))?.succeeded ?? false
+            }
+            #expect(ready, "the standalone proxy never served a query")
+            let plain = try await psql("host=127.0.0.1 port=\(port) user=postgres@solo dbname=postgres sslmode=disable", password: password, "select 1")
+            #expect(!plain.succeeded)
+            #expect(plain.stderr.contains("requires TLS"), "\(plain.stderr)")
+            kill(proxy, SIGTERM)
+            #expect(await ProcessWatcher.shared.waitForExit(pid: proxy, isChild: true) == .exited(0))
+        }
+    }
+}
+
+// MARK: Clients
+
+func psql(_ conninfo: String, password: String, _ commands: String...) async throws -> CommandResult {
+    var environment = SpawnSpec.baseEnvironment
+    environment["PGPASSWORD"] = password
+    environment["PGCONNECT_TIMEOUT"] = "10"
+    var arguments = ["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo]
+    for command in commands { arguments += ["-c", command] }
+    return try await Command.run(Harness.psql, arguments, environment: environment)
+}
+
+func pgbench(_ arguments: [String], conninfo: String, password: String) async throws -> CommandResult {
+    var environment = SpawnSpec.baseEnvironment
+    environment["PGPASSWORD"] = password
+    return try await Command.run("/usr/lib/postgresql/15/bin/pgbench", arguments + [conninfo], environment: environment)
+}
+
+/// Runs `select pg_sleep(30)` in psql and sends it SIGINT after `delay`, as Ctrl-C would;
+/// returns what psql printed.
+func psqlInterrupted(conninfo: String, password: String, after delay: Duration) async throws -> String {
+    var environment = SpawnSpec.baseEnvironment
+    environment["PGPASSWORD"] = password
+    let output = try Files.openLog("/tmp/pgfleet-psql-\(getpid()).out", mode: 0o600, owner: nil)
+    defer {
+        close(output)
+        unlink("/tmp/pgfleet-psql-\(getpid()).out")
+    }
+    let pid = try Spawner.spawn(
+        SpawnSpec(executable: Harness.psql, arguments: ["-X", "-d", conninfo, "-c", "select pg_sleep(30)"], environment: environment),
+        stdout: output, stderr: output
+    )
+    try await Task.sleep(for: delay)
+    kill(pid, SIGINT)
+    _ = await ProcessWatcher.shared.waitForExit(pid: pid, isChild: true)
+    return (try? String(contentsOfFile: "/tmp/pgfleet-psql-\(getpid()).out", encoding: .utf8)) ?? ""
+}
+
+func pythonChecks(port: Int, rootCert: String, tenants: [String: String], stopped: String) async throws -> CommandResult {
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("proxy_checks.py").path
+    let input: [String: Any] = [
+        "host": "127.0.0.1", "port": port, "rootcert": rootCert, "tenants": tenants, "stopped": stopped, "superuser": "postgres",
+    ]
+    let json = try JSONSerialization.data(withJSONObject: input)
+    var environment = SpawnSpec.baseEnvironment
+    environment["PATH"] = ProcessInfo.processInfo.environment["PATH"] ?? environment["PATH"]
+    return try await Command.run("/usr/bin/env", ["python3", script], environment: environment, stdin: Array(json))
+}
+
+/// A TCP port nothing listens on right now.
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
+            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+        }
+    }
+    guard bound else { throw HarnessError("cannot find a free port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
