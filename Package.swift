@@ -131,6 +131,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "FleetCoreTests", dependencies: ["FleetCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PGWireTests",
+            dependencies: ["PGWire", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "FleetProxyTests", dependencies: ["FleetCore", "FleetProxy", "PGWire"], swiftSettings: swiftSettings),
         .testTarget(name: "FleetCatalogTests", dependencies: ["FleetCore", "FleetCatalog"], swiftSettings: swiftSettings),
         .testTarget(name: "FleetBundlesTests", dependencies: ["FleetCore", "FleetSystem", "FleetBundles"], swiftSettings: swiftSettings),

@@ -6,5 +6,10 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 printf '==> building\n' >&2
 swift build --build-tests
+# The client-facing parser under libFuzzer, for a bounded time (FUZZ_SECONDS, default 60; 0 skips).
+if [ "${FUZZ_SECONDS:-60}" != 0 ]; then
+    printf '==> fuzzing the wire codec\n' >&2
+    ./scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+fi
 printf '==> testing\n' >&2
 swift test --skip-build "$@"

@@ -379,23 +379,17 @@ final class ServerHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
             if case .sasl(let mechanisms) = try AuthenticationRequest(body: message.body) {
                 AuthenticationRequest.sasl(mechanisms: mechanisms.filter { $0 != "SCRAM-SHA-256-PLUS" }).encode(into: &out)
             } else {
-                write(message, into: &out)
+                message.encode(into: &out)
             }
         case BackendMessageType.backendKeyData:
             client.issueCancelKey(for: try BackendKeyData(body: message.body), socketPath: socketPath).encode(into: &out)
         case BackendMessageType.readyForQuery:
-            write(message, into: &out)
+            message.encode(into: &out)
             switched = true
         default:
-            write(message, into: &out)
+            message.encode(into: &out)
         }
         clientContext.write(NIOAny(out), promise: nil)
-    }
-
-    private func write(_ message: RawMessage, into out: inout ByteBuffer) {
-        out.writeInteger(message.type)
-        out.writeInteger(Int32(message.body.readableBytes + 4))
-        out.writeImmutableBuffer(message.body)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -13,8 +13,7 @@ public struct RawMessage: Hashable, Sendable {
     /// Writes the message back out as it came: type, length, body.
     public func encode(into buffer: inout ByteBuffer) {
         buffer.writeMessage(type: self.type) { buffer in
-            var body = self.body
-            buffer.writeBuffer(&body)
+            buffer.writeImmutableBuffer(self.body)
         }
     }
 }

@@ -60,8 +60,6 @@ public enum StartupCodec {
     static let sslRequestCode: UInt32 = 80_877_103
     static let gssEncRequestCode: UInt32 = 80_877_104
 
-    /// Length word, code and process ID before the cancel key.
-    static let cancelHeaderLength = 12
     /// A cancel key (and a BackendKeyData key) is 4 bytes in protocol 3.0; 3.2 allows up to 256.
     static let secretKeyLengths = 4...256
 
@@ -119,7 +117,10 @@ public enum StartupCodec {
             parameters.append(StartupParameter(name: name, value: value))
         }
         try packet.expectEnd(of: "startup parameters")
-        guard names.contains(Array("user".utf8)) else { throw .malformed("startup packet has no user") }
+        // PostgreSQL treats an empty user as none at all.
+        guard parameters.contains(where: { $0.name.utf8.elementsEqual("user".utf8) && !$0.value.isEmpty }) else {
+            throw .malformed("startup packet has no user")
+        }
         return parameters
     }
 

@@ -30,13 +30,7 @@ struct ProxyCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "pgfleet-proxy")
+        let logger = bootstrapLogging(label: "pgfleet-proxy", level: logLevel)
         ResourceLimits.raiseFileLimit()
         let layout = rootOptions.layout
         let proxy: ProxyServer

@@ -62,13 +62,7 @@ struct Serve: AsyncParsableCommand {
         umask(0o077)
         ResourceLimits.raiseFileLimit()
 
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "pgfleet")
+        let logger = bootstrapLogging(label: "pgfleet", level: logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
@@ -185,6 +179,17 @@ struct FleetService: Service {
         try? await gracefulShutdown()
         await fleet.shutdown()
     }
+}
+
+/// Log lines go to stderr at `level` (validated by the command); returns the command's logger.
+func bootstrapLogging(label: String, level: String) -> Logger {
+    let level = Logger.Level(rawValue: level) ?? .info
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+    return Logger(label: label)
 }
 
 func printError(_ error: any Error) {
