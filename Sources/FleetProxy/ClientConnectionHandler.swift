@@ -74,6 +74,15 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             holdForServer(incoming, context: context)
         case .relaying(let server):
             clientBytes += incoming.readableBytes
+            // Before ReadyForQuery a client only sends authentication messages, a few hundred bytes;
+            // more is someone trying to make the proxy buffer on a server that does not read yet.
+            if clientBytes > ProxyConfiguration.authenticationBytesLimit {
+                shared.metrics.handshakeFailed(.protocolViolation("auth flood"))
+                phase = .done
+                server.close(promise: nil)
+                context.close(promise: nil)
+                return
+            }
             server.writeAndFlush(incoming, promise: nil)
         case .done:
             break

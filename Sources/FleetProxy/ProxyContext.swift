@@ -29,6 +29,8 @@ public struct ProxyConfiguration: Sendable {
 
     /// Bounds what the tenant's server may send before ReadyForQuery (auth requests, parameters, errors).
     static let handshakeMessageLimit = 1 << 20
+    /// What a client may send before its session is ready (authentication messages are tiny).
+    static let authenticationBytesLimit = 1 << 20
     /// What a client may send while the proxy is still looking for its tenant (normally nothing).
     static let pendingClientBytesLimit = 1 << 16
 }

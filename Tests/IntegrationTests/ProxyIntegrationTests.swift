@@ -63,7 +63,10 @@ struct ProxyIntegrationTests {
             #expect(ContinuousClock.now - started < .seconds(10))
 
             // psycopg (libpq 18) and raw-bytes checks.
-            let checks = try await pythonChecks(port: port, rootCert: rootCert, tenants: ["acme": acmePassword, "beta": betaPassword], stopped: gamma.name)
+            let checks = try await pythonChecks(
+                port: port, rootCert: rootCert, tenants: ["acme": acmePassword, "beta": betaPassword], stopped: gamma.name,
+                daemonPID: harness.daemonPID
+            )
             for line in checks.stdout.split(separator: "\n") where line.hasPrefix("FAIL") { Issue.record("\(line)") }
             #expect(checks.succeeded, "\(checks.stdout)\n\(checks.stderr)")
             #expect(checks.stdout.contains("all checks passed"))
@@ -141,10 +144,11 @@ func psqlInterrupted(conninfo: String, password: String, after delay: Duration) 
     return (try? String(contentsOfFile: "/tmp/pgfleet-psql-\(getpid()).out", encoding: .utf8)) ?? ""
 }
 
-func pythonChecks(port: Int, rootCert: String, tenants: [String: String], stopped: String) async throws -> CommandResult {
+func pythonChecks(port: Int, rootCert: String, tenants: [String: String], stopped: String, daemonPID: pid_t?) async throws -> CommandResult {
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("proxy_checks.py").path
     let input: [String: Any] = [
         "host": "127.0.0.1", "port": port, "rootcert": rootCert, "tenants": tenants, "stopped": stopped, "superuser": "postgres",
+        "daemon_pid": daemonPID.map { Int($0) } ?? 0,
     ]
     let json = try JSONSerialization.data(withJSONObject: input)
     var environment = SpawnSpec.baseEnvironment

@@ -265,5 +265,37 @@ def _():
             s.close()
 
 
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@check("a client that stops reading stalls only itself, and the proxy does not buffer its result")
+def _():
+    tenant, password = next(iter(TENANTS.items()))
+    pid = cfg.get("daemon_pid")
+    before = rss_kib(pid) if pid else 0
+    stalled = connect(tenant, password, sslmode="disable")
+    try:
+        # About 400 MB of rows, sent and never read: back-pressure must reach the tenant's server.
+        stalled.pgconn.send_query(b"select repeat('x', 2000) from generate_series(1, 200000)")
+        time.sleep(2)
+        slowest = 0.0
+        for _ in range(20):
+            started = time.monotonic()
+            with connect(tenant, password, sslmode="disable") as conn:
+                assert conn.execute("select count(*) from generate_series(1, 1000)").fetchone()[0] == 1000
+            slowest = max(slowest, time.monotonic() - started)
+        assert slowest < 1.0, f"a query took {slowest:.3f}s while another client was stalled"
+        if pid:
+            grown = (rss_kib(pid) - before) / 1024
+            assert grown < 64, f"the daemon grew by {grown:.0f} MiB while a client was not reading"
+    finally:
+        stalled.close()
+
+
 print(f"{len(failures)} checks failed" if failures else "all checks passed", flush=True)
 sys.exit(1 if failures else 0)
