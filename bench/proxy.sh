@@ -295,7 +295,7 @@ done
 
 echo
 echo "pgfleet proxy benchmark: pgbench -S, $CLIENTS clients (-j $JOBS), $DURATION s per run, median of $ROUNDS round(s), scale $SCALE"
-echo "PostgreSQL $PG_VERSION (bundle $BUNDLE); pgfleet proxy with --tls disable; all clients sslmode=disable"
+echo "PostgreSQL $PG_VERSION (bundle $BUNDLE), $("$PGBENCH" --version); pgfleet proxy with --tls disable; all clients sslmode=disable"
 echo "direct TCP: a sibling cluster (same bundle, initdb arguments and pgfleet.conf as the tenant, on 127.0.0.1), $SIBLING_NOTE"
 echo "PgBouncer $("$PGBOUNCER" --version | head -n1 | awk '{print $2}'): pool_mode=session, default_pool_size=$POOL_SIZE, max_client_conn=$MAX_CLIENTS, auth_type=scram-sha-256 (userlist holds the tenant's SCRAM verifier, server login by SCRAM pass-through)"
 for mode in "${MODES[@]}"; do

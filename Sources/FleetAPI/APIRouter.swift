@@ -66,6 +66,9 @@ public func buildRouter(fleet: any FleetControl, metrics: PrometheusCollectorReg
         try APICoding.jsonResponse(try await fleet.startTenant(try tenantName(context)))
     }
 
+    v1.post("tenants/:name/suspend") { _, context in
+        try APICoding.jsonResponse(try await fleet.suspendTenant(try tenantName(context)))
+    }
     v1.post("tenants/:name/stop") { _, context in
         try APICoding.jsonResponse(try await fleet.stopTenant(try tenantName(context)))
     }

@@ -198,6 +198,15 @@ public final class Catalog: Sendable {
         try updateTenant(named: name, TenantRecord.Columns.failureReason.set(to: reason))
     }
 
+    public func setSuspended(_ suspended: Bool, forTenant name: String) throws {
+        try updateTenant(named: name, TenantRecord.Columns.suspended.set(to: suspended))
+    }
+
+    /// Seconds without clients before suspending; nil: the daemon's default; 0: never.
+    public func setSuspendAfter(_ seconds: Int?, forTenant name: String) throws {
+        try updateTenant(named: name, TenantRecord.Columns.suspendAfter.set(to: seconds))
+    }
+
     /// Deletes a tenant. Throws `FleetError.tenantNotFound` if absent.
     public func deleteTenant(named name: String) throws {
         try writer.write { db in

@@ -88,12 +88,18 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
     public var desiredState: DesiredState
     public var createdAt: Date
     public var failureReason: String?
+    /// Shut down for idleness; the next connection wakes it. The desired state stays running.
+    public var suspended: Bool
+    /// Seconds without a client connection before it is suspended; nil: the daemon's default; 0: never.
+    public var suspendAfter: Int?
 
     public init(
         id: Int64? = nil, name: String, bundleID: String, superuser: String, osUser: String, uid: Int, gid: Int,
         directory: String, dataDirectory: String, socketDirectory: String, logFile: String, port: Int,
-        desiredState: DesiredState, createdAt: Date, failureReason: String?
+        desiredState: DesiredState, createdAt: Date, failureReason: String?, suspended: Bool = false, suspendAfter: Int? = nil
     ) {
+        self.suspended = suspended
+        self.suspendAfter = suspendAfter
         self.id = id
         self.name = name
         self.bundleID = bundleID
@@ -129,6 +135,8 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
         case desiredState = "desired_state"
         case createdAt = "created_at"
         case failureReason = "failure_reason"
+        case suspended
+        case suspendAfter = "suspend_after"
     }
 
     public enum Columns {
@@ -137,6 +145,8 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
         static let bundleID = Column(CodingKeys.bundleID)
         static let desiredState = Column(CodingKeys.desiredState)
         static let failureReason = Column(CodingKeys.failureReason)
+        static let suspended = Column(CodingKeys.suspended)
+        static let suspendAfter = Column(CodingKeys.suspendAfter)
     }
 }
 

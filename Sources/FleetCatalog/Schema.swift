@@ -55,6 +55,14 @@ enum Schema {
                 t.column("value", .text).notNull()
             }
         }
+        migrator.registerMigration("v3-suspend") { db in
+            try db.alter(table: "tenant") { t in
+                // Shut down for idleness (desired state still running): woken by the next connection.
+                t.add(column: "suspended", .boolean).notNull().defaults(to: false)
+                // Seconds without a client before suspending; NULL: the daemon's default; 0: never.
+                t.add(column: "suspend_after", .integer).check { $0 == nil || $0 >= 0 }
+            }
+        }
         return migrator
     }()
 }

@@ -98,6 +98,10 @@ public struct FleetClient: Sendable {
         try await call(.POST, Self.tenantPath(name) + "/stop")
     }
 
+    public func suspendTenant(_ name: TenantName) async throws -> TenantInfo {
+        try await call(.POST, Self.tenantPath(name) + "/suspend")
+    }
+
     public func restartTenant(_ name: TenantName) async throws -> TenantInfo {
         try await call(.POST, Self.tenantPath(name) + "/restart")
     }

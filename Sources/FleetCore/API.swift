@@ -11,6 +11,7 @@ import Foundation
 //   GET    /v1/tenants/{name}                 -> TenantInfo
 //   POST   /v1/tenants/{name}/start           -> TenantInfo (once running, or an error with the reason)
 //   POST   /v1/tenants/{name}/stop            -> TenantInfo
+//   POST   /v1/tenants/{name}/suspend         -> TenantInfo
 //   POST   /v1/tenants/{name}/restart         -> TenantInfo
 //   DELETE /v1/tenants/{name}                 -> NDJSON stream of StreamEvent
 //   GET    /v1/tenants/{name}/logs?lines=N&follow=true -> text/plain, streamed while following
@@ -37,6 +38,8 @@ public struct APIErrorBody: Codable, Error, Sendable, Equatable, CustomStringCon
 
 public enum TenantState: String, Codable, Sendable, CaseIterable {
     case stopped, starting, running, stopping, backoff, failed
+    /// Shut down for idleness; the next connection through the proxy wakes it.
+    case suspended
 }
 
 /// What the operator asked for; the supervisor works towards it.
@@ -67,6 +70,8 @@ public struct TenantInfo: Codable, Sendable, Equatable {
     public var restarts: Int
     /// Why the tenant is `failed` (or why the last start went wrong).
     public var failureReason: String?
+    /// Seconds without a client connection before it is suspended (0: never).
+    public var suspendAfter: Int?
     /// The proxy clients connect through, when the daemon runs one.
     public var proxy: ProxyEndpoint?
 
@@ -176,8 +181,13 @@ public struct CreateTenantRequest: Codable, Sendable {
     public var superuser: String?
     /// Nil: the daemon generates one and returns it once.
     public var password: String?
+    /// Seconds without a client before the tenant is suspended; nil: the daemon's default; 0: never.
+    public var suspendAfter: Int?
 
-    public init(name: String, pg: Int? = nil, bundle: String? = nil, superuser: String? = nil, password: String? = nil) {
+    public init(
+        name: String, pg: Int? = nil, bundle: String? = nil, superuser: String? = nil, password: String? = nil, suspendAfter: Int? = nil
+    ) {
+        self.suspendAfter = suspendAfter
         self.name = name
         self.pg = pg
         self.bundle = bundle
@@ -263,6 +273,8 @@ public protocol FleetControl: Sendable {
     func createTenant(_ request: CreateTenantRequest, progress: @escaping ProgressReporter) async throws -> (TenantInfo, String?)
     func startTenant(_ name: TenantName) async throws -> TenantInfo
     func stopTenant(_ name: TenantName) async throws -> TenantInfo
+    /// Shuts a running tenant down for idleness; the next connection through the proxy wakes it.
+    func suspendTenant(_ name: TenantName) async throws -> TenantInfo
     func restartTenant(_ name: TenantName) async throws -> TenantInfo
     func dropTenant(_ name: TenantName, progress: @escaping ProgressReporter) async throws
 }

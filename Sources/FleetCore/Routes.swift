@@ -7,10 +7,17 @@ public enum TenantRoute: Sendable, Equatable {
     /// Transiently not ready (starting, restarting after a crash, stopping).
     case unavailable(TenantState)
     case failed
+    /// Suspended for idleness: ask `wake(_:)` for it.
+    case suspended
+    /// Waking it now would exceed the wake rate limits.
+    case wakeRefused
 }
 
 /// The proxy's one view of the fleet. `pgfleet serve` answers from its own supervisors; a
 /// standalone proxy asks a daemon's API; later, a catalog shared by several hosts.
 public protocol RouteProvider: Sendable {
     func route(for tenant: TenantName) async -> TenantRoute
+    /// Starts a suspended tenant and returns its route once it is ready, or why it is not.
+    /// Concurrent calls for one tenant share one start.
+    func wake(_ tenant: TenantName) async -> TenantRoute
 }

@@ -68,6 +68,8 @@ public struct SupervisorMachine: Sendable, Equatable {
         case stopping(pid: Int32, signal: StopSignal, deadline: Duration)
         case backoff(until: Duration)
         case failed(reason: String)
+        /// Shut down cleanly for idleness; a start (a connection) wakes it.
+        case suspended
     }
 
     public enum Action: Sendable, Equatable {
@@ -91,6 +93,8 @@ public struct SupervisorMachine: Sendable, Equatable {
     public private(set) var restarts = 0
     /// The last unexpected exit, for the failure reason.
     public private(set) var lastProblem: String?
+    /// The stop in progress ends in `suspended` rather than `stopped`.
+    private var suspending = false
 
     public init(policy: RestartPolicy = RestartPolicy()) {
         self.policy = policy
@@ -104,6 +108,7 @@ public struct SupervisorMachine: Sendable, Equatable {
         case .stopping: .stopping
         case .backoff: .backoff
         case .failed: .failed
+        case .suspended: .suspended
         }
     }
 
@@ -111,22 +116,23 @@ public struct SupervisorMachine: Sendable, Equatable {
         switch phase {
         case .starting(let pid, _, _): pid
         case .running(let pid, _), .stopping(let pid, _, _): pid
-        case .stopped, .backoff, .failed: nil
+        case .stopped, .backoff, .failed, .suspended: nil
         }
     }
 
     /// True when nothing more will happen without a new request or a crash.
     public var isSettled: Bool {
         switch phase {
-        case .running, .stopped, .failed: true
+        case .running, .stopped, .failed, .suspended: true
         case .starting, .stopping, .backoff: false
         }
     }
 
     public mutating func startRequested(now: Duration) -> [Action] {
         desired = .running
+        suspending = false
         switch phase {
-        case .stopped, .backoff:
+        case .stopped, .backoff, .suspended:
             return beginStart(now: now)
         case .failed:
             consecutiveCrashes = 0
@@ -139,6 +145,7 @@ public struct SupervisorMachine: Sendable, Equatable {
 
     public mutating func stopRequested(now: Duration) -> [Action] {
         desired = .stopped
+        suspending = false
         switch phase {
         case .starting(let pid?, _, _), .running(let pid, _):
             phase = .stopping(pid: pid, signal: .interrupt, deadline: now + policy.stopTimeout)
@@ -146,12 +153,29 @@ public struct SupervisorMachine: Sendable, Equatable {
         case .starting(nil, _, _):
             // The spawn in flight is stopped as soon as it reports its pid.
             return []
-        case .backoff, .failed:
+        case .backoff, .failed, .suspended:
             phase = .stopped
             return []
         case .stopped, .stopping:
             return []
         }
+    }
+
+    /// Shuts a running postmaster down cleanly, to be woken by the next start. The desired state
+    /// stays running. Only a running tenant is suspended: one that is starting, restarting or
+    /// failed is left as it is.
+    public mutating func suspendRequested(now: Duration) -> [Action] {
+        guard case .running(let pid, _) = phase else { return [] }
+        suspending = true
+        phase = .stopping(pid: pid, signal: .interrupt, deadline: now + policy.stopTimeout)
+        return [.signal(pid: pid, .interrupt), .wake(at: now + policy.stopTimeout)]
+    }
+
+    /// A tenant that was suspended when the daemon stopped stays suspended, without a postmaster.
+    public mutating func restoredSuspended() {
+        guard case .stopped = phase else { return }
+        desired = .running
+        phase = .suspended
     }
 
     /// A postmaster that was already running (found through its postmaster.pid) is taken over.
@@ -191,6 +215,11 @@ public struct SupervisorMachine: Sendable, Equatable {
     public mutating func exited(pid: Int32, status: ExitStatus, logTail: [String], now: Duration) -> [Action] {
         switch phase {
         case .stopping(pid, _, _):
+            if suspending {
+                suspending = false
+                phase = .suspended
+                return []
+            }
             phase = .stopped
             return desired == .running ? beginStart(now: now) : []
         case .starting(pid, _, let signalled):

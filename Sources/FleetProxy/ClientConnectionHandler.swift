@@ -208,15 +208,43 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         let routes = shared.routes
         context.eventLoop.makeFutureWithTask { await routes.route(for: tenant) }
             .assumeIsolated().whenSuccess { route in
-                guard case .routing = self.phase else { return }
-                switch route {
-                case .available(let socketPath):
-                    self.connect(socketPath: socketPath, request: request, negotiate: negotiate, context: context)
-                case .unknown: self.fail(.unknownTenant(tenant.rawValue), context: context)
-                case .stopped: self.fail(.tenantStopped(tenant.rawValue), context: context)
-                case .unavailable(let state): self.fail(.tenantUnavailable(tenant.rawValue, state), context: context)
-                case .failed: self.fail(.tenantFailed(tenant.rawValue), context: context)
-                }
+                self.follow(route, request: request, negotiate: negotiate, context: context, woken: false)
+            }
+    }
+
+    private func follow(_ route: TenantRoute, request: RouteRequest, negotiate: NegotiateProtocolVersion?, context: ChannelHandlerContext, woken: Bool) {
+        guard case .routing = phase else { return }
+        let name = request.tenant.rawValue
+        switch route {
+        case .available(let socketPath):
+            connect(socketPath: socketPath, request: request, negotiate: negotiate, context: context)
+        case .suspended where !woken, .unavailable(.starting) where !woken:
+            // Suspended, or already waking for another client: wait for the same start.
+            wake(request, negotiate: negotiate, context: context)
+        case .suspended, .unavailable(.backoff), .unavailable(.failed):
+            fail(woken ? .wakeFailed(name) : .tenantUnavailable(name, .backoff), context: context)
+        case .wakeRefused: fail(.wakeRateLimited(name), context: context)
+        case .unknown: fail(.unknownTenant(name), context: context)
+        case .stopped: fail(.tenantStopped(name), context: context)
+        case .unavailable(let state): fail(.tenantUnavailable(name, state), context: context)
+        case .failed: fail(woken ? .wakeFailed(name) : .tenantFailed(name), context: context)
+        }
+    }
+
+    /// A suspended tenant: hold the client while the fleet starts it (one start for all waiting
+    /// clients), up to the wake timeout instead of the startup timeout.
+    private func wake(_ request: RouteRequest, negotiate: NegotiateProtocolVersion?, context: ChannelHandlerContext) {
+        let tenant = request.tenant
+        let limit = shared.configuration.wakeTimeout
+        timeout?.cancel()
+        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: limit) {
+            guard case .routing = self.phase else { return }
+            self.fail(.wakeTimeout(tenant.rawValue, seconds: limit.nanoseconds / 1_000_000_000), context: context)
+        }
+        let routes = shared.routes
+        context.eventLoop.makeFutureWithTask { await routes.wake(tenant) }
+            .assumeIsolated().whenSuccess { route in
+                self.follow(route, request: request, negotiate: negotiate, context: context, woken: true)
             }
     }
 

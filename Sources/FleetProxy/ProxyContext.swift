@@ -13,11 +13,15 @@ public struct ProxyConfiguration: Sendable {
     public var startupTimeout: TimeAmount
     public var maxConnections: Int
     public var maxConnectionsPerTenant: Int
+    /// How long a client waits for a suspended tenant to wake before it gets an error.
+    public var wakeTimeout: TimeAmount
 
     public init(
         host: String = "127.0.0.1", port: Int = 6432, tlsMode: TLSMode = .allow, sniDomain: String? = nil,
-        startupTimeout: TimeAmount = .seconds(10), maxConnections: Int = 10_000, maxConnectionsPerTenant: Int = 1_000
+        startupTimeout: TimeAmount = .seconds(10), maxConnections: Int = 10_000, maxConnectionsPerTenant: Int = 1_000,
+        wakeTimeout: TimeAmount = .seconds(30)
     ) {
+        self.wakeTimeout = wakeTimeout
         self.host = host
         self.port = port
         self.tlsMode = tlsMode

@@ -22,6 +22,9 @@ public enum ProxyError: Error, Sendable, Equatable {
     case backendUnavailable(String)
     case startupTimeout
     case badStartupPacket(String)
+    case wakeTimeout(String, seconds: Int64)
+    case wakeRateLimited(String)
+    case wakeFailed(String)
 
     public var sqlstate: String {
         switch self {
@@ -36,6 +39,8 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .protocolViolation, .bufferedBeforeTLS, .badStartupPacket: "08P01"
         case .backendUnavailable: "08006"
         case .startupTimeout: "08006"
+        case .wakeTimeout, .wakeRateLimited: "57P03"
+        case .wakeFailed: "58000"
         }
     }
 
@@ -61,6 +66,9 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .backendUnavailable(let name): "tenant \"\(name)\" cannot be reached right now; try again shortly"
         case .startupTimeout: "timeout: the connection did not complete its startup in time"
         case .badStartupPacket(let what): "invalid startup packet: \(what)"
+        case .wakeTimeout(let name, let seconds): "tenant \"\(name)\" was suspended and did not become ready within \(seconds) s; try again shortly"
+        case .wakeRateLimited(let name): "tenant \"\(name)\" is suspended and is being woken too often; try again in a few seconds"
+        case .wakeFailed(let name): "tenant \"\(name)\" was suspended and could not be started; its operator can see why with `pgfleet tenant info \(name)`"
         }
     }
 
@@ -84,6 +92,9 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .backendUnavailable: "backend_unavailable"
         case .startupTimeout: "startup_timeout"
         case .badStartupPacket: "bad_startup_packet"
+        case .wakeTimeout: "wake_timeout"
+        case .wakeRateLimited: "wake_rate_limited"
+        case .wakeFailed: "wake_failed"
         }
     }
 

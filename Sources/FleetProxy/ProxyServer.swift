@@ -64,4 +64,7 @@ public final class ProxyServer: Service, Sendable {
 
     /// For tests and metrics: connections open now.
     public var openConnections: Int { shared.limits.total }
+
+    /// Client connections routed to `tenant` right now.
+    public func connections(of tenant: TenantName) -> Int { shared.limits.connections(of: tenant) }
 }

@@ -17,12 +17,15 @@ public struct FleetOptions: Sendable {
     public var registerSystemBundles: Bool
     /// The proxy in front of the tenants, for connection strings.
     public var proxy: ProxyEndpoint?
+    /// Seconds without a client before a tenant is suspended, unless it says otherwise; 0: never.
+    public var defaultSuspendAfter: Int
 
     public init(
         layout: FleetLayout, isolated: Bool, userPrefix: String = "pgf-", policy: RestartPolicy = RestartPolicy(),
-        registerSystemBundles: Bool = true, proxy: ProxyEndpoint? = nil
+        registerSystemBundles: Bool = true, proxy: ProxyEndpoint? = nil, defaultSuspendAfter: Int = 0
     ) {
         self.proxy = proxy
+        self.defaultSuspendAfter = defaultSuspendAfter
         self.layout = layout
         self.isolated = isolated
         self.userPrefix = userPrefix
@@ -43,6 +46,13 @@ public actor Fleet: FleetControl {
     /// Tenants being created or dropped: other operations on them wait their turn by refusing.
     var busy: Set<TenantName> = []
     let daemonUser = UserIdentity.current
+    var idle = IdleTracker()
+    var wakeLimiter = WakeLimiter()
+    private let clock = ContinuousClock()
+    private let epoch = ContinuousClock.now
+    var monotonicNow: Duration { clock.now - epoch }
+    /// Client connections the proxy holds for a tenant; idle suspension counts on it.
+    private var proxyConnections: (@Sendable (TenantName) -> Int)?
 
     public init(options: FleetOptions, catalog: Catalog, logger: Logger, probe: HealthProbe = HealthProbe()) {
         self.options = options
@@ -77,6 +87,8 @@ public actor Fleet: FleetControl {
                     if let running {
                         await supervisor.adopt(pid: running)
                         if record.desiredState == .stopped { await supervisor.stop() }
+                    } else if record.desiredState == .running && record.suspended {
+                        await supervisor.restoreSuspended()
                     } else if record.desiredState == .running {
                         let result = await supervisor.start()
                         if result.state != .running {
@@ -204,6 +216,7 @@ public actor Fleet: FleetControl {
             failureReason: snapshot?.failureReason ?? record.failureReason
         )
         info.proxy = options.proxy
+        info.suspendAfter = record.suspendAfter ?? options.defaultSuspendAfter
         return info
     }
 
@@ -217,6 +230,7 @@ public actor Fleet: FleetControl {
         try notBusy(name)
         try catalog.setDesiredState(.running, forTenant: name.rawValue)
         let snapshot = await (try supervisor(for: record, name: name)).start()
+        try catalog.setSuspended(false, forTenant: name.rawValue)
         if snapshot.state == .failed {
             throw FleetError.failed("tenant \(name) failed to start: \(snapshot.failureReason ?? "unknown reason")\nSee `pgfleet tenant logs \(name)`.")
         }
@@ -228,7 +242,56 @@ public actor Fleet: FleetControl {
         try notBusy(name)
         try catalog.setDesiredState(.stopped, forTenant: name.rawValue)
         await (try supervisor(for: record, name: name)).stop()
+        try catalog.setSuspended(false, forTenant: name.rawValue)
         return try await tenantInfo(name)
+    }
+
+    /// Shuts a running tenant down cleanly now; the next connection through the proxy wakes it.
+    public func suspendTenant(_ name: TenantName) async throws -> TenantInfo {
+        let record = try existing(name)
+        try notBusy(name)
+        let supervisor = try supervisor(for: record, name: name)
+        let before = await supervisor.snapshot.state
+        guard before == .running || before == .suspended else {
+            throw FleetError.conflict("tenant \(name) is \(before.rawValue); only a running tenant can be suspended")
+        }
+        let snapshot = await supervisor.suspend()
+        if snapshot.state == .suspended {
+            try catalog.setSuspended(true, forTenant: name.rawValue)
+            logger.info("tenant suspended", metadata: ["tenant": "\(name)"])
+        }
+        return try await tenantInfo(name)
+    }
+
+    /// Lets idle suspension see the proxy's connection counts.
+    public func setProxyConnections(_ counter: @escaping @Sendable (TenantName) -> Int) {
+        proxyConnections = counter
+    }
+
+    /// Suspends every running tenant that has had no client for its suspend-after period: none
+    /// through the proxy, and none on its socket directly.
+    public func suspendIdleTenants() async {
+        guard let proxyConnections else { return }
+        let records = (try? catalog.tenants()) ?? []
+        for record in records {
+            guard let name = try? TenantName(validating: record.name), let supervisor = supervisors[name], !busy.contains(name) else { continue }
+            let after = record.suspendAfter ?? options.defaultSuspendAfter
+            let snapshot = await supervisor.snapshot
+            let now = monotonicNow
+            guard idle.observe(name, connections: proxyConnections(name), isRunning: snapshot.state == .running,
+                               suspendAfter: .seconds(after), now: now) else { continue }
+            // Sessions that bypass the proxy count as clients too.
+            let direct = await probe.clientSessions(socketDirectory: record.socketDirectory)
+            if direct != 0 {
+                idle.markBusy(name, now: now)
+                continue
+            }
+            logger.info("suspending idle tenant", metadata: ["tenant": "\(name)", "idle": "\(after)s"])
+            if await supervisor.suspend().state == .suspended {
+                try? catalog.setSuspended(true, forTenant: name.rawValue)
+            }
+            idle.forget(name)
+        }
     }
 
     public func restartTenant(_ name: TenantName) async throws -> TenantInfo {

@@ -1,4 +1,5 @@
 import FleetCore
+import Foundation
 
 extension Fleet: RouteProvider {
     /// Where the proxy should send a client of `tenant`, from the supervisors' live state.
@@ -13,7 +14,25 @@ extension Fleet: RouteProvider {
         case .running: return .available(socketPath: supervisor.socketPath)
         case .stopped: return .stopped
         case .failed: return .failed
+        case .suspended: return .suspended
         case .starting, .stopping, .backoff: return .unavailable(snapshot.state)
         }
+    }
+
+    public func wake(_ tenant: TenantName) async -> TenantRoute {
+        guard let supervisor = supervisors[tenant] else { return await route(for: tenant) }
+        if await supervisor.snapshot.state == .suspended {
+            guard wakeLimiter.allow(tenant, now: monotonicNow) else {
+                logger.warning("wake refused by the rate limit", metadata: ["tenant": "\(tenant)"])
+                return .wakeRefused
+            }
+            logger.info("waking suspended tenant", metadata: ["tenant": "\(tenant)"])
+        }
+        let snapshot = await supervisor.wake()
+        if snapshot.state == .running {
+            idle.markBusy(tenant, now: monotonicNow)
+            try? catalog.setSuspended(false, forTenant: tenant.rawValue)
+        }
+        return await route(for: tenant)
     }
 }

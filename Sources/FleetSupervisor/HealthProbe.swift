@@ -23,24 +23,40 @@ public struct HealthProbe: Sendable {
     }
 
     public func check(socketDirectory: String, port: Int = FleetLayout.tenantPort) async -> Outcome {
+        await query("SELECT 1", socketDirectory: socketDirectory, port: port).outcome
+    }
+
+    /// Client sessions other than the probe's own, counted from pg_stat_activity (the role has
+    /// pg_monitor): connections that bypass the proxy keep a tenant awake too. Nil if it cannot tell.
+    public func clientSessions(socketDirectory: String, port: Int = FleetLayout.tenantPort) async -> Int? {
+        let answer = await query(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            socketDirectory: socketDirectory, port: port
+        )
+        guard answer.outcome == .ready, let value = answer.value else { return nil }
+        return Int(value)
+    }
+
+    /// Runs one simple query and returns whether it worked and the first column of its first row.
+    func query(_ sql: String, socketDirectory: String, port: Int) async -> (outcome: Outcome, value: String?) {
         let path = "\(socketDirectory)/.s.PGSQL.\(port)"
         do {
-            return try await withThrowingTaskGroup(of: Outcome.self) { group in
-                group.addTask { try await self.run(path: path) }
+            return try await withThrowingTaskGroup(of: (outcome: Outcome, value: String?).self) { group in
+                group.addTask { try await self.run(path: path, sql: sql) }
                 group.addTask {
                     try await Task.sleep(for: .nanoseconds(self.timeout.nanoseconds))
-                    return .notReady("no answer within \(self.timeout.nanoseconds / 1_000_000) ms")
+                    return (.notReady("no answer within \(self.timeout.nanoseconds / 1_000_000) ms"), nil)
                 }
-                let first = try await group.next() ?? .notReady("cancelled")
+                let first = try await group.next() ?? (.notReady("cancelled"), nil)
                 group.cancelAll()
                 return first
             }
         } catch {
-            return .notReady("\(error)")
+            return (.notReady("\(error)"), nil)
         }
     }
 
-    private func run(path: String) async throws -> Outcome {
+    private func run(path: String, sql: String) async throws -> (outcome: Outcome, value: String?) {
         let channel = try await ClientBootstrap(group: eventLoopGroup)
             .connect(unixDomainSocketPath: path) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -61,6 +77,7 @@ public struct HealthProbe: Sendable {
 
             var pending = ByteBuffer()
             var sentQuery = false
+            var firstValue: String?
             var sawRow = false
             for try await chunk in inbound {
                 pending.writeImmutableBuffer(chunk)
@@ -70,17 +87,18 @@ public struct HealthProbe: Sendable {
                         var body = body
                         let code: Int32? = body.readInteger()
                         // Anything but AuthenticationOk means pg_hba.conf wants a password from us.
-                        if code != 0 { return .notReady("authentication required (code \(code ?? -1)): pg_hba.conf lacks the pgfleet peer rule") }
+                        if code != 0 { return (.notReady("authentication required (code \(code ?? -1)): pg_hba.conf lacks the pgfleet peer rule"), nil) }
                     case UInt8(ascii: "E"):
-                        return .notReady(Self.errorText(body))
+                        return (.notReady(Self.errorText(body)), nil)
                     case UInt8(ascii: "D"):
+                        if !sawRow { firstValue = Self.firstColumn(body) }
                         sawRow = true
                     case UInt8(ascii: "Z"):
                         if !sentQuery {
                             var query = ByteBuffer()
                             query.writeInteger(UInt8(ascii: "Q"))
-                            query.writeInteger(Int32(4 + 9))
-                            query.writeNullTerminatedString("SELECT 1")
+                            query.writeInteger(Int32(4 + sql.utf8.count + 1))
+                            query.writeNullTerminatedString(sql)
                             try await outbound.write(query)
                             sentQuery = true
                         } else {
@@ -88,15 +106,22 @@ public struct HealthProbe: Sendable {
                             terminate.writeInteger(UInt8(ascii: "X"))
                             terminate.writeInteger(Int32(4))
                             try? await outbound.write(terminate)
-                            return sawRow ? .ready : .notReady("SELECT 1 returned no row")
+                            return sawRow ? (.ready, firstValue) : (.notReady("the query returned no row"), nil)
                         }
                     default:
                         break  // ParameterStatus, BackendKeyData, RowDescription, CommandComplete, notices
                     }
                 }
             }
-            return .notReady("connection closed by the server")
+            return (.notReady("connection closed by the server"), nil)
         }
+    }
+
+    static func firstColumn(_ body: ByteBuffer) -> String? {
+        var body = body
+        guard let count: Int16 = body.readInteger(), count > 0, let length: Int32 = body.readInteger(), length >= 0,
+              let bytes = body.readBytes(length: Int(length)) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Frames one backend message; the length is bounded because even our own tenant's server

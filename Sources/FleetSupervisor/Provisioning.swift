@@ -20,6 +20,9 @@ extension Fleet {
             }
             if password.utf8.count > 1000 { throw FleetError.invalidRequest("the password is longer than 1000 bytes") }
         }
+        if let after = request.suspendAfter, after < 0 {
+            throw FleetError.invalidRequest("suspend-after must be 0 (never) or a positive number of seconds")
+        }
         let bundleRecord = try chooseBundle(id: request.bundle, major: request.pg)
         let bundle = try bundles.load(id: bundleRecord.id)
         try notBusy(name)
@@ -39,7 +42,8 @@ extension Fleet {
             name: name.rawValue, bundleID: bundleRecord.id, superuser: superuser, osUser: osUserName,
             uid: Int(daemonUser.uid), gid: Int(daemonUser.gid), directory: layout.tenantDirectory(name),
             dataDirectory: layout.dataDirectory(name), socketDirectory: layout.socketDirectory(name),
-            logFile: layout.tenantLogFile(name), port: FleetLayout.tenantPort, desiredState: .stopped, createdAt: Date(), failureReason: nil
+            logFile: layout.tenantLogFile(name), port: FleetLayout.tenantPort, desiredState: .stopped, createdAt: Date(), failureReason: nil,
+            suspendAfter: request.suspendAfter
         ))
         do {
             var owner: UserIdentity? = nil

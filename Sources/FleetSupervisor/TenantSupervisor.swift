@@ -110,6 +110,29 @@ public actor TenantSupervisor {
         return await start()
     }
 
+    /// Shuts a running postmaster down cleanly for idleness; returns once it is gone (or, if it
+    /// was not running, at once).
+    @discardableResult
+    public func suspend() async -> SupervisorSnapshot {
+        apply(machine.suspendRequested(now: now))
+        await wait { $0.isSettled }
+        return snapshot
+    }
+
+    /// Starts a suspended tenant for a waiting connection; returns at the first outcome: running,
+    /// or a failed start (the supervisor keeps retrying with back-off), or stopped meanwhile.
+    public func wake() async -> SupervisorSnapshot {
+        apply(machine.startRequested(now: now))
+        await wait { [.running, .failed, .backoff, .stopped].contains($0.state) }
+        return snapshot
+    }
+
+    /// Marks a tenant that was suspended when the previous daemon stopped: no postmaster until woken.
+    public func restoreSuspended() {
+        machine.restoredSuspended()
+        apply([])
+    }
+
     /// Takes over a postmaster left running by an earlier daemon.
     @discardableResult
     public func adopt(pid: Int32) async -> SupervisorSnapshot {

@@ -54,9 +54,20 @@ struct APIRoutes: RouteProvider {
     let client: FleetClient
 
     func route(for tenant: TenantName) async -> TenantRoute {
+        await route { try await client.tenantInfo(tenant) }
+    }
+
+    /// Through the API a wake is a start; the daemon's own proxy also rate-limits wakes.
+    func wake(_ tenant: TenantName) async -> TenantRoute {
+        let route = await route { try await client.startTenant(tenant) }
+        return route == .suspended ? .failed : route
+    }
+
+    private func route(_ fetch: () async throws -> TenantInfo) async -> TenantRoute {
         do {
-            let info = try await client.tenantInfo(tenant)
+            let info = try await fetch()
             switch info.state {
+            case .suspended: return .suspended
             case .running: return .available(socketPath: "\(info.socketDirectory)/.s.PGSQL.\(info.port)")
             case .stopped: return .stopped
             case .failed: return .failed
@@ -64,6 +75,8 @@ struct APIRoutes: RouteProvider {
             }
         } catch let error as APIErrorBody where error.code == FleetError.tenantNotFound("").code {
             return .unknown
+        } catch let error as APIErrorBody where error.code == FleetError.failed("").code {
+            return .failed
         } catch {
             return .unavailable(.stopped)
         }

@@ -28,6 +28,9 @@ struct ProxyOptions: ParsableArguments {
     @Option(help: "Seconds a client has to send its startup packet and reach its tenant.")
     var startupTimeout: Double = 10
 
+    @Option(help: "Seconds a client waits for a suspended tenant to wake before it gets an error.")
+    var wakeTimeout: Double = 30
+
     @Option(help: "Client connections allowed at once, overall.")
     var maxConnections = 10_000
 
@@ -40,8 +43,8 @@ struct ProxyOptions: ParsableArguments {
         guard enabled else { return }
         _ = try hostAndPort()
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
-        guard startupTimeout > 0, maxConnections > 0, maxConnectionsPerTenant > 0 else {
-            throw ValidationError("--startup-timeout, --max-connections and --max-connections-per-tenant must be positive")
+        guard startupTimeout > 0, wakeTimeout > 0, maxConnections > 0, maxConnectionsPerTenant > 0 else {
+            throw ValidationError("--startup-timeout, --wake-timeout, --max-connections and --max-connections-per-tenant must be positive")
         }
         if let sniDomain, sniDomain.isEmpty || sniDomain.contains("/") || sniDomain.hasPrefix(".") {
             throw ValidationError("--sni-domain must be a domain name such as db.example.com")
@@ -62,7 +65,7 @@ struct ProxyOptions: ParsableArguments {
         return ProxyConfiguration(
             host: host, port: port, tlsMode: tls, sniDomain: sniDomain,
             startupTimeout: .milliseconds(Int64(startupTimeout * 1000)), maxConnections: maxConnections,
-            maxConnectionsPerTenant: maxConnectionsPerTenant
+            maxConnectionsPerTenant: maxConnectionsPerTenant, wakeTimeout: .milliseconds(Int64(wakeTimeout * 1000))
         )
     }
 

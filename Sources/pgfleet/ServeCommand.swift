@@ -43,12 +43,21 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds a starting postmaster has to answer a query.")
     var startTimeout: Double = 60
 
+    @Option(help: ArgumentHelp(
+        "Suspend a tenant after this long without a client (e.g. 30s, 10m, 1h), unless the tenant says otherwise; 0 never.",
+        valueName: "duration"
+    ))
+    var suspendAfter = "0"
+
     func validate() throws {
         guard userPrefix.range(of: "^[a-z_][a-z0-9_-]{0,7}$", options: .regularExpression) != nil else {
             throw ValidationError("--user-prefix must be 1-8 characters of a-z, 0-9, '_' or '-', starting with a letter or '_'")
         }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of: \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard DurationText.seconds(suspendAfter) != nil else {
+            throw ValidationError("--suspend-after must be a duration such as 30s, 10m, 1h or 0 (never)")
         }
         guard restartBackoff > 0, maxCrashes >= 1, startTimeout > 0 else {
             throw ValidationError("--restart-backoff and --start-timeout must be positive and --max-crashes at least 1")
@@ -97,7 +106,7 @@ struct Serve: AsyncParsableCommand {
         let fleet = Fleet(
             options: FleetOptions(
                 layout: layout, isolated: isRoot, userPrefix: userPrefix, policy: policy, registerSystemBundles: systemBundles,
-                proxy: try proxyOptions.endpoint()
+                proxy: try proxyOptions.endpoint(), defaultSuspendAfter: DurationText.seconds(suspendAfter) ?? 0
             ),
             catalog: catalog, logger: logger
         )
@@ -118,6 +127,7 @@ struct Serve: AsyncParsableCommand {
                 )
                 // Bound now, so a port in use is an error at start-up, not a failed service later.
                 _ = try await proxy.bind()
+                await fleet.setProxyConnections { [proxy] tenant in proxy.connections(of: tenant) }
             } catch {
                 printError(error)
                 throw ExitCode(1)
@@ -176,7 +186,13 @@ struct FleetService: Service {
             logger.error("could not resume tenants", metadata: ["error": "\(error)"])
         }
         logger.info("fleet ready")
-        try? await gracefulShutdown()
+        // Idle suspension, once a second, until the daemon is asked to stop.
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(1))
+                await fleet.suspendIdleTenants()
+            }
+        }
         await fleet.shutdown()
     }
 }

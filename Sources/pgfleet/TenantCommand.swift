@@ -8,7 +8,7 @@ struct TenantCommand: AsyncParsableCommand {
         commandName: "tenant",
         abstract: "Create, inspect, start, stop and drop tenants (one PostgreSQL cluster each).",
         discussion: "Tenant names match ^[a-z][a-z0-9-]{0,62}$.",
-        subcommands: [Create.self, List.self, Info.self, Start.self, Stop.self, Restart.self, Drop.self, Logs.self]
+        subcommands: [Create.self, List.self, Info.self, Start.self, Stop.self, Suspend.self, Restart.self, Drop.self, Logs.self]
     )
 
     struct Create: AsyncParsableCommand {
@@ -39,6 +39,12 @@ struct TenantCommand: AsyncParsableCommand {
         @Option(help: ArgumentHelp("The superuser's password (default: generated and printed once).", valueName: "pw"))
         var password: String?
 
+        @Option(help: ArgumentHelp(
+            "Suspend after this long without a client, e.g. 30s, 10m, 1h; 0 never (default: the daemon's --suspend-after).",
+            valueName: "duration"
+        ))
+        var suspendAfter: String?
+
         func run() async throws {
             try await reportingErrors {
                 let tenantName = try validatedTenantName(name)
@@ -51,8 +57,16 @@ struct TenantCommand: AsyncParsableCommand {
                 if let password, password.isEmpty {
                     throw FleetError.invalidRequest("--password is empty; omit it to have one generated")
                 }
+                var seconds: Int? = nil
+                if let suspendAfter {
+                    guard let parsed = DurationText.seconds(suspendAfter) else {
+                        throw FleetError.invalidRequest("--suspend-after must be a duration such as 30s, 10m, 1h or 0 (never), got \"\(suspendAfter.debugClipped)\"")
+                    }
+                    seconds = parsed
+                }
                 let request = CreateTenantRequest(
-                    name: tenantName.rawValue, pg: major, bundle: bundle, superuser: superuser, password: password
+                    name: tenantName.rawValue, pg: major, bundle: bundle, superuser: superuser, password: password,
+                    suspendAfter: seconds
                 )
                 let result = try await FleetClient(layout: rootOptions.layout).createTenant(request, onEvent: Terminal.progress)
                 guard let tenant = result.tenant else {
@@ -154,6 +168,22 @@ struct TenantCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await lifecycle(rootOptions, name, verb: "stopped") { client, name in try await client.stopTenant(name) }
+        }
+    }
+
+    struct Suspend: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Suspend a running tenant now (clean shutdown); the next connection through the proxy wakes it.",
+            discussion: "Unlike `stop`, a suspended tenant is still wanted: it starts again on demand. A stopped one refuses connections until `tenant start`."
+        )
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The tenant's name.", valueName: "name"))
+        var name: String
+
+        func run() async throws {
+            try await lifecycle(rootOptions, name, verb: "suspended") { client, name in try await client.suspendTenant(name) }
         }
     }
 

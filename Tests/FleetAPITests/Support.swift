@@ -103,6 +103,11 @@ final class FakeFleet: FleetControl {
         return try setState(name, .stopped, pid: nil)
     }
 
+    func suspendTenant(_ name: TenantName) async throws -> TenantInfo {
+        try record("suspendTenant \(name)")
+        return try setState(name, .suspended, pid: nil)
+    }
+
     func restartTenant(_ name: TenantName) async throws -> TenantInfo {
         try record("restartTenant \(name)")
         return try setState(name, .running, pid: 1235)

@@ -173,3 +173,23 @@ struct TenantTests {
         try catalog.setMeta("absent", nil)
     }
 }
+
+@Suite("Catalog: suspension")
+struct CatalogSuspensionTests {
+    @Test func suspendedFlagAndSuspendAfterRoundTrip() throws {
+        let catalog = try Catalog.inMemory()
+        try catalog.insertBundle(makeBundle())
+        let inserted = try catalog.insertTenant(makeTenant("alpha"))
+        #expect(inserted.suspended == false)
+        #expect(inserted.suspendAfter == nil)
+        try catalog.setSuspended(true, forTenant: "alpha")
+        try catalog.setSuspendAfter(300, forTenant: "alpha")
+        let read = try #require(try catalog.tenant(named: "alpha"))
+        #expect(read.suspended == true)
+        #expect(read.suspendAfter == 300)
+        #expect(read.desiredState == inserted.desiredState)
+        try catalog.setSuspendAfter(nil, forTenant: "alpha")
+        #expect(try catalog.tenant(named: "alpha")?.suspendAfter == nil)
+        #expect(throws: FleetError.tenantNotFound("nosuch")) { try catalog.setSuspended(true, forTenant: "nosuch") }
+    }
+}

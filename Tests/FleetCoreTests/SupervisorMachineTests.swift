@@ -172,3 +172,73 @@ import Testing
         #expect(machine.lastProblem == "could not be started: setuid failed")
     }
 }
+
+@Suite struct SuspensionMachineTests {
+    let policy = RestartPolicy(initialBackoff: .seconds(1), startTimeout: .seconds(10), stopTimeout: .seconds(5))
+
+    func running(pid: Int32 = 100) -> SupervisorMachine {
+        var machine = SupervisorMachine(policy: policy)
+        _ = machine.startRequested(now: .zero)
+        _ = machine.spawned(pid: pid, now: .zero)
+        _ = machine.probeSucceeded(pid: pid, now: .zero)
+        return machine
+    }
+
+    @Test func suspendIsACleanShutdownThatKeepsTheTenantWanted() {
+        var machine = running()
+        #expect(machine.suspendRequested(now: .seconds(1)) == [.signal(pid: 100, .interrupt), .wake(at: .seconds(6))])
+        #expect(machine.state == .stopping)
+        #expect(machine.exited(pid: 100, status: .exited(0), logTail: [], now: .seconds(2)) == [])
+        #expect(machine.state == .suspended)
+        #expect(machine.desired == .running)
+        #expect(machine.isSettled)
+        #expect(machine.restarts == 0)
+        // Nothing happens on its own: no restart, no back-off.
+        #expect(machine.tick(now: .seconds(100)) == [])
+    }
+
+    @Test func aStartWakesASuspendedTenant() {
+        var machine = running()
+        _ = machine.suspendRequested(now: .zero)
+        _ = machine.exited(pid: 100, status: .exited(0), logTail: [], now: .seconds(1))
+        #expect(machine.startRequested(now: .seconds(5)) == [.spawn, .wake(at: .seconds(15))])
+        #expect(machine.state == .starting)
+    }
+
+    @Test func aConnectionDuringTheSuspendStartsItAgain() {
+        var machine = running()
+        _ = machine.suspendRequested(now: .zero)
+        #expect(machine.startRequested(now: .milliseconds(10)) == [])
+        #expect(machine.exited(pid: 100, status: .exited(0), logTail: [], now: .seconds(1)) == [.spawn, .wake(at: .seconds(11))])
+    }
+
+    @Test func stopAndSuspendDiffer() {
+        var stopped = running()
+        _ = stopped.stopRequested(now: .zero)
+        _ = stopped.exited(pid: 100, status: .exited(0), logTail: [], now: .seconds(1))
+        #expect(stopped.state == .stopped && stopped.desired == .stopped)
+        var suspended = running()
+        _ = suspended.suspendRequested(now: .zero)
+        _ = suspended.exited(pid: 100, status: .exited(0), logTail: [], now: .seconds(1))
+        #expect(suspended.state == .suspended && suspended.desired == .running)
+        // Stopping a suspended tenant makes it stopped: it will not wake.
+        #expect(suspended.stopRequested(now: .seconds(2)) == [])
+        #expect(suspended.state == .stopped)
+    }
+
+    @Test func onlyARunningTenantIsSuspended() {
+        var machine = SupervisorMachine(policy: policy)
+        #expect(machine.suspendRequested(now: .zero) == [])
+        _ = machine.startRequested(now: .zero)
+        #expect(machine.suspendRequested(now: .zero) == [])
+        #expect(machine.state == .starting)
+    }
+
+    @Test func restoredSuspendedTenantsHaveNoPostmaster() {
+        var machine = SupervisorMachine(policy: policy)
+        machine.restoredSuspended()
+        #expect(machine.state == .suspended)
+        #expect(machine.pid == nil)
+        #expect(machine.startRequested(now: .zero) == [.spawn, .wake(at: .seconds(10))])
+    }
+}

@@ -1,0 +1,94 @@
+import FleetCore
+import FleetSystem
+import Foundation
+import Testing
+
+/// Scale to zero: idle tenants are suspended and woken by the next connection through the proxy.
+@Suite(.serialized, .enabled(if: geteuid() == 0, "integration tests create OS users and need root"))
+struct SuspendIntegrationTests {
+    @Test func idleTenantsSuspendAndWakeOnConnect() async throws {
+        let port = try freePort()
+        try await withHarness(extraServeArguments: ["--no-system-bundles", "--listen", "127.0.0.1:\(port)", "--tls", "disable"]) { harness in
+            try await harness.startDaemon()
+            try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+            let (sleepy, password) = try await harness.createTenant("sleepy", extra: ["--suspend-after", "2s"])
+            #expect(sleepy.suspendAfter == 2)
+            let conn = "host=127.0.0.1 port=\(port) user=postgres@sleepy dbname=postgres sslmode=disable"
+            let write = try await psql(conn, password: password, "create table t as select 'kept' as v")
+            #expect(write.succeeded, "\(write.stderr)")
+
+            // A session on the socket, bypassing the proxy, keeps it awake.
+            let direct = Task { try await harness.psql(sleepy, password: password, "select pg_sleep(4)") }
+            try await Task.sleep(for: .seconds(3))
+            #expect(try await harness.info("sleepy").state == .running)
+            _ = try await direct.value
+
+            // No client for 2 s: suspended, no postmaster left.
+            let suspended = try await harness.waitFor("sleepy", state: .suspended, timeout: .seconds(15))
+            #expect(suspended.state == .suspended)
+            #expect(suspended.pid == nil)
+            #expect(Harness.postmasters(of: sleepy.dataDirectory).isEmpty)
+            #expect(try String(contentsOfFile: sleepy.logFile, encoding: .utf8).contains("database system is shut down"))
+
+            // The next connection wakes it, and the data is there.
+            let read = try await psql(conn, password: password, "select v from t")
+            #expect(read.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "kept", "\(read.stderr)")
+            #expect(try await harness.info("sleepy").state == .running)
+
+            // A daemon restart keeps a suspended tenant suspended, without a postmaster.
+            try await harness.mustRun(["tenant", "suspend", "sleepy"])
+            #expect(try await harness.info("sleepy").state == .suspended)
+            _ = try await harness.stopDaemon()
+            try await harness.startDaemon()
+            #expect(try await harness.info("sleepy").state == .suspended)
+            #expect(Harness.postmasters(of: sleepy.dataDirectory).isEmpty)
+            let again = try await psql(conn, password: password, "select v from t")
+            #expect(again.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "kept", "\(again.stderr)")
+        }
+    }
+
+    @Test func fiftyClientsWakeOneTenantOnceAndStopDiffersFromSuspend() async throws {
+        let port = try freePort()
+        try await withHarness(extraServeArguments: ["--no-system-bundles", "--listen", "127.0.0.1:\(port)", "--tls", "disable", "--wake-timeout", "20"]) { harness in
+            try await harness.startDaemon()
+            try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+            let (crowd, password) = try await harness.createTenant("crowd")
+            let conn = "host=127.0.0.1 port=\(port) user=postgres@crowd dbname=postgres sslmode=disable"
+            try await harness.mustRun(["tenant", "suspend", "crowd"])
+            #expect(try await harness.info("crowd").state == .suspended)
+
+            let results = try await withThrowingTaskGroup(of: CommandResult.self) { group in
+                for _ in 0..<50 { group.addTask { try await psql(conn, password: password, "select 1") } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let failed = results.filter { !$0.succeeded }
+            #expect(failed.isEmpty, "\(failed.count) of 50 failed: \(failed.first?.stderr ?? "")")
+            #expect(Harness.postmasters(of: crowd.dataDirectory).count == 1)
+            let log = try String(contentsOfFile: crowd.logFile, encoding: .utf8)
+            // One start for all fifty: the log shows exactly one more "ready" after the first start.
+            #expect(log.components(separatedBy: "database system is ready to accept connections").count - 1 == 2, "\(log.suffix(3000))")
+
+            // Stopped is not suspended: it refuses clients until started.
+            try await harness.mustRun(["tenant", "stop", "crowd"])
+            let refused = try await psql(conn, password: password, "select 1")
+            #expect(!refused.succeeded)
+            #expect(refused.stderr.contains("is stopped"), "\(refused.stderr)")
+            #expect(try await harness.info("crowd").state == .stopped)
+            let suspendStopped = try await harness.cli(["tenant", "suspend", "crowd"])
+            #expect(!suspendStopped.succeeded && suspendStopped.stderr.contains("only a running tenant"))
+            try await harness.mustRun(["tenant", "start", "crowd"])
+
+            // A tenant whose start fails gives the waiting clients a clear error, not a hang.
+            try await harness.mustRun(["tenant", "suspend", "crowd"])
+            let autoConf = try FileHandle(forWritingTo: URL(fileURLWithPath: crowd.dataDirectory + "/postgresql.auto.conf"))
+            try autoConf.seekToEnd()
+            try autoConf.write(contentsOf: Data("shared_buffers = 'plenty'\n".utf8))
+            try autoConf.close()
+            let started = ContinuousClock.now
+            let broken = try await psql(conn, password: password, "select 1")
+            #expect(!broken.succeeded)
+            #expect(broken.stderr.contains("could not be started"), "\(broken.stderr)")
+            #expect(ContinuousClock.now - started < .seconds(15))
+        }
+    }
+}
