@@ -234,7 +234,9 @@ bench_start_daemon() {
     mkdir -p "$BENCH_ROOT"
     chmod 0711 "$BENCH_ROOT"
     bench_log "starting pgfleet serve --root $BENCH_ROOT $*"
-    bench_spawn "$BENCH_TMP/serve.log" "$PGFLEET" serve --root "$BENCH_ROOT" --user-prefix "$BENCH_USER_PREFIX" "$@"
+    # PGFLEET_SERVE_ARGS: extra options for the daemon under test (e.g. --proxy-threads 1).
+    # shellcheck disable=SC2086
+    bench_spawn "$BENCH_TMP/serve.log" "$PGFLEET" serve --root "$BENCH_ROOT" --user-prefix "$BENCH_USER_PREFIX" "$@" ${PGFLEET_SERVE_ARGS:-}
     BENCH_DAEMON_PID=$BENCH_LAST_PID
     bench_defer bench_stop_daemon
     local i

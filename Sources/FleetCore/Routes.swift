@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Where a tenant's postmaster can be reached right now, as the proxy needs to know it.
 public enum TenantRoute: Sendable, Equatable {
     /// The postmaster's unix socket, e.g. `…/socket/.s.PGSQL.5432`.
@@ -20,4 +22,27 @@ public protocol RouteProvider: Sendable {
     /// Starts a suspended tenant and returns its route once it is ready, or why it is not.
     /// Concurrent calls for one tenant share one start.
     func wake(_ tenant: TenantName) async -> TenantRoute
+    /// A route known without waiting, for the common case of a running tenant, so a new
+    /// connection costs no task or actor hop. Nil: ask `route(for:)`.
+    func cachedRoute(for tenant: TenantName) -> TenantRoute?
+}
+
+extension RouteProvider {
+    public func cachedRoute(for tenant: TenantName) -> TenantRoute? { nil }
+}
+
+/// Socket paths of the tenants that are running right now, kept by their supervisors as their
+/// state changes and read by the proxy on its event loops.
+public final class RunningTenants: Sendable {
+    private let sockets = Mutex<[TenantName: String]>([:])
+
+    public init() {}
+
+    public func set(_ tenant: TenantName, socketPath: String?) {
+        sockets.withLock { $0[tenant] = socketPath }
+    }
+
+    public func socketPath(of tenant: TenantName) -> String? {
+        sockets.withLock { $0[tenant] }
+    }
 }

@@ -206,6 +206,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         shared.metrics.opened(tenant, open: shared.limits.connections(of: tenant))
         phase = .routing
         let routes = shared.routes
+        if let known = routes.cachedRoute(for: tenant) {
+            follow(known, request: request, negotiate: negotiate, context: context, woken: false)
+            return
+        }
         context.eventLoop.makeFutureWithTask { await routes.route(for: tenant) }
             .assumeIsolated().whenSuccess { route in
                 self.follow(route, request: request, negotiate: negotiate, context: context, woken: false)

@@ -46,6 +46,8 @@ public actor Fleet: FleetControl {
     /// Tenants being created or dropped: other operations on them wait their turn by refusing.
     var busy: Set<TenantName> = []
     let daemonUser = UserIdentity.current
+    /// Running tenants' sockets, for the proxy's fast path.
+    public nonisolated let running = RunningTenants()
     var idle = IdleTracker()
     var wakeLimiter = WakeLimiter()
     private let clock = ContinuousClock()
@@ -320,7 +322,7 @@ public actor Fleet: FleetControl {
         let catalog = catalog
         let supervisor = TenantSupervisor(
             name: name, launch: launch, policy: options.policy, probe: probe, logger: logger,
-            failureReason: record.failureReason,
+            failureReason: record.failureReason, running: running,
             onFailureChange: { name, reason in try? catalog.setFailureReason(reason, forTenant: name.rawValue) },
             onStateChange: { [weak self] in await self?.updateMetrics() }
         )

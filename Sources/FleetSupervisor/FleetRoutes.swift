@@ -2,6 +2,10 @@ import FleetCore
 import Foundation
 
 extension Fleet: RouteProvider {
+    public nonisolated func cachedRoute(for tenant: TenantName) -> TenantRoute? {
+        running.socketPath(of: tenant).map { .available(socketPath: $0) }
+    }
+
     /// Where the proxy should send a client of `tenant`, from the supervisors' live state.
     public func route(for tenant: TenantName) async -> TenantRoute {
         if busy.contains(tenant) { return .unavailable(.starting) }

@@ -52,13 +52,16 @@ public actor TenantSupervisor {
     private var nextWaiterID = 0
     private let onFailureChange: @Sendable (TenantName, String?) async -> Void
     private let onStateChange: @Sendable () async -> Void
+    private let running: RunningTenants?
 
     public init(
         name: TenantName, launch: PostmasterLaunch, policy: RestartPolicy, probe: HealthProbe, logger: Logger,
         failureReason: String? = nil,
+        running: RunningTenants? = nil,
         onFailureChange: @escaping @Sendable (TenantName, String?) async -> Void,
         onStateChange: @escaping @Sendable () async -> Void
     ) {
+        self.running = running
         self.name = name
         self.launch = launch
         self.probe = probe
@@ -185,6 +188,8 @@ public actor TenantSupervisor {
             if machine.state == .running { runningSince = Date() }
             logger.debug("state changed", metadata: ["from": "\(reportedState)", "to": "\(machine.state)"])
             reportedState = machine.state
+            // Synchronously, so the proxy never routes to a postmaster that is going away.
+            running?.set(name, socketPath: machine.state == .running ? socketPath : nil)
             let callback = onStateChange
             Task { await callback() }
         }

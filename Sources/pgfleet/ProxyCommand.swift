@@ -37,7 +37,8 @@ struct ProxyCommand: AsyncParsableCommand {
         do {
             proxy = ProxyServer(
                 configuration: try proxyOptions.configuration(), routes: APIRoutes(client: FleetClient(layout: layout)),
-                tls: try proxyOptions.tlsContext(root: layout.root), logger: logger
+                tls: try proxyOptions.tlsContext(root: layout.root), logger: logger,
+                group: proxyOptions.eventLoopGroup()
             )
             _ = try await proxy.bind()
         } catch {

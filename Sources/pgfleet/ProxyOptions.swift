@@ -4,6 +4,7 @@ import FleetProxy
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import NIOSSL
 
 extension TLSMode: ExpressibleByArgument {}
@@ -31,6 +32,9 @@ struct ProxyOptions: ParsableArguments {
     @Option(help: "Seconds a client waits for a suspended tenant to wake before it gets an error.")
     var wakeTimeout: Double = 30
 
+    @Option(help: "Event-loop threads for the proxy (default: one per core).")
+    var proxyThreads: Int?
+
     @Option(help: "Client connections allowed at once, overall.")
     var maxConnections = 10_000
 
@@ -43,6 +47,7 @@ struct ProxyOptions: ParsableArguments {
         guard enabled else { return }
         _ = try hostAndPort()
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+        if let proxyThreads, !(1...256).contains(proxyThreads) { throw ValidationError("--proxy-threads must be 1 to 256") }
         guard startupTimeout > 0, wakeTimeout > 0, maxConnections > 0, maxConnectionsPerTenant > 0 else {
             throw ValidationError("--startup-timeout, --wake-timeout, --max-connections and --max-connections-per-tenant must be positive")
         }
@@ -77,6 +82,12 @@ struct ProxyOptions: ParsableArguments {
         var names = ["localhost"]
         if let sniDomain { names.append("*." + sniDomain) }
         return try TLSSetup.makeContext(files: TLSSetup.defaultFiles(root: root), generateIfMissing: true, hostNames: names)
+    }
+
+    /// The proxy's event loops: the shared group, or a group of its own with --proxy-threads.
+    func eventLoopGroup() -> any EventLoopGroup {
+        guard let proxyThreads else { return MultiThreadedEventLoopGroup.singleton }
+        return MultiThreadedEventLoopGroup(numberOfThreads: proxyThreads)
     }
 
     /// What `tenant info` prints as the address to connect to.

@@ -123,7 +123,8 @@ struct Serve: AsyncParsableCommand {
             do {
                 proxy = ProxyServer(
                     configuration: try proxyOptions.configuration(), routes: fleet,
-                    tls: try proxyOptions.tlsContext(root: layout.root), logger: logger
+                    tls: try proxyOptions.tlsContext(root: layout.root), logger: logger,
+                    group: proxyOptions.eventLoopGroup()
                 )
                 // Bound now, so a port in use is an error at start-up, not a failed service later.
                 _ = try await proxy.bind()
