@@ -25,7 +25,11 @@ extension Fleet: RouteProvider {
 
     public func wake(_ tenant: TenantName) async -> TenantRoute {
         guard let supervisor = supervisors[tenant] else { return await route(for: tenant) }
-        if await supervisor.snapshot.state == .suspended {
+        let state = await supervisor.snapshot.state
+        // Only a suspended tenant is woken (or one already starting, to wait for): a client must
+        // never start a tenant its operator stopped.
+        guard state == .suspended || state == .starting else { return await route(for: tenant) }
+        if state == .suspended {
             guard wakeLimiter.allow(tenant, now: monotonicNow) else {
                 logger.warning("wake refused by the rate limit", metadata: ["tenant": "\(tenant)"])
                 return .wakeRefused
