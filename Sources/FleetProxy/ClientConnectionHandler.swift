@@ -347,7 +347,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     private func fail(_ error: ProxyError, context: ChannelHandlerContext) {
-        if case .done = phase, error != .tooManyConnections { return }
+        if case .done = phase { return }
         phase = .done
         timeout?.cancel()
         shared.metrics.handshakeFailed(error)

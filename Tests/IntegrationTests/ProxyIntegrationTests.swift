@@ -88,7 +88,7 @@ struct ProxyIntegrationTests {
             try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
             let (_, password) = try await harness.createTenant("solo")
             let proxy = try Spawner.spawn(
-                SpawnSpec(executable: Harness.binary, arguments: ["proxy", "--root", harness.root, "--listen", "127.0.0.1:\(port)", "--tls", "require"], newSession: true),
+                SpawnSpec(executable: Harness.binary, arguments: ["proxy", "--root", harness.root, "--listen", "127.0.0.1:\(port)", "--tls", "require", "--max-connections-per-tenant", "2"], newSession: true),
                 stdout: -1, stderr: -1
             )
             defer { kill(proxy, SIGTERM) }
@@ -101,6 +101,16 @@ struct ProxyIntegrationTests {
             let plain = try await psql("host=127.0.0.1 port=\(port) user=postgres@solo dbname=postgres sslmode=disable", password: password, "select 1")
             #expect(!plain.succeeded)
             #expect(plain.stderr.contains("requires TLS"), "\(plain.stderr)")
+            // Two sessions are the limit for this tenant: the third gets 53300's message.
+            let tls = "host=127.0.0.1 port=\(port) user=postgres@solo dbname=postgres sslmode=require"
+            let holders = (0..<2).map { _ in Task { try await psql(tls, password: password, "select pg_sleep(3)") } }
+            try await Task.sleep(for: .milliseconds(1500))
+            let third = try await psql(tls, password: password, "select 1")
+            #expect(!third.succeeded)
+            #expect(third.stderr.contains("too many clients already for tenant"), "\(third.stderr)")
+            for holder in holders { #expect(try await holder.value.succeeded) }
+            #expect(try await psql(tls, password: password, "select 1").succeeded)
+
             kill(proxy, SIGTERM)
             #expect(await ProcessWatcher.shared.waitForExit(pid: proxy, isChild: true) == .exited(0))
         }
