@@ -352,3 +352,242 @@ bench_busy_note() {
     [ -n "$busy" ] && printf 'note: busy besides the benchmark: %s; expect noisy numbers\n' "$busy"
     return 0
 }
+
+# --- connection timing (wake.sh, provision.sh) -----------------------------------------------------
+#
+#   bench_python                 sets $BENCH_PYTHON: a python3 that can import psycopg ($PYTHON wins)
+#   bench_timer_start            starts the timer: one python3+psycopg process for the whole run, so
+#                                neither process start-up nor imports are part of any sample
+#   bench_timer_target ID CONNINFO [PWVAR [PEERUSER]]
+#                                names a connection; the password is the content of $PWVAR, sent on
+#                                the timer's stdin (never argv) and given to libpq as PGPASSWORD;
+#                                PEERUSER: connect with that effective uid (peer authentication)
+#   bench_timer_query ID         one connect + `select 1` (closing is not timed): prints ms
+#   bench_timer_poll ID SECONDS  connect + `select 1` until one succeeds: prints "END_US ATTEMPTS",
+#                                END_US the wall clock (µs since the epoch, as $EPOCHREALTIME) when
+#                                the row of the first successful `select 1` arrived
+#   bench_elapsed_ms START [END] ms between two $EPOCHREALTIME values (END: now), one decimal
+#   bench_percentile P N...      the P-th percentile (linear between ranks, so P=50 is the median), one decimal
+#   bench_loadavg                the 1/5/15-minute load average
+#
+# Debian clusters (pg_createcluster) made by a benchmark are named pgfleet-bench-PID-…:
+#   bench_pgcc_name TAG          prints the name for this run, e.g. pgfleet-bench-1234-TAG
+#   bench_pgcc_drop VERSION NAME pg_dropcluster --stop (quietly; nothing if it does not exist)
+#   bench_pgcc_cleanup_at_exit VERSION   drops every cluster of this run at exit
+#   bench_sweep_pgcc             drops the clusters of runs that are gone (killed with SIGKILL, …)
+
+_BENCH_TIMER_PY='
+import os, signal, sys, time
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the script handles Ctrl-C and closes our stdin
+import psycopg
+
+targets = {}
+out = sys.stdout
+
+
+def reply(*fields):
+    out.write("\t".join(str(f) for f in fields).replace("\n", " ") + "\n")
+    out.flush()
+
+
+def once(t):
+    """One connect + select 1; returns (ms, wall clock µs when the row arrived)."""
+    if t["password"] is None:
+        os.environ.pop("PGPASSWORD", None)
+    else:
+        os.environ["PGPASSWORD"] = t["password"]
+    if t["peer"]:
+        os.setegid(t["peer"][1])
+        os.seteuid(t["peer"][0])
+    try:
+        start = time.perf_counter_ns()
+        conn = psycopg.connect(t["conninfo"], autocommit=True)
+        try:
+            row = conn.execute("select 1").fetchone()
+            end = time.perf_counter_ns()
+            wall = time.time_ns() // 1000
+        finally:
+            conn.close()
+    finally:
+        if t["peer"]:
+            os.seteuid(0)
+            os.setegid(0)
+        os.environ.pop("PGPASSWORD", None)
+    if row != (1,):
+        raise RuntimeError("select 1 returned %r" % (row,))
+    return (end - start) / 1e6, wall
+
+
+for line in sys.stdin:
+    parts = line.rstrip("\n").split("\t")
+    try:
+        if parts[0] == "target":
+            _, ident, conninfo, peer = parts
+            password = sys.stdin.readline().rstrip("\n")
+            if peer:
+                import pwd
+                entry = pwd.getpwnam(peer)
+                peer = (entry.pw_uid, entry.pw_gid)
+            targets[ident] = {"conninfo": conninfo, "password": password or None, "peer": peer or None}
+            reply("ok")
+        elif parts[0] == "query":
+            ms, _ = once(targets[parts[1]])
+            reply("ok", "%.3f" % ms)
+        elif parts[0] == "poll":
+            target, deadline = targets[parts[1]], time.monotonic() + float(parts[2])
+            attempts, last = 0, ""
+            while True:
+                attempts += 1
+                try:
+                    _, wall = once(target)
+                    reply("ok", wall, attempts)
+                    break
+                except psycopg.Error as error:
+                    last = str(error).strip()
+                if time.monotonic() > deadline:
+                    reply("error", "no successful select 1 within %s s after %d attempts; last error: %s" % (parts[2], attempts, last))
+                    break
+                time.sleep(0.005)
+        elif parts[0] == "forget":
+            targets.pop(parts[1], None)
+            reply("ok")
+        else:
+            reply("error", "unknown command %r" % parts[0])
+    except Exception as error:  # reported to the script, which decides
+        reply("error", "%s: %s" % (type(error).__name__, str(error).strip()))
+'
+
+bench_python() {
+    local candidate="${PYTHON:-python3}"
+    command -v "$candidate" >/dev/null || bench_die "$candidate not found (set PYTHON to a python3 with psycopg)"
+    # The interpreter itself, not a wrapper such as pyenv's shim: no shell script in between.
+    BENCH_PYTHON="$("$candidate" -c 'import sys, psycopg; print(sys.executable)' 2>/dev/null)" ||
+        bench_die "$candidate cannot import psycopg (pip install 'psycopg[binary]', or set PYTHON)"
+}
+
+bench_timer_start() {
+    [ -n "${BENCH_PYTHON:-}" ] || bench_python
+    # $BENCH_TMP on its command line: a sweep recognises it. It exits when our end of its stdin closes.
+    coproc BENCH_TIMER { exec "$BENCH_PYTHON" -c "$_BENCH_TIMER_PY" "$BENCH_TMP" 2>>"$BENCH_TMP/timer.log"; }
+    _bench_record pids "$BENCH_TIMER_PID"
+    bench_defer bench_timer_stop
+    bench_log "timing clients with $("$BENCH_PYTHON" -c 'import sys, psycopg; print("Python %d.%d.%d, psycopg %s (%s), libpq %d" % (sys.version_info[:3] + (psycopg.__version__, psycopg.pq.__impl__, psycopg.pq.version())))') in one process"
+}
+
+bench_timer_stop() {
+    [ -n "${BENCH_TIMER_PID:-}" ] || return 0
+    local pid="$BENCH_TIMER_PID"
+    # Closing its stdin ends it; the fds disappear from BENCH_TIMER when it is gone.
+    [ -n "${BENCH_TIMER[1]:-}" ] && eval "exec ${BENCH_TIMER[1]}>&-"
+    _bench_wait_gone "$pid" 5 || kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# _bench_timer_call REPLYVAR TIMEOUT LINE [EXTRA-LINE]: one request, its reply fields into REPLYVAR (an array).
+_bench_timer_call() {
+    local -n _reply="$1"
+    local timeout="$2" line="$3"
+    if [ -z "${BENCH_TIMER_PID:-}" ] || [ -z "${BENCH_TIMER[1]:-}" ]; then bench_die "the timer is not running (see $BENCH_TMP/timer.log)"; fi
+    printf '%s\n' "$line" >&"${BENCH_TIMER[1]}"
+    [ $# -ge 4 ] && printf '%s\n' "$4" >&"${BENCH_TIMER[1]}"
+    local answer
+    IFS= read -r -t "$timeout" -u "${BENCH_TIMER[0]}" answer ||
+        bench_die "no answer from the timer within $timeout s to: ${line%%$'\t'*} (see $BENCH_TMP/timer.log)"
+    IFS=$'\t' read -r -a _reply <<<"$answer"
+}
+
+bench_timer_target() {
+    local id="$1" conninfo="$2" pwvar="${3:-}" peer="${4:-}" password="" reply=()
+    [ -n "$pwvar" ] && password="${!pwvar}"
+    _bench_timer_call reply 30 "target"$'\t'"$id"$'\t'"$conninfo"$'\t'"$peer" "$password"
+    [ "${reply[0]}" = ok ] || bench_die "timer: ${reply[*]:1}"
+}
+
+# Exit status 1 (and the error on stderr) when the connection fails; the caller decides.
+bench_timer_query() {
+    local reply=()
+    _bench_timer_call reply 120 "query"$'\t'"$1"
+    if [ "${reply[0]}" != ok ]; then
+        printf 'connect + select 1 (%s) failed: %s\n' "$1" "${reply[*]:1}" >&2
+        return 1
+    fi
+    printf '%s\n' "${reply[1]}"
+}
+
+bench_timer_poll() {
+    local reply=()
+    _bench_timer_call reply "$(($2 + 30))" "poll"$'\t'"$1"$'\t'"$2"
+    if [ "${reply[0]}" != ok ]; then
+        printf 'connect + select 1 (%s): %s\n' "$1" "${reply[*]:1}" >&2
+        return 1
+    fi
+    printf '%s %s\n' "${reply[1]}" "${reply[2]}"
+}
+
+bench_timer_forget() {
+    local reply=()
+    _bench_timer_call reply 30 "forget"$'\t'"$1"
+}
+
+# $EPOCHREALTIME is seconds.microseconds (with the locale's decimal point).
+bench_elapsed_ms() {
+    local start="$1" end="${2:-$EPOCHREALTIME}"
+    awk -v a="${start/,/.}" -v b="${end/,/.}" 'BEGIN {printf "%.1f\n", (b - a) * 1000}'
+}
+
+bench_percentile() {
+    local p="$1"
+    shift
+    printf '%s\n' "$@" | sort -g | awk -v p="$p" '{v[NR] = $1}
+        END {if (NR == 0) {print "-"; exit}
+             r = 1 + (NR - 1) * p / 100; i = int(r); f = r - i
+             printf "%.1f\n", (i < NR) ? v[i] + f * (v[i + 1] - v[i]) : v[NR]}'
+}
+
+bench_loadavg() {
+    cut -d' ' -f1-3 /proc/loadavg
+}
+
+# --- Debian clusters (pg_createcluster) -----------------------------------------------------------
+
+bench_pgcc_name() {
+    printf 'pgfleet-bench-%s-%s\n' "$$" "$1"
+}
+
+bench_pgcc_drop() {
+    local version="$1" name="$2"
+    pg_lsclusters -h 2>/dev/null | awk -v v="$version" -v n="$name" '$1 == v && $2 == n {found = 1} END {exit !found}' || return 0
+    pg_dropcluster --stop "$version" "$name" >/dev/null 2>&1 || bench_warn "could not drop cluster $version/$name (pg_dropcluster --stop $version $name)"
+}
+
+bench_pgcc_cleanup_at_exit() {
+    bench_defer "_bench_pgcc_drop_ours $1"
+}
+
+_bench_pgcc_drop_ours() {
+    local version="$1" name
+    while read -r name; do
+        bench_log "dropping leftover cluster $version/$name"
+        bench_pgcc_drop "$version" "$name"
+    done < <(pg_lsclusters -h 2>/dev/null | awk -v v="$version" -v p="pgfleet-bench-$$-" '$1 == v && index($2, p) == 1 {print $2}')
+}
+
+# Clusters named pgfleet-bench-PID-… whose PID is not a live benchmark (the owner of a run's temp dir).
+bench_sweep_pgcc() {
+    command -v pg_lsclusters >/dev/null || return 0
+    local version name pid dir live=" "
+    for dir in /tmp/pgfleet-bench-*.*; do
+        [ -f "$dir/.state/owner" ] || continue
+        pid="$(cat "$dir/.state/owner" 2>/dev/null || true)"
+        [[ "$pid" =~ ^[0-9]+$ ]] && [ -d "/proc/$pid" ] && live+="$pid "
+    done
+    while read -r version name; do
+        pid="${name#pgfleet-bench-}"
+        pid="${pid%%-*}"
+        [[ "$pid" =~ ^[0-9]+$ ]] || continue
+        [[ "$live" == *" $pid "* ]] && continue
+        bench_log "removing cluster $version/$name left by an earlier run"
+        bench_pgcc_drop "$version" "$name"
+    done < <(pg_lsclusters -h 2>/dev/null | awk 'index($2, "pgfleet-bench-") == 1 {print $1, $2}')
+}

@@ -66,6 +66,11 @@ public func buildRouter(fleet: any FleetControl, metrics: PrometheusCollectorReg
         try APICoding.jsonResponse(try await fleet.startTenant(try tenantName(context)))
     }
 
+    v1.post("tenants/:name/settings") { request, context in
+        let name = try tenantName(context)
+        let settings = try await APICoding.decodeBody(SettingsRequest.self, from: request)
+        return try APICoding.jsonResponse(try await fleet.setSettings(name, settings))
+    }
     v1.post("tenants/:name/suspend") { _, context in
         try APICoding.jsonResponse(try await fleet.suspendTenant(try tenantName(context)))
     }

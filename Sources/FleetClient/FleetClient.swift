@@ -98,6 +98,10 @@ public struct FleetClient: Sendable {
         try await call(.POST, Self.tenantPath(name) + "/stop")
     }
 
+    public func setSettings(_ name: TenantName, _ request: SettingsRequest) async throws -> SettingsResult {
+        try await call(.POST, Self.tenantPath(name) + "/settings", body: try encode(request))
+    }
+
     public func suspendTenant(_ name: TenantName) async throws -> TenantInfo {
         try await call(.POST, Self.tenantPath(name) + "/suspend")
     }

@@ -12,6 +12,7 @@ import Foundation
 //   POST   /v1/tenants/{name}/start           -> TenantInfo (once running, or an error with the reason)
 //   POST   /v1/tenants/{name}/stop            -> TenantInfo
 //   POST   /v1/tenants/{name}/suspend         -> TenantInfo
+//   POST   /v1/tenants/{name}/settings        SettingsRequest -> SettingsResult
 //   POST   /v1/tenants/{name}/restart         -> TenantInfo
 //   DELETE /v1/tenants/{name}                 -> NDJSON stream of StreamEvent
 //   GET    /v1/tenants/{name}/logs?lines=N&follow=true -> text/plain, streamed while following
@@ -196,6 +197,44 @@ public struct CreateTenantRequest: Codable, Sendable {
     }
 }
 
+/// `POST /v1/tenants/{name}/settings`: PostgreSQL settings for one tenant.
+public struct SettingsRequest: Codable, Sendable, Equatable {
+    /// Parameter name and value, in the order given.
+    public var settings: [Setting]
+    /// Restart the tenant if a setting needs it.
+    public var restart: Bool
+
+    public struct Setting: Codable, Sendable, Equatable {
+        public var name: String
+        public var value: String
+        public init(name: String, value: String) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    public init(settings: [Setting], restart: Bool = false) {
+        self.settings = settings
+        self.restart = restart
+    }
+}
+
+public struct SettingsResult: Codable, Sendable, Equatable {
+    public var tenant: TenantInfo
+    /// Settings now in effect (reloaded) or, for a stopped tenant, in effect at its next start.
+    public var applied: [String]
+    /// Settings that only take effect after a restart that has not happened yet.
+    public var restartNeeded: [String]
+    public var restarted: Bool
+
+    public init(tenant: TenantInfo, applied: [String], restartNeeded: [String], restarted: Bool) {
+        self.tenant = tenant
+        self.applied = applied
+        self.restartNeeded = restartNeeded
+        self.restarted = restarted
+    }
+}
+
 /// One line of an NDJSON progress stream.
 public struct StreamEvent: Codable, Sendable, Equatable {
     public enum Kind: String, Codable, Sendable { case progress, result, error }
@@ -275,6 +314,8 @@ public protocol FleetControl: Sendable {
     func stopTenant(_ name: TenantName) async throws -> TenantInfo
     /// Shuts a running tenant down for idleness; the next connection through the proxy wakes it.
     func suspendTenant(_ name: TenantName) async throws -> TenantInfo
+    /// Validates settings with the tenant's own bundle, stores them, and reloads (or restarts).
+    func setSettings(_ name: TenantName, _ request: SettingsRequest) async throws -> SettingsResult
     func restartTenant(_ name: TenantName) async throws -> TenantInfo
     func dropTenant(_ name: TenantName, progress: @escaping ProgressReporter) async throws
 }

@@ -59,6 +59,27 @@ enum ClusterConfig {
 
         """
 
+    /// Settings made with `pgfleet tenant set`, included after `includeFile`.
+    static let settingsFile = "pgfleet.settings.conf"
+
+    static func settingsText(_ settings: [(String, String)]) -> String {
+        "# Managed by pgfleet: `pgfleet tenant set` writes this file.\n"
+            + settings.map { "\($0.0) = \(quote($0.1))\n" }.joined()
+    }
+
+    /// Reads back what `settingsText` wrote.
+    static func parseSettings(_ text: String) -> [(String, String)] {
+        text.split(separator: "\n").compactMap { line -> (String, String)? in
+            guard !line.hasPrefix("#"), let equals = line.firstIndex(of: "=") else { return nil }
+            let name = line[..<equals].trimmingCharacters(in: .whitespaces)
+            var value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            if value.hasPrefix("'") && value.hasSuffix("'") && value.count >= 2 {
+                value = String(value.dropFirst().dropLast()).replacingOccurrences(of: "''", with: "'").replacingOccurrences(of: "\\\\", with: "\\")
+            }
+            return name.isEmpty ? nil : (name, value)
+        }
+    }
+
     static func quote(_ value: String) -> String {
         "'" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''") + "'"
     }

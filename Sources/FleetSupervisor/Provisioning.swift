@@ -185,6 +185,7 @@ extension Fleet {
             conf += "\n# Added by pgfleet; keep it last so pgfleet's settings apply.\n\(include)\n"
             try Files.write(conf, to: confPath, mode: 0o600, owner: owner)
         }
+        try ensureSettingsInclude(dataDirectory: data, owner: owner)
     }
 
     /// Creates the health-check role in single-user mode, before the postmaster ever listens.

@@ -8,7 +8,7 @@ struct TenantCommand: AsyncParsableCommand {
         commandName: "tenant",
         abstract: "Create, inspect, start, stop and drop tenants (one PostgreSQL cluster each).",
         discussion: "Tenant names match ^[a-z][a-z0-9-]{0,62}$.",
-        subcommands: [Create.self, List.self, Info.self, Start.self, Stop.self, Suspend.self, Restart.self, Drop.self, Logs.self]
+        subcommands: [Create.self, List.self, Info.self, Start.self, Stop.self, Suspend.self, Restart.self, SetSettings.self, Drop.self, Logs.self]
     )
 
     struct Create: AsyncParsableCommand {
@@ -184,6 +184,53 @@ struct TenantCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await lifecycle(rootOptions, name, verb: "suspended") { client, name in try await client.suspendTenant(name) }
+        }
+    }
+
+    struct SetSettings: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set",
+            abstract: "Change PostgreSQL settings of a tenant: checked by its own PostgreSQL, then reloaded.",
+            discussion: """
+                Each NAME=VALUE is validated by the tenant's bundle (names, units and ranges of its \
+                version) before anything changes, stored in the tenant's pgfleet.settings.conf, and \
+                applied with a reload. Settings that need a restart (e.g. shared_buffers) are reported; \
+                --restart restarts the tenant to apply them at once.
+                """
+        )
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The tenant's name.", valueName: "name"))
+        var name: String
+
+        @Argument(help: ArgumentHelp("Settings, e.g. work_mem=16MB shared_buffers=64MB.", valueName: "name=value"))
+        var settings: [String] = []
+
+        @Flag(help: "Restart the tenant if a setting needs it.")
+        var restart = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let tenantName = try validatedTenantName(name)
+                guard !settings.isEmpty else { throw FleetError.invalidRequest("give at least one setting as name=value, e.g. work_mem=16MB") }
+                let parsed = try settings.map { pair -> SettingsRequest.Setting in
+                    guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
+                        throw FleetError.invalidRequest("\"\(pair.debugClipped)\" is not name=value")
+                    }
+                    return SettingsRequest.Setting(name: String(pair[..<equals]), value: String(pair[pair.index(after: equals)...]))
+                }
+                let result = try await FleetClient(layout: rootOptions.layout)
+                    .setSettings(tenantName, SettingsRequest(settings: parsed, restart: restart))
+                var lines = result.applied.map { "set \($0)" }
+                if result.restarted { lines.append("restarted tenant \(tenantName): the settings are in effect") }
+                if !result.restartNeeded.isEmpty {
+                    lines.append("restart needed for \(result.restartNeeded.joined(separator: ", ")): run `pgfleet tenant restart \(tenantName)` or repeat with --restart")
+                } else if !result.restarted {
+                    lines.append(result.tenant.state == .running ? "reloaded: the settings are in effect" : "stored: they apply when tenant \(tenantName) starts")
+                }
+                Terminal.out(lines.joined(separator: "\n"))
+            }
         }
     }
 

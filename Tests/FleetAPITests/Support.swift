@@ -103,6 +103,14 @@ final class FakeFleet: FleetControl {
         return try setState(name, .stopped, pid: nil)
     }
 
+    func setSettings(_ name: TenantName, _ request: SettingsRequest) async throws -> SettingsResult {
+        try record("setSettings \(name) \(request.settings.map(\.name))")
+        return SettingsResult(
+            tenant: try setState(name, .running, pid: 1234), applied: request.settings.map { "\($0.name) = \($0.value)" },
+            restartNeeded: [], restarted: false
+        )
+    }
+
     func suspendTenant(_ name: TenantName) async throws -> TenantInfo {
         try record("suspendTenant \(name)")
         return try setState(name, .suspended, pid: nil)

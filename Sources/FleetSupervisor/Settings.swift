@@ -1,0 +1,109 @@
+import FleetBundles
+import FleetCatalog
+import FleetCore
+import FleetSystem
+import Foundation
+
+extension Fleet {
+    /// Settings pgfleet itself manages: changing them would cut the tenant off from the daemon.
+    static let managedSettings: Set<String> = [
+        "listen_addresses", "port", "unix_socket_directories", "unix_socket_permissions", "unix_socket_group",
+        "logging_collector", "log_destination", "cluster_name", "data_directory", "config_file", "hba_file",
+        "ident_file", "external_pid_file", "password_encryption",
+    ]
+
+    public func setSettings(_ name: TenantName, _ request: SettingsRequest) async throws -> SettingsResult {
+        let record = try existing(name)
+        try notBusy(name)
+        guard !request.settings.isEmpty else { throw FleetError.invalidRequest("no settings given: use name=value") }
+        let bundle = try bundles.load(id: record.bundleID)
+        let owner = options.isolated ? UserIdentity(name: record.osUser, uid: uid_t(record.uid), gid: gid_t(record.gid)) : nil
+        let environment = Self.environment(for: bundle)
+
+        var settings: [(name: String, value: String)] = []
+        for setting in request.settings {
+            let key = setting.name.lowercased()
+            guard key.range(of: "^[a-z_][a-z0-9_]*(\\.[a-z_][a-z0-9_]*)?$", options: .regularExpression) != nil else {
+                throw FleetError.invalidRequest("\"\(setting.name.debugClipped)\" is not a parameter name")
+            }
+            if Self.managedSettings.contains(key) {
+                throw FleetError.invalidRequest("\(key) is managed by pgfleet and cannot be set per tenant")
+            }
+            if setting.value.contains("\n") || setting.value.contains("\r") || setting.value.utf8.contains(0) {
+                throw FleetError.invalidRequest("the value of \(key) contains a line break or NUL")
+            }
+            // The tenant's own postgres checks the value: right names, units and ranges for its version.
+            let check = try await Command.run(
+                bundle.postgres, ["-D", record.dataDirectory, "-C", key, "-c", "\(key)=\(setting.value)"],
+                environment: environment, user: owner, workingDirectory: record.dataDirectory
+            )
+            guard check.succeeded else {
+                let reason = check.stderr.split(separator: "\n").first { $0.contains("FATAL") || $0.contains("ERROR") || $0.contains("invalid") }
+                    .map { String($0).replacingOccurrences(of: "postgres: ", with: "").replacingOccurrences(of: "FATAL:  ", with: "") }
+                    ?? check.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+                throw FleetError.invalidRequest("PostgreSQL \(bundle.manifest.version) refuses \(key) = \(setting.value.debugClipped): \(reason)")
+            }
+            settings.removeAll { $0.name == key }
+            settings.append((key, setting.value))
+        }
+
+        let contexts = try await parameterContexts(bundle: bundle, environment: environment, owner: owner)
+        let needRestart = settings.map(\.name).filter { contexts[$0] == "postmaster" }
+        try writeSettings(settings, record: record, owner: owner)
+
+        let supervisor = try supervisor(for: record, name: name)
+        var snapshot = await supervisor.snapshot
+        var restarted = false
+        if snapshot.state == .running, let pid = snapshot.pid {
+            if request.restart && !needRestart.isEmpty {
+                snapshot = await supervisor.restart()
+                restarted = true
+                if snapshot.state != .running {
+                    throw FleetError.failed("tenant \(name) did not come back after the restart: \(snapshot.failureReason ?? snapshot.state.rawValue)")
+                }
+            } else {
+                kill(pid, SIGHUP)
+            }
+        }
+        let pending = snapshot.state == .running && !restarted ? needRestart : []
+        logger.info("tenant settings changed", metadata: ["tenant": "\(name)", "settings": "\(settings.map(\.name))"])
+        return SettingsResult(
+            tenant: try await tenantInfo(name), applied: settings.map { "\($0.name) = \($0.value)" },
+            restartNeeded: pending, restarted: restarted
+        )
+    }
+
+    /// Each parameter's context (postmaster, sighup, user, …) as the bundle describes it.
+    private func parameterContexts(bundle: FleetBundles.Bundle, environment: [String: String], owner: UserIdentity?) async throws -> [String: String] {
+        let described = try await Command.run(bundle.postgres, ["--describe-config"], environment: environment, user: owner)
+            .check("postgres --describe-config")
+        var contexts: [String: String] = [:]
+        for line in described.stdout.split(separator: "\n") {
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
+            if fields.count > 1 { contexts[fields[0].lowercased()] = String(fields[1]) }
+        }
+        return contexts
+    }
+
+    /// `pgfleet.settings.conf`, included after pgfleet.conf: the tenant's overrides, one per line.
+    private func writeSettings(_ settings: [(name: String, value: String)], record: TenantRecord, owner: UserIdentity?) throws {
+        let path = record.dataDirectory + "/" + ClusterConfig.settingsFile
+        var merged: [(String, String)] = ClusterConfig.parseSettings((try? String(contentsOfFile: path, encoding: .utf8)) ?? "")
+        for (name, value) in settings {
+            merged.removeAll { $0.0 == name }
+            merged.append((name, value))
+        }
+        try Files.write(ClusterConfig.settingsText(merged), to: path, mode: 0o600, owner: owner)
+        try ensureSettingsInclude(dataDirectory: record.dataDirectory, owner: owner)
+    }
+
+    func ensureSettingsInclude(dataDirectory: String, owner: UserIdentity?) throws {
+        let confPath = dataDirectory + "/postgresql.conf"
+        var conf = (try? String(contentsOfFile: confPath, encoding: .utf8)) ?? ""
+        let include = "include_if_exists '\(ClusterConfig.settingsFile)'"
+        if !conf.contains(include) {
+            conf += "# Added by pgfleet: settings made with `pgfleet tenant set`.\n\(include)\n"
+            try Files.write(conf, to: confPath, mode: 0o600, owner: owner)
+        }
+    }
+}
