@@ -370,6 +370,13 @@ bench_busy_note() {
 #   bench_percentile P N...      the P-th percentile (linear between ranks, so P=50 is the median), one decimal
 #   bench_loadavg                the 1/5/15-minute load average
 #
+# The CLI sometimes fails with "error: I/O on closed channel" although the daemon answered in full
+# (seen on fast calls such as `tenant info`, more often on a busy machine; see bench/README.md):
+#   bench_pgfleet_retry ARGS…    bench_pgfleet, tried up to 3 times when it fails that way; each
+#                                retry is counted (bench_cli_retries)
+#   bench_tenant_get NAME FIELD  bench_tenant_field with those retries
+#   bench_cli_retries            how many calls were retried so far
+#
 # Debian clusters (pg_createcluster) made by a benchmark are named pgfleet-bench-PID-…:
 #   bench_pgcc_name TAG          prints the name for this run, e.g. pgfleet-bench-1234-TAG
 #   bench_pgcc_drop VERSION NAME pg_dropcluster --stop (quietly; nothing if it does not exist)
@@ -487,21 +494,22 @@ bench_timer_stop() {
 # _bench_timer_call REPLYVAR TIMEOUT LINE [EXTRA-LINE]: one request, its reply fields into REPLYVAR (an array).
 _bench_timer_call() {
     local -n _reply="$1"
-    local timeout="$2" line="$3"
+    local _btc_timeout="$2" _btc_line="$3"
     if [ -z "${BENCH_TIMER_PID:-}" ] || [ -z "${BENCH_TIMER[1]:-}" ]; then bench_die "the timer is not running (see $BENCH_TMP/timer.log)"; fi
-    printf '%s\n' "$line" >&"${BENCH_TIMER[1]}"
+    printf '%s\n' "$_btc_line" >&"${BENCH_TIMER[1]}"
     [ $# -ge 4 ] && printf '%s\n' "$4" >&"${BENCH_TIMER[1]}"
-    local answer
-    IFS= read -r -t "$timeout" -u "${BENCH_TIMER[0]}" answer ||
-        bench_die "no answer from the timer within $timeout s to: ${line%%$'\t'*} (see $BENCH_TMP/timer.log)"
-    IFS=$'\t' read -r -a _reply <<<"$answer"
+    local _btc_answer
+    IFS= read -r -t "$_btc_timeout" -u "${BENCH_TIMER[0]}" _btc_answer ||
+        bench_die "no answer from the timer within $_btc_timeout s to: ${_btc_line%%$'\t'*} (see $BENCH_TMP/timer.log)"
+    IFS=$'\t' read -r -a _reply <<<"$_btc_answer"
 }
 
 bench_timer_target() {
-    local id="$1" conninfo="$2" pwvar="${3:-}" peer="${4:-}" password="" reply=()
-    [ -n "$pwvar" ] && password="${!pwvar}"
-    _bench_timer_call reply 30 "target"$'\t'"$id"$'\t'"$conninfo"$'\t'"$peer" "$password"
-    [ "${reply[0]}" = ok ] || bench_die "timer: ${reply[*]:1}"
+    # Odd local names: ${!3} must see the caller's variable, not one of ours.
+    local _bt_id="$1" _bt_conninfo="$2" _bt_pwvar="${3:-}" _bt_peer="${4:-}" _bt_pw="" _bt_reply=()
+    [ -n "$_bt_pwvar" ] && _bt_pw="${!_bt_pwvar}"
+    _bench_timer_call _bt_reply 30 "target"$'\t'"$_bt_id"$'\t'"$_bt_conninfo"$'\t'"$_bt_peer" "$_bt_pw"
+    [ "${_bt_reply[0]}" = ok ] || bench_die "timer: ${_bt_reply[*]:1}"
 }
 
 # Exit status 1 (and the error on stderr) when the connection fails; the caller decides.
@@ -547,6 +555,36 @@ bench_percentile() {
 
 bench_loadavg() {
     cut -d' ' -f1-3 /proc/loadavg
+}
+
+# --- the CLI, retried -----------------------------------------------------------------------------
+
+bench_pgfleet_retry() {
+    local attempt status err="$BENCH_TMP/.state/cli.$BASHPID.err"
+    for attempt in 1 2 3; do
+        status=0
+        bench_pgfleet "$@" 2>"$err" || status=$?
+        if [ "$status" -eq 0 ]; then
+            rm -f "$err"
+            return 0
+        fi
+        if [ "$attempt" -eq 3 ] || ! grep -q 'I/O on closed channel' "$err"; then
+            cat "$err" >&2
+            rm -f "$err"
+            return "$status"
+        fi
+        printf '%s\n' "$1 $2" >>"$BENCH_TMP/.state/cli-retries"
+    done
+}
+
+bench_tenant_get() {
+    local json
+    json="$(bench_pgfleet_retry tenant info "$1" --json)" || return 1
+    jq -r ".$2" <<<"$json"
+}
+
+bench_cli_retries() {
+    if [ -f "$BENCH_TMP/.state/cli-retries" ]; then wc -l <"$BENCH_TMP/.state/cli-retries"; else echo 0; fi
 }
 
 # --- Debian clusters (pg_createcluster) -----------------------------------------------------------

@@ -83,10 +83,11 @@ PW_SUSPENDED=""
 PW_RUNNING=""
 bench_create_tenant "$RUNNING" PW_RUNNING --suspend-after 0
 bench_create_tenant "$SUSPENDED" PW_SUSPENDED --suspend-after 0
-PG_VERSION="$(bench_tenant_field "$SUSPENDED" version)"
-BUNDLE="$(bench_tenant_field "$SUSPENDED" bundle)"
-[ "$(bench_tenant_field "$RUNNING" bundle)" = "$BUNDLE" ] || bench_die "the two tenants got different bundles"
-TENANT_LOG="$(bench_tenant_field "$SUSPENDED" logFile)"
+PG_VERSION="$(bench_tenant_get "$SUSPENDED" version)"
+BUNDLE="$(bench_tenant_get "$SUSPENDED" bundle)"
+RUNNING_BUNDLE="$(bench_tenant_get "$RUNNING" bundle)"
+[ "$RUNNING_BUNDLE" = "$BUNDLE" ] || bench_die "the two tenants got different bundles ($RUNNING_BUNDLE, $BUNDLE)"
+TENANT_LOG="$(bench_tenant_get "$SUSPENDED" logFile)"
 
 bench_timer_start
 conninfo() {
@@ -111,10 +112,9 @@ POSTMASTER_MS=()
 suspend_tenant() {
     local start state i
     start="$EPOCHREALTIME"
-    bench_pgfleet tenant suspend "$SUSPENDED" >/dev/null 2>"$BENCH_TMP/suspend.err" ||
-        { cat "$BENCH_TMP/suspend.err" >&2; bench_die "pgfleet tenant suspend $SUSPENDED failed"; }
+    bench_pgfleet_retry tenant suspend "$SUSPENDED" >/dev/null || bench_die "pgfleet tenant suspend $SUSPENDED failed"
     for ((i = 0; i < 600; i++)); do
-        state="$(bench_tenant_field "$SUSPENDED" state)"
+        state="$(bench_tenant_get "$SUSPENDED" state)"
         [ "$state" = suspended ] && break
         sleep 0.05
     done
@@ -133,7 +133,7 @@ postmaster_start_ms() {
 # Each sets $SAMPLE_MS (they run in this shell: the pacing and the side lists must survive).
 sample_suspended() {
     local wait pid_before pid_after state
-    pid_before="$(bench_tenant_field "$SUSPENDED" pid)"
+    pid_before="$(bench_tenant_get "$SUSPENDED" pid)"
     suspend_tenant
     if [ -n "$LAST_WAKE" ]; then
         wait="$(awk -v gap="$GAP" -v since="$(bench_elapsed_ms "$LAST_WAKE")" 'BEGIN {w = gap - since / 1000; printf "%.3f\n", (w > 0) ? w : 0}')"
@@ -142,8 +142,8 @@ sample_suspended() {
     LAST_WAKE="$EPOCHREALTIME"
     SAMPLE_MS="$(bench_timer_query suspended)" ||
         bench_die "the connection to the suspended tenant failed (rate-limited? try a larger --gap; serve log: $BENCH_TMP/serve.log)"
-    state="$(bench_tenant_field "$SUSPENDED" state)"
-    pid_after="$(bench_tenant_field "$SUSPENDED" pid)"
+    state="$(bench_tenant_get "$SUSPENDED" state)"
+    pid_after="$(bench_tenant_get "$SUSPENDED" pid)"
     [ "$state" = running ] || bench_die "tenant $SUSPENDED is $state after its wake, not running"
     [ "$pid_after" != "$pid_before" ] || bench_die "tenant $SUSPENDED has the same postmaster (pid $pid_after) as before the suspend: nothing was woken"
     local startup
@@ -225,6 +225,8 @@ fi
 echo "not in the samples: \`pgfleet tenant suspend\` until \`tenant info\` said suspended (CLI start-ups included): p50 $(bench_percentile 50 "${SUSPEND_MS[@]}") ms"
 echo "samples, running (ms):   ${RUNNING_MS[*]}"
 echo "samples, suspended (ms): ${WAKE_MS[*]}"
+RETRIES="$(bench_cli_retries)"
+[ "$RETRIES" -gt 0 ] && echo "pgfleet CLI: $RETRIES call(s) failed with \"I/O on closed channel\" after a complete answer and were retried (a client-side race in pgfleet)"
 echo "load average: $LOAD_BEFORE before measuring, $LOAD_AFTER after"
 bench_machine
 [ -n "$BUSY_BEFORE" ] && echo "note (before measuring): ${BUSY_BEFORE#note: }"

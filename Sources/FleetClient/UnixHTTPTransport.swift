@@ -46,9 +46,16 @@ struct UnixHTTPTransport: Sendable {
                 headers.add(name: "Content-Length", value: String(body.count))
             }
             let head = HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)
-            try await outbound.write(.head(head))
-            if let body { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
-            try await outbound.write(.end(nil))
+            var request: [HTTPClientRequestPart] = [.head(head)]
+            if let body { request.append(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
+            request.append(.end(nil))
+            do {
+                // One write and one flush: the daemon may answer (and, with Connection: close,
+                // close) as soon as it has the head, before a separate write of the end arrives.
+                try await outbound.write(contentsOf: request)
+            } catch let error as ChannelError where error == .ioOnClosedChannel || error == .outputClosed {
+                // Closed after answering: the answer is still there to read.
+            }
 
             var responseHead: ResponseHead?
             var errorBody = ByteBuffer()

@@ -98,6 +98,11 @@ extension Fleet {
     }
 
     func ensureSettingsInclude(dataDirectory: String, owner: UserIdentity?) throws {
+        // An empty file rather than none: include_if_exists logs every start when it is missing.
+        let settingsPath = dataDirectory + "/" + ClusterConfig.settingsFile
+        if !FileManager.default.fileExists(atPath: settingsPath) {
+            try Files.write(ClusterConfig.settingsText([]), to: settingsPath, mode: 0o600, owner: owner)
+        }
         let confPath = dataDirectory + "/postgresql.conf"
         var conf = (try? String(contentsOfFile: confPath, encoding: .utf8)) ?? ""
         let include = "include_if_exists '\(ClusterConfig.settingsFile)'"

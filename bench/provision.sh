@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# `pgfleet tenant create` until the first `select 1` against Debian's pg_createcluster + first query.
+# Run `bench/provision.sh --help` for what it does; it needs root.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: bench/provision.sh [options]
+
+Measures how long a new PostgreSQL cluster takes until it answers its first query, two ways, in
+one run, and prints the medians and the ratio. The target: pgfleet's create -> first query at most
+150 ms at p50, and at least 15x faster than pg_createcluster.
+
+  pgfleet            `pgfleet tenant create NAME --pg 15` (the CLI against the daemon's API), then
+                     connect + `select 1` through pgfleet's proxy as postgres@NAME, with the
+                     generated password
+  pg_createcluster   Debian's `pg_createcluster 15 NAME -p PORT --start`, run as root, then
+                     connect + `select 1` on its unix socket as postgres (peer authentication)
+
+A sample runs from just before the command starts (its process start-up included: that is what
+an operator waits for) until the row of the first successful `select 1` arrived; the query is
+retried every 5 ms until it succeeds. The queries come from one long-lived python3 process with
+psycopg (libpq), so the client's start-up is not counted. The samples are interleaved, their
+order alternating, and every cluster is dropped right after its sample (not timed): `pgfleet
+tenant drop`, `pg_dropcluster --stop`.
+
+It also prints where pgfleet's time goes, from the create command's progress lines, each
+timestamped as it arrived: CLI and request, OS user, initdb (+ syncfs), configuration and the
+health-check role (postgres --single), start until running, first query.
+
+It uses the release build of pgfleet (built if missing or older than the sources, 5-10 minutes the
+first time; PGFLEET_BIN skips that), starts a throwaway daemon under /tmp, and removes it, every
+tenant and cluster it made and the OS users it created when it exits (also on Ctrl-C or an
+error). A run killed with SIGKILL is swept by the next one (clusters named pgfleet-bench-PID-*).
+
+Options:
+  -n, --samples N   samples of each (default 5; env BENCH_SAMPLES)
+  -w, --warmup N    untimed samples of each first (default 1)
+      --pg MAJOR    PostgreSQL major version for both (default 15; needs Debian's postgresql-MAJOR)
+  -h, --help        this text
+
+Environment: PGFLEET_BIN (use this pgfleet binary, do not build), PYTHON (a python3 with psycopg;
+default the python3 on PATH).
+Needs root, Debian's postgresql-common (pg_createcluster) and postgresql-MAJOR, python3 with
+psycopg, jq, setpriv. Progress goes to stderr (==> lines), results to stdout.
+EOF
+}
+
+SAMPLES="${BENCH_SAMPLES:-5}"
+WARMUP=1
+PG=15
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    -n | --samples) SAMPLES="${2:?$1 needs a value}"; shift 2 ;;
+    -w | --warmup) WARMUP="${2:?$1 needs a value}"; shift 2 ;;
+    --pg) PG="${2:?$1 needs a value}"; shift 2 ;;
+    -h | --help) usage; exit 0 ;;
+    *) printf 'error: unknown argument %s (see --help)\n' "$1" >&2; exit 2 ;;
+    esac
+done
+for value in "$SAMPLES" "$WARMUP" "$PG"; do
+    [[ "$value" =~ ^[0-9]+$ ]] || { printf 'error: %s is not a whole number (see --help)\n' "$value" >&2; exit 2; }
+done
+[ "$SAMPLES" -ge 1 ] || { echo "error: --samples must be at least 1" >&2; exit 2; }
+
+export LC_ALL=C.UTF-8 LC_NUMERIC=C
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+for tool in jq setpriv ss awk pg_createcluster pg_dropcluster pg_lsclusters; do
+    command -v "$tool" >/dev/null || bench_die "$tool is missing (pg_*: apt-get install postgresql-common postgresql-$PG)"
+done
+[ -x "/usr/lib/postgresql/$PG/bin/initdb" ] || bench_die "Debian's PostgreSQL $PG is not installed (apt-get install postgresql-$PG)"
+id postgres >/dev/null 2>&1 || bench_die "no OS user postgres (Debian's postgresql-common creates it)"
+unset PGPASSWORD PGSERVICE PGOPTIONS PGHOST PGPORT PGUSER PGDATABASE PGSSLNEGOTIATION PGPASSFILE
+
+bench_init provision
+bench_sweep_pgcc
+bench_pgcc_cleanup_at_exit "$PG"
+bench_build_pgfleet
+bench_python
+
+PROXY_PORT="$(bench_free_port)"
+bench_start_daemon "$BENCH_TMP/root" --listen "127.0.0.1:$PROXY_PORT" --tls disable
+PREFIX="prov-$$-"
+# At exit: whatever a failed or interrupted sample left (each sample drops its own tenant).
+# shellcheck disable=SC2317 # called through bench_defer
+drop_our_tenants() {
+    local name
+    [ -n "$BENCH_DAEMON_PID" ] && [ -d "/proc/$BENCH_DAEMON_PID" ] || return 0
+    while read -r name; do
+        bench_drop_tenant "$name"
+    done < <(bench_pgfleet tenant list --json 2>/dev/null | jq -r --arg p "$PREFIX" '.[] | select(.name | startswith($p)) | .name')
+}
+bench_defer drop_our_tenants
+PGCC_VERSION="$("/usr/lib/postgresql/$PG/bin/postgres" --version | awk '{print $3}')"
+bench_timer_start
+
+# --- one sample of each ---------------------------------------------------------------------------
+
+# Reads progress lines, each prefixed with the time it arrived; "eof" last.
+stamp_lines() {
+    local line
+    while IFS= read -r line; do printf '%s\t%s\n' "$EPOCHREALTIME" "$line"; done
+    printf '%s\teof\n' "$EPOCHREALTIME"
+}
+
+# The time (µs-precision epoch seconds) of the first progress line matching PATTERN, or empty.
+stamp_of() {
+    awk -F'\t' -v pattern="$2" '$2 ~ pattern {print $1; exit}' "$1"
+}
+
+declare -A PHASES=()
+PHASE_NAMES=(request osuser initdb configure start query)
+declare -A PHASE_LABEL=(
+    [request]="CLI start-up and request"
+    [osuser]="OS user (useradd)"
+    [initdb]="initdb --no-sync, syncfs"
+    [configure]="configuration, postgres --single (health-check role)"
+    [start]="postmaster start until running, answer, CLI exit"
+    [query]="first query through the proxy"
+)
+PGCC_PHASES_CMD=()
+PGCC_PHASES_QUERY=()
+
+# Each sets $SAMPLE_MS.
+sample_pgfleet() {
+    local tag="$1" name="$PREFIX$1" start end out password status stamps result attempts i t_osuser t_initdb t_config t_start t_exit
+    stamps="$BENCH_TMP/create-$name.stamps"
+    # The OS user the daemon will create, recorded first so that a sweep finds it whatever happens.
+    _bench_record users "$BENCH_USER_PREFIX$name"
+    status=0
+    start="$EPOCHREALTIME"
+    out="$(bench_pgfleet tenant create "$name" --pg "$PG" 2> >(stamp_lines >"$stamps"))" || status=$?
+    t_exit="$EPOCHREALTIME"
+    for ((i = 0; i < 500; i++)); do
+        [ "$(tail -n1 "$stamps" 2>/dev/null | cut -f2)" = eof ] && break
+        sleep 0.01
+    done
+    if [ "$status" -ne 0 ]; then
+        cut -f2 "$stamps" | grep -v '^eof$' >&2 || true
+        printf -- '--- the last lines of pgfleet serve'"'"'s log:\n' >&2
+        tail -n 15 "$BENCH_TMP/serve.log" >&2
+        bench_die "pgfleet tenant create $name failed"
+    fi
+    password="$(sed -n 's/^password for [^:]*: //p' <<<"$out" | head -n1)"
+    out=""
+    [ -n "$password" ] || bench_die "tenant create printed no generated password (has its output changed?)"
+    bench_timer_target "$tag" "host=127.0.0.1 port=$PROXY_PORT user=postgres@$name dbname=postgres sslmode=disable gssencmode=disable connect_timeout=10 application_name=pgfleet-bench-provision" password
+    password=""
+    result="$(bench_timer_poll "$tag" 60)" || bench_die "tenant $name never answered select 1 through the proxy"
+    read -r end attempts <<<"$result"
+    bench_timer_forget "$tag"
+    end="${end:0:-6}.${end: -6}"
+    SAMPLE_MS="$(bench_elapsed_ms "$start" "$end")"
+    [ "$attempts" -eq 1 ] || bench_log "  (tenant $name: select 1 succeeded at attempt $attempts)"
+
+    t_osuser="$(stamp_of "$stamps" 'creating OS user')"
+    t_initdb="$(stamp_of "$stamps" 'initdb')"
+    t_config="$(stamp_of "$stamps" '^==> configuring')"
+    t_start="$(stamp_of "$stamps" '^==> starting')"
+    if [ -n "$t_osuser" ] && [ -n "$t_initdb" ] && [ -n "$t_config" ] && [ -n "$t_start" ]; then
+        PHASES[request]+=" $(bench_elapsed_ms "$start" "$t_osuser")"
+        PHASES[osuser]+=" $(bench_elapsed_ms "$t_osuser" "$t_initdb")"
+        PHASES[initdb]+=" $(bench_elapsed_ms "$t_initdb" "$t_config")"
+        PHASES[configure]+=" $(bench_elapsed_ms "$t_config" "$t_start")"
+        PHASES[start]+=" $(bench_elapsed_ms "$t_start" "$t_exit")"
+        PHASES[query]+=" $(bench_elapsed_ms "$t_exit" "$end")"
+    else
+        bench_warn "tenant create $name: progress lines not as expected, no breakdown for this sample"
+    fi
+    bench_pgfleet_retry tenant drop "$name" --yes >/dev/null || bench_warn "could not drop tenant $name"
+}
+
+sample_pgcc() {
+    local tag="$1" name port start t_exit end result attempts
+    name="$(bench_pgcc_name "$tag")"
+    port="$(bench_free_port)"
+    start="$EPOCHREALTIME"
+    if ! pg_createcluster "$PG" "$name" -p "$port" --start >"$BENCH_TMP/pgcc-$name.log" 2>&1; then
+        tail -n 20 "$BENCH_TMP/pgcc-$name.log" >&2
+        bench_die "pg_createcluster $PG $name -p $port --start failed"
+    fi
+    t_exit="$EPOCHREALTIME"
+    bench_timer_target "$tag" "host=/var/run/postgresql port=$port user=postgres dbname=postgres sslmode=disable gssencmode=disable connect_timeout=10 application_name=pgfleet-bench-provision" "" postgres
+    result="$(bench_timer_poll "$tag" 60)" || bench_die "cluster $PG/$name never answered select 1 on its socket"
+    read -r end attempts <<<"$result"
+    bench_timer_forget "$tag"
+    end="${end:0:-6}.${end: -6}"
+    SAMPLE_MS="$(bench_elapsed_ms "$start" "$end")"
+    [ "$attempts" -eq 1 ] || bench_log "  (cluster $name: select 1 succeeded at attempt $attempts)"
+    PGCC_PHASES_CMD+=("$(bench_elapsed_ms "$start" "$t_exit")")
+    PGCC_PHASES_QUERY+=("$(bench_elapsed_ms "$t_exit" "$end")")
+    bench_pgcc_drop "$PG" "$name"
+}
+
+# --- measuring ------------------------------------------------------------------------------------
+
+BUSY_BEFORE="$(bench_busy_note)"
+LOAD_BEFORE="$(bench_loadavg)"
+if [ "$WARMUP" -gt 0 ]; then
+    bench_log "warm-up: $WARMUP untimed sample(s) of each"
+    for ((i = 1; i <= WARMUP; i++)); do
+        sample_pgfleet "w$i"
+        bench_log "warm-up $i: pgfleet $SAMPLE_MS ms"
+        sample_pgcc "w$i"
+        bench_log "warm-up $i: pg_createcluster $SAMPLE_MS ms"
+    done
+    PHASES=()
+    PGCC_PHASES_CMD=()
+    PGCC_PHASES_QUERY=()
+fi
+
+bench_log "measuring: $SAMPLES samples of each, interleaved"
+PGFLEET_MS=()
+PGCC_MS=()
+for ((i = 1; i <= SAMPLES; i++)); do
+    if ((i % 2)); then order=(pgfleet pgcc); else order=(pgcc pgfleet); fi
+    for variant in "${order[@]}"; do
+        if [ "$variant" = pgfleet ]; then
+            sample_pgfleet "s$i"
+            PGFLEET_MS+=("$SAMPLE_MS")
+        else
+            sample_pgcc "s$i"
+            PGCC_MS+=("$SAMPLE_MS")
+        fi
+    done
+    bench_log "sample $i/$SAMPLES: pgfleet ${PGFLEET_MS[-1]} ms, pg_createcluster ${PGCC_MS[-1]} ms"
+done
+LOAD_AFTER="$(bench_loadavg)"
+BUSY_AFTER="$(bench_busy_note)"
+
+# --- report ---------------------------------------------------------------------------------------
+
+MED_PGFLEET="$(bench_percentile 50 "${PGFLEET_MS[@]}")"
+MED_PGCC="$(bench_percentile 50 "${PGCC_MS[@]}")"
+SPEEDUP="$(bench_ratio "$MED_PGCC" "$MED_PGFLEET")"
+met() { awk -v ok="$1" 'BEGIN {print ok ? "met" : "NOT met"}'; }
+MET_ABS="$(met "$(awk -v a="$MED_PGFLEET" 'BEGIN {print (a <= 150)}')")"
+MET_REL="$(met "$(awk -v r="$SPEEDUP" 'BEGIN {print (r >= 15)}')")"
+
+echo
+echo "pgfleet provisioning benchmark: a new cluster until its first select 1 succeeds, $SAMPLES samples each, interleaved (after $WARMUP untimed of each)"
+echo "pgfleet: PostgreSQL $(bench_pgfleet bundle list --json 2>/dev/null | jq -r --arg pg "$PG" '[.[] | select(.major == ($pg | tonumber))][0] | "\(.version) (bundle \(.id))"'), select 1 through the proxy (--tls disable); pg_createcluster: Debian's PostgreSQL $PGCC_VERSION, select 1 on its unix socket"
+echo "client: $("$BENCH_PYTHON" -c 'import psycopg; print("psycopg %s (libpq %d)" % (psycopg.__version__, psycopg.pq.version()))'), one long-lived python3 process, retrying every 5 ms; the commands' own process start-up is counted, sslmode=disable"
+echo
+printf '%-50s %9s %8s %8s   %s\n' "ms" median min max samples
+printf '%-50s %9s %8s %8s   %s\n' "pgfleet tenant create -> select 1 (proxy)" "$MED_PGFLEET" \
+    "$(bench_percentile 0 "${PGFLEET_MS[@]}")" "$(bench_percentile 100 "${PGFLEET_MS[@]}")" "${PGFLEET_MS[*]}"
+printf '%-50s %9s %8s %8s   %s\n' "pg_createcluster --start -> select 1 (socket)" "$MED_PGCC" \
+    "$(bench_percentile 0 "${PGCC_MS[@]}")" "$(bench_percentile 100 "${PGCC_MS[@]}")" "${PGCC_MS[*]}"
+echo
+echo "pgfleet is ${SPEEDUP}x as fast as pg_createcluster (median against median)"
+echo "target: create -> first query <= 150 ms at p50: $MET_ABS ($MED_PGFLEET ms); >= 15x faster than pg_createcluster: $MET_REL (${SPEEDUP}x)"
+echo
+if [ -n "${PHASES[request]:-}" ]; then
+    echo "where pgfleet's time goes (medians, ms; from the create command's progress lines as they arrived):"
+    for phase in "${PHASE_NAMES[@]}"; do
+        # shellcheck disable=SC2086 # a list of numbers
+        printf '  %-58s %8s\n' "${PHASE_LABEL[$phase]}" "$(bench_percentile 50 ${PHASES[$phase]})"
+    done
+fi
+echo "pg_createcluster (medians, ms): the command $(bench_percentile 50 "${PGCC_PHASES_CMD[@]}"), then the first query $(bench_percentile 50 "${PGCC_PHASES_QUERY[@]}")"
+RETRIES="$(bench_cli_retries)"
+[ "$RETRIES" -gt 0 ] && echo "pgfleet CLI: $RETRIES call(s) failed with \"I/O on closed channel\" after a complete answer and were retried (a client-side race in pgfleet)"
+echo "load average: $LOAD_BEFORE before measuring, $LOAD_AFTER after"
+bench_machine
+[ -n "$BUSY_BEFORE" ] && echo "note (before measuring): ${BUSY_BEFORE#note: }"
+[ -n "$BUSY_AFTER" ] && echo "note (after measuring): ${BUSY_AFTER#note: }"
+exit 0
