@@ -178,14 +178,20 @@ extension Fleet {
         try Files.write(ClusterConfig.settings(name: name, socketDirectory: record.socketDirectory), to: data + "/" + ClusterConfig.includeFile, mode: 0o600, owner: owner)
         try Files.write(ClusterConfig.hba(), to: data + "/pg_hba.conf", mode: 0o600, owner: owner)
         try Files.write(ClusterConfig.ident(daemonUser: daemonUser.name), to: data + "/pg_ident.conf", mode: 0o600, owner: owner)
-        let confPath = data + "/postgresql.conf"
-        var conf = (try? String(contentsOfFile: confPath, encoding: .utf8)) ?? ""
-        let include = "include '\(ClusterConfig.includeFile)'"
-        if !conf.contains(include) {
-            conf += "\n# Added by pgfleet; keep it last so pgfleet's settings apply.\n\(include)\n"
-            try Files.write(conf, to: confPath, mode: 0o600, owner: owner)
-        }
+        try appendToPostgresqlConf(
+            "include '\(ClusterConfig.includeFile)'", comment: "Added by pgfleet; keep it last so pgfleet's settings apply.",
+            dataDirectory: data, owner: owner
+        )
         try ensureSettingsInclude(dataDirectory: data, owner: owner)
+    }
+
+    /// Appends `directive` to postgresql.conf unless it is there already.
+    func appendToPostgresqlConf(_ directive: String, comment: String, dataDirectory: String, owner: UserIdentity?) throws {
+        let confPath = dataDirectory + "/postgresql.conf"
+        var conf = (try? String(contentsOfFile: confPath, encoding: .utf8)) ?? ""
+        guard !conf.contains(directive) else { return }
+        conf += "\n# \(comment)\n\(directive)\n"
+        try Files.write(conf, to: confPath, mode: 0o600, owner: owner)
     }
 
     /// Creates the health-check role in single-user mode, before the postmaster ever listens.

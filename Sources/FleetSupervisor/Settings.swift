@@ -103,12 +103,9 @@ extension Fleet {
         if !FileManager.default.fileExists(atPath: settingsPath) {
             try Files.write(ClusterConfig.settingsText([]), to: settingsPath, mode: 0o600, owner: owner)
         }
-        let confPath = dataDirectory + "/postgresql.conf"
-        var conf = (try? String(contentsOfFile: confPath, encoding: .utf8)) ?? ""
-        let include = "include_if_exists '\(ClusterConfig.settingsFile)'"
-        if !conf.contains(include) {
-            conf += "# Added by pgfleet: settings made with `pgfleet tenant set`.\n\(include)\n"
-            try Files.write(conf, to: confPath, mode: 0o600, owner: owner)
-        }
+        try appendToPostgresqlConf(
+            "include_if_exists '\(ClusterConfig.settingsFile)'", comment: "Added by pgfleet: settings made with `pgfleet tenant set`.",
+            dataDirectory: dataDirectory, owner: owner
+        )
     }
 }
