@@ -51,11 +51,18 @@ enum ClusterConfig {
         """
     }
 
-    /// Run in single-user mode right after initdb: the role the health checks use. It can log in
-    /// and read monitoring views; nothing else.
+    /// Run in single-user mode right after initdb (one statement per line): the role the health
+    /// checks and the proxy's pool use. It can log in, read monitoring views, and read a login
+    /// role's SCRAM verifier through `authSecretFunction` (what PgBouncer's auth_query does), so the
+    /// proxy can check a client's SCRAM proof itself and reuse server connections; nothing else.
     static let bootstrapSQL = """
-        CREATE ROLE \(HealthProbe.role) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION CONNECTION LIMIT 3;
+        CREATE ROLE \(HealthProbe.role) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION CONNECTION LIMIT 12;
         GRANT pg_monitor TO \(HealthProbe.role);
+        CREATE SCHEMA pgfleet;
+        GRANT USAGE ON SCHEMA pgfleet TO \(HealthProbe.role);
+        CREATE FUNCTION \(TenantRoles.authSecretFunction)(role_name text) RETURNS text LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = role_name AND rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) $$;
+        REVOKE ALL ON FUNCTION \(TenantRoles.authSecretFunction)(text) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION \(TenantRoles.authSecretFunction)(text) TO \(HealthProbe.role);
 
         """
 

@@ -6,7 +6,7 @@ import NIOPosix
 /// role, which pg_hba.conf admits by peer authentication only for the daemon's own OS user (so
 /// the check needs no password and opens no door for anyone else), and runs `SELECT 1`.
 public struct HealthProbe: Sendable {
-    public static let role = "pgfleet"
+    public static let role = TenantRoles.daemon
 
     public enum Outcome: Sendable, Equatable {
         case ready
