@@ -3,7 +3,7 @@ import NIOCore
 extension ByteBuffer {
     /// Reads a NUL-terminated string that must be valid UTF-8, consuming it and its terminator.
     /// Consumes nothing when it throws.
-    mutating func readCString(_ what: @autoclosure () -> String) throws(WireError) -> String {
+    public mutating func readCString(_ what: @autoclosure () -> String) throws(WireError) -> String {
         let view = self.readableBytesView
         guard let nul = view.firstIndex(of: 0) else {
             throw .malformed("\(what()) has no NUL terminator")
@@ -16,7 +16,7 @@ extension ByteBuffer {
     }
 
     /// Reads a big-endian Int32 or throws, naming the field that is missing.
-    mutating func readInt32(_ what: @autoclosure () -> String) throws(WireError) -> Int32 {
+    public mutating func readInt32(_ what: @autoclosure () -> String) throws(WireError) -> Int32 {
         guard let value = self.readInteger(as: Int32.self) else {
             throw .malformed("\(what()) is truncated")
         }
@@ -24,7 +24,7 @@ extension ByteBuffer {
     }
 
     /// Throws unless every byte has been consumed.
-    func expectEnd(of what: @autoclosure () -> String) throws(WireError) {
+    public func expectEnd(of what: @autoclosure () -> String) throws(WireError) {
         guard self.readableBytes == 0 else {
             throw .malformed("trailing bytes after \(what())")
         }
@@ -32,7 +32,7 @@ extension ByteBuffer {
 
     /// Writes `string` and a NUL terminator. An embedded NUL would end the string early on the peer's side and
     /// desynchronise its parser, so it is dropped.
-    mutating func writeCString(_ string: String) {
+    public mutating func writeCString(_ string: String) {
         if string.utf8.contains(0) {
             self.writeBytes(string.utf8.filter { $0 != 0 })
         } else {
@@ -42,13 +42,13 @@ extension ByteBuffer {
     }
 
     /// Writes a regular message: the type byte, an Int32 length that counts itself, then what `body` writes.
-    mutating func writeMessage(type: UInt8, _ body: (inout ByteBuffer) -> Void) {
+    public mutating func writeMessage(type: UInt8, _ body: (inout ByteBuffer) -> Void) {
         self.writeInteger(type)
         self.writeLengthPrefixed(body)
     }
 
     /// Writes an Int32 length that counts itself, then what `body` writes.
-    mutating func writeLengthPrefixed(_ body: (inout ByteBuffer) -> Void) {
+    public mutating func writeLengthPrefixed(_ body: (inout ByteBuffer) -> Void) {
         let lengthIndex = self.writerIndex
         self.writeInteger(Int32(0))
         body(&self)

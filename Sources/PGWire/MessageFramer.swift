@@ -46,6 +46,11 @@ public enum BackendMessageType {
     public static let parameterStatus: UInt8 = 0x53  // S
     public static let readyForQuery: UInt8 = 0x5A  // Z
     public static let negotiateProtocolVersion: UInt8 = 0x76  // v
+    public static let commandComplete: UInt8 = 0x43  // C
+    public static let dataRow: UInt8 = 0x44  // D
+    public static let parseComplete: UInt8 = 0x31  // 1
+    public static let bindComplete: UInt8 = 0x32  // 2
+    public static let notificationResponse: UInt8 = 0x41  // A
 }
 
 /// Type bytes of the frontend messages a proxy looks at.
@@ -54,4 +59,12 @@ public enum FrontendMessageType {
     public static let password: UInt8 = 0x70  // p
     public static let terminate: UInt8 = 0x58  // X
     public static let query: UInt8 = 0x51  // Q
+    public static let sync: UInt8 = 0x53  // S
+    public static let functionCall: UInt8 = 0x46  // F
+    public static let parse: UInt8 = 0x50  // P
+    public static let bind: UInt8 = 0x42  // B
+    public static let execute: UInt8 = 0x45  // E
+    public static let copyData: UInt8 = 0x64  // d
+    public static let copyDone: UInt8 = 0x63  // c
+    public static let copyFail: UInt8 = 0x66  // f
 }

@@ -1,0 +1,251 @@
+import Crypto
+import Foundation
+
+// SCRAM-SHA-256 (RFC 5802, RFC 7677) as PostgreSQL speaks it, for pooling: the proxy checks a
+// client's proof against the role's stored verifier and recovers the ClientKey from it (what
+// PgBouncer does), then proves the same ClientKey to the tenant's server when it has to open a
+// new server connection. The password itself never reaches the proxy. Pure: no I/O.
+
+/// Why a SCRAM exchange ended. Descriptions never quote peer bytes.
+enum ScramError: Error, Equatable, CustomStringConvertible {
+    case malformed(String)
+    /// The client's proof does not match the verifier: a wrong password.
+    case wrongProof
+    case unsupported(String)
+    /// The server's signature does not match: it does not know the verifier we used.
+    case serverSignatureMismatch
+    /// The server answered with a different salt or iteration count than the verifier we used
+    /// (the password changed in between).
+    case verifierChanged
+    case serverError(String)
+
+    var description: String {
+        switch self {
+        case .malformed(let what): "malformed SCRAM message: \(what)"
+        case .wrongProof: "wrong SCRAM proof"
+        case .unsupported(let what): "unsupported SCRAM feature: \(what)"
+        case .serverSignatureMismatch: "the server's SCRAM signature does not match"
+        case .verifierChanged: "the role's password changed during the login"
+        case .serverError(let code): "the server refused the SCRAM exchange (\(code))"
+        }
+    }
+}
+
+/// A stored SCRAM-SHA-256 verifier: `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`.
+struct ScramVerifier: Equatable, Sendable {
+    var iterations: Int
+    var salt: [UInt8]
+    var storedKey: [UInt8]
+    var serverKey: [UInt8]
+
+    init(iterations: Int, salt: [UInt8], storedKey: [UInt8], serverKey: [UInt8]) {
+        self.iterations = iterations
+        self.salt = salt
+        self.storedKey = storedKey
+        self.serverKey = serverKey
+    }
+
+    /// Nil for anything else: an MD5 hash, a plaintext password, a malformed verifier.
+    init?(_ text: String) {
+        let prefix = "SCRAM-SHA-256$"
+        guard text.hasPrefix(prefix) else { return nil }
+        let parts = text.dropFirst(prefix.count).split(separator: "$", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return nil }
+        let head = parts[0].split(separator: ":", omittingEmptySubsequences: false)
+        let keys = parts[1].split(separator: ":", omittingEmptySubsequences: false)
+        guard head.count == 2, keys.count == 2, let iterations = Int(head[0]), iterations > 0,
+            let salt = Scram.decode(head[1]), !salt.isEmpty,
+            let storedKey = Scram.decode(keys[0]), storedKey.count == Scram.keyLength,
+            let serverKey = Scram.decode(keys[1]), serverKey.count == Scram.keyLength
+        else { return nil }
+        self.init(iterations: iterations, salt: salt, storedKey: storedKey, serverKey: serverKey)
+    }
+
+    /// What PostgreSQL would store for `password` (for tests and tools; PBKDF2 with HMAC-SHA-256).
+    static func make(password: String, salt: [UInt8], iterations: Int) -> ScramVerifier {
+        let salted = Scram.pbkdf2(password: Array(password.utf8), salt: salt, iterations: iterations)
+        let clientKey = Scram.hmac(key: salted, "Client Key")
+        return ScramVerifier(
+            iterations: iterations, salt: salt, storedKey: Scram.sha256(clientKey), serverKey: Scram.hmac(key: salted, "Server Key")
+        )
+    }
+}
+
+enum Scram {
+    static let mechanism = "SCRAM-SHA-256"
+    static let keyLength = 32
+    /// Raw nonce bytes, as PostgreSQL (18, base64 to 24 characters).
+    static let nonceLength = 18
+
+    static func hmac(key: [UInt8], _ message: String) -> [UInt8] {
+        hmac(key: key, Array(message.utf8))
+    }
+
+    static func hmac(key: [UInt8], _ message: [UInt8]) -> [UInt8] {
+        Array(HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key)))
+    }
+
+    static func sha256(_ bytes: [UInt8]) -> [UInt8] {
+        Array(SHA256.hash(data: bytes))
+    }
+
+    static func xor(_ a: [UInt8], _ b: [UInt8]) -> [UInt8] {
+        zip(a, b).map { $0 ^ $1 }
+    }
+
+    /// Compares without an early exit, so timing does not tell how many leading bytes matched.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        return zip(a, b).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
+    static func pbkdf2(password: [UInt8], salt: [UInt8], iterations: Int) -> [UInt8] {
+        var u = hmac(key: password, salt + [0, 0, 0, 1])
+        var result = u
+        for _ in 1..<max(iterations, 1) {
+            u = hmac(key: password, u)
+            for index in result.indices { result[index] ^= u[index] }
+        }
+        return result
+    }
+
+    static func encode(_ bytes: [UInt8]) -> String {
+        Data(bytes).base64EncodedString()
+    }
+
+    static func decode(_ text: some StringProtocol) -> [UInt8]? {
+        Data(base64Encoded: String(text)).map { Array($0) }
+    }
+
+    static func nonce() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return encode((0..<nonceLength).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    }
+
+    /// Splits `a=1,b=2` into ordered (name, value) pairs; nil unless every part is `x=…`.
+    static func attributes(_ text: some StringProtocol) -> [(Character, Substring)]? {
+        var result: [(Character, Substring)] = []
+        for part in String(text).split(separator: ",", omittingEmptySubsequences: false) {
+            guard part.count >= 2, let name = part.first, name.isASCII, name.isLetter,
+                part[part.index(after: part.startIndex)] == "="
+            else { return nil }
+            result.append((name, part.dropFirst(2)))
+        }
+        return result
+    }
+
+    /// Printable ASCII except ',' (RFC 5802's "printable"), what a nonce may hold.
+    static func isValidNonce(_ nonce: some StringProtocol) -> Bool {
+        !nonce.isEmpty && nonce.utf8.allSatisfy { $0 >= 0x21 && $0 <= 0x7E && $0 != UInt8(ascii: ",") }
+    }
+}
+
+/// The server's side of one exchange, checked against a stored verifier.
+struct ScramServerExchange {
+    let verifier: ScramVerifier
+    private let serverNonce: String
+    private var gs2Header = ""
+    private var clientFirstBare = ""
+    private var serverFirst = ""
+    private var nonce = ""
+
+    init(verifier: ScramVerifier, serverNonce: String = Scram.nonce()) {
+        self.verifier = verifier
+        self.serverNonce = serverNonce
+    }
+
+    /// client-first-message → server-first-message.
+    mutating func receiveClientFirst(_ data: [UInt8]) throws(ScramError) -> [UInt8] {
+        guard let text = String(validating: data, as: UTF8.self), !text.contains("\0") else { throw .malformed("not UTF-8") }
+        // gs2-header: a channel-binding flag and an optional authzid, each followed by a comma.
+        let pieces = text.split(separator: ",", maxSplits: 2, omittingEmptySubsequences: false)
+        guard pieces.count == 3 else { throw .malformed("no GS2 header") }
+        switch pieces[0] {
+        case "n", "y": break  // "y": the client could bind but was not offered -PLUS: fine, it was not.
+        case let flag where flag.hasPrefix("p="): throw .unsupported("channel binding (SCRAM-SHA-256-PLUS was not offered)")
+        default: throw .malformed("unknown channel-binding flag")
+        }
+        guard pieces[1].isEmpty else { throw .unsupported("authorization identity") }
+        gs2Header = "\(pieces[0]),,"
+        clientFirstBare = String(pieces[2])
+        guard let attributes = Scram.attributes(clientFirstBare), attributes.count >= 2,
+            attributes[0].0 == "n", attributes[1].0 == "r"
+        else {
+            if clientFirstBare.hasPrefix("m=") { throw .unsupported("mandatory extension") }
+            throw .malformed("client-first-message-bare")
+        }
+        let clientNonce = attributes[1].1
+        guard Scram.isValidNonce(clientNonce) else { throw .malformed("client nonce") }
+        nonce = clientNonce + serverNonce
+        serverFirst = "r=\(nonce),s=\(Scram.encode(verifier.salt)),i=\(verifier.iterations)"
+        return Array(serverFirst.utf8)
+    }
+
+    /// client-final-message → server-final-message and the ClientKey the proof revealed.
+    mutating func receiveClientFinal(_ data: [UInt8]) throws(ScramError) -> (serverFinal: [UInt8], clientKey: [UInt8]) {
+        guard !serverFirst.isEmpty else { throw .malformed("client-final-message before client-first-message") }
+        guard let text = String(validating: data, as: UTF8.self) else { throw .malformed("not UTF-8") }
+        guard let proofStart = text.range(of: ",p=", options: .backwards) else { throw .malformed("no proof") }
+        let withoutProof = text[..<proofStart.lowerBound]
+        guard let attributes = Scram.attributes(withoutProof), attributes.count >= 2,
+            attributes[0].0 == "c", attributes[1].0 == "r"
+        else { throw .malformed("client-final-message") }
+        guard Scram.decode(attributes[0].1) == Array(gs2Header.utf8) else { throw .malformed("channel binding data") }
+        guard attributes[1].1 == nonce else { throw .malformed("nonce") }
+        guard let proof = Scram.decode(text[proofStart.upperBound...]), proof.count == Scram.keyLength else {
+            throw .malformed("proof")
+        }
+        let authMessage = "\(clientFirstBare),\(serverFirst),\(withoutProof)"
+        let clientKey = Scram.xor(proof, Scram.hmac(key: verifier.storedKey, authMessage))
+        guard Scram.constantTimeEqual(Scram.sha256(clientKey), verifier.storedKey) else { throw .wrongProof }
+        let serverSignature = Scram.hmac(key: verifier.serverKey, authMessage)
+        return (Array("v=\(Scram.encode(serverSignature))".utf8), clientKey)
+    }
+}
+
+/// The client's side of one exchange, proving a ClientKey recovered by `ScramServerExchange`.
+struct ScramClientExchange {
+    let verifier: ScramVerifier
+    let clientKey: [UInt8]
+    private let clientNonce: String
+    private var authMessage = ""
+
+    init(verifier: ScramVerifier, clientKey: [UInt8], clientNonce: String = Scram.nonce()) {
+        self.verifier = verifier
+        self.clientKey = clientKey
+        self.clientNonce = clientNonce
+    }
+
+    private var clientFirstBare: String { "n=,r=\(clientNonce)" }
+
+    /// client-first-message. PostgreSQL takes the user from the startup packet; `n=` stays empty, as libpq sends it.
+    var clientFirst: [UInt8] { Array("n,,\(clientFirstBare)".utf8) }
+
+    /// server-first-message → client-final-message.
+    mutating func receiveServerFirst(_ data: [UInt8]) throws(ScramError) -> [UInt8] {
+        guard let text = String(validating: data, as: UTF8.self), let attributes = Scram.attributes(text), attributes.count >= 3,
+            attributes[0].0 == "r", attributes[1].0 == "s", attributes[2].0 == "i"
+        else { throw .malformed("server-first-message") }
+        let nonce = attributes[0].1
+        guard nonce.hasPrefix(clientNonce), nonce.count > clientNonce.count, Scram.isValidNonce(nonce) else {
+            throw .malformed("server nonce")
+        }
+        guard Scram.decode(attributes[1].1) == verifier.salt, Int(attributes[2].1) == verifier.iterations else {
+            throw .verifierChanged
+        }
+        let withoutProof = "c=biws,r=\(nonce)"
+        authMessage = "\(clientFirstBare),\(text),\(withoutProof)"
+        let proof = Scram.xor(clientKey, Scram.hmac(key: verifier.storedKey, authMessage))
+        return Array("\(withoutProof),p=\(Scram.encode(proof))".utf8)
+    }
+
+    /// server-final-message: throws unless the server proved it holds the same verifier.
+    func receiveServerFinal(_ data: [UInt8]) throws(ScramError) {
+        guard !authMessage.isEmpty, let text = String(validating: data, as: UTF8.self) else { throw .malformed("server-final-message") }
+        if text.hasPrefix("e=") { throw .serverError(String(text.dropFirst(2).prefix(64))) }
+        guard text.hasPrefix("v="), let signature = Scram.decode(text.dropFirst(2)) else { throw .malformed("server-final-message") }
+        guard Scram.constantTimeEqual(signature, Scram.hmac(key: verifier.serverKey, authMessage)) else {
+            throw .serverSignatureMismatch
+        }
+    }
+}

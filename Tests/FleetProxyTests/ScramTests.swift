@@ -1,0 +1,90 @@
+import Testing
+
+@testable import FleetProxy
+
+@Suite struct ScramTests {
+    // RFC 7677, section 3: user "user", password "pencil".
+    let salt = Scram.decode("W22ZaJ0SNY7soEsUEjb6gQ==")!
+    let serverNonce = "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+    let clientFirst = "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
+    let serverFirst = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+    let clientFinal = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+    let serverFinal = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+
+    var verifier: ScramVerifier { ScramVerifier.make(password: "pencil", salt: salt, iterations: 4096) }
+
+    @Test func serverSideMatchesTheRFCVectorAndRecoversTheClientKey() throws {
+        var exchange = ScramServerExchange(verifier: verifier, serverNonce: serverNonce)
+        #expect(String(decoding: try exchange.receiveClientFirst(Array(clientFirst.utf8)), as: UTF8.self) == serverFirst)
+        let (final, clientKey) = try exchange.receiveClientFinal(Array(clientFinal.utf8))
+        #expect(String(decoding: final, as: UTF8.self) == serverFinal)
+        #expect(Scram.sha256(clientKey) == verifier.storedKey)
+    }
+
+    @Test func aWrongPasswordIsRefused() throws {
+        var exchange = ScramServerExchange(verifier: ScramVerifier.make(password: "pencils", salt: salt, iterations: 4096), serverNonce: serverNonce)
+        _ = try exchange.receiveClientFirst(Array(clientFirst.utf8))
+        #expect(throws: ScramError.wrongProof) { _ = try exchange.receiveClientFinal(Array(clientFinal.utf8)) }
+    }
+
+    @Test func tamperedMessagesAreRefused() throws {
+        let cases: [(String, String, ScramError)] = [
+            (clientFirst, clientFinal.replacingOccurrences(of: "r=rOpr", with: "r=XOpr"), .malformed("nonce")),
+            (clientFirst, clientFinal.replacingOccurrences(of: "c=biws", with: "c=eSws"), .malformed("channel binding data")),
+            (clientFirst, String(clientFinal.dropLast(8)), .malformed("proof")),
+            (clientFirst, "c=biws,r=x", .malformed("no proof")),
+        ]
+        for (first, final, expected) in cases {
+            var exchange = ScramServerExchange(verifier: verifier, serverNonce: serverNonce)
+            _ = try exchange.receiveClientFirst(Array(first.utf8))
+            #expect(throws: expected) { _ = try exchange.receiveClientFinal(Array(final.utf8)) }
+        }
+        for (first, expected) in [
+            ("p=tls-server-end-point,,n=,r=abc", ScramError.unsupported("channel binding (SCRAM-SHA-256-PLUS was not offered)")),
+            ("n,a=admin,n=,r=abc", .unsupported("authorization identity")),
+            ("n,,n=,r=a,b", .malformed("client-first-message-bare")),
+            ("x,,n=,r=abc", .malformed("unknown channel-binding flag")),
+            ("n,,", .malformed("client-first-message-bare")),
+            ("garbage", .malformed("no GS2 header")),
+        ] {
+            var exchange = ScramServerExchange(verifier: verifier, serverNonce: serverNonce)
+            #expect(throws: expected) { _ = try exchange.receiveClientFirst(Array(first.utf8)) }
+        }
+        var early = ScramServerExchange(verifier: verifier)
+        #expect(throws: ScramError.self) { _ = try early.receiveClientFinal(Array(clientFinal.utf8)) }
+    }
+
+    /// The proxy's own client side, proving a recovered ClientKey, against the server side:
+    /// what a pooled login does against PostgreSQL.
+    @Test func aRecoveredClientKeyLogsInAgain() throws {
+        var server = ScramServerExchange(verifier: verifier, serverNonce: serverNonce)
+        _ = try server.receiveClientFirst(Array(clientFirst.utf8))
+        let (_, clientKey) = try server.receiveClientFinal(Array(clientFinal.utf8))
+
+        var tenant = ScramServerExchange(verifier: verifier)
+        var proxy = ScramClientExchange(verifier: verifier, clientKey: clientKey)
+        let first = try tenant.receiveClientFirst(proxy.clientFirst)
+        let final = try proxy.receiveServerFirst(first)
+        let (signature, _) = try tenant.receiveClientFinal(final)
+        try proxy.receiveServerFinal(signature)
+
+        // A server holding another verifier (the password changed) is noticed, either way.
+        let changed = ScramVerifier.make(password: "other", salt: salt, iterations: 4096)
+        var impostor = ScramServerExchange(verifier: changed)
+        var again = ScramClientExchange(verifier: verifier, clientKey: clientKey)
+        let otherFirst = try impostor.receiveClientFirst(again.clientFirst)
+        #expect(throws: ScramError.wrongProof) { _ = try impostor.receiveClientFinal(try again.receiveServerFirst(otherFirst)) }
+        var resalted = ScramClientExchange(verifier: verifier, clientKey: clientKey)
+        var moved = ScramServerExchange(verifier: ScramVerifier.make(password: "pencil", salt: [1, 2, 3], iterations: 4096))
+        #expect(throws: ScramError.verifierChanged) { _ = try resalted.receiveServerFirst(try moved.receiveClientFirst(resalted.clientFirst)) }
+        #expect(throws: ScramError.serverError("invalid-proof")) { try proxy.receiveServerFinal(Array("e=invalid-proof".utf8)) }
+    }
+
+    @Test func verifiersParseAsPostgreSQLStoresThem() {
+        let text = "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$\(Scram.encode(verifier.storedKey)):\(Scram.encode(verifier.serverKey))"
+        #expect(ScramVerifier(text) == verifier)
+        for bad in ["md5abcdef", "SCRAM-SHA-256$4096:W22Z$x:y", "SCRAM-SHA-256$0:W22ZaJ0SNY7soEsUEjb6gQ==$a:b", "", "SCRAM-SHA-256$"] {
+            #expect(ScramVerifier(bad) == nil, "\(bad)")
+        }
+    }
+}
