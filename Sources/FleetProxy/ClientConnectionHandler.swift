@@ -17,8 +17,22 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         case handshake
         case routing
         case connecting
+        /// Pooled: the proxy checks the client's SCRAM proof itself.
+        case authenticating
+        /// Pooled: authenticated, waiting for a server connection from the pool or a new one.
+        case checkingOut
         case relaying(server: any Channel)
+        /// Pooled: handed over to the glue and a `PooledSession`.
+        case handedOver
         case done
+    }
+
+    /// A pooled login in progress.
+    private struct PooledLogin {
+        var exchange: ScramServerExchange
+        var key: PoolKey
+        var user: String
+        var receivedFirst = false
     }
 
     private let shared: ProxyContext
@@ -29,6 +43,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var timeout: Scheduled<Void>?
     private var serverName: String?
     private let overLimit: Bool
+    private var login: PooledLogin?
+    private var authBuffer: ByteBuffer?
 
     // What the close callback cleans up; it outlives this handler's stay in the pipeline.
     private var tenant: TenantName?
@@ -70,8 +86,15 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 buffer!.writeBuffer(&incoming)
             }
             processHandshake(context: context)
-        case .routing, .connecting:
+        case .routing, .connecting, .checkingOut:
             holdForServer(incoming, context: context)
+        case .authenticating:
+            if authBuffer == nil { authBuffer = incoming } else { authBuffer!.writeBuffer(&incoming) }
+            if authBuffer!.readableBytes > ProxyConfiguration.pendingClientBytesLimit {
+                fail(.protocolViolation("authentication messages too long"), context: context)
+                return
+            }
+            processAuthentication(context: context)
         case .relaying(let server):
             clientBytes += incoming.readableBytes
             // Before ReadyForQuery a client only sends authentication messages, a few hundred bytes;
@@ -84,7 +107,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 return
             }
             server.writeAndFlush(incoming, promise: nil)
-        case .done:
+        case .handedOver, .done:
             break
         }
     }
@@ -252,8 +275,202 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             }
     }
 
+    /// With pooling on and a SCRAM verifier for the user, the proxy authenticates the client
+    /// itself and lends it a pooled server connection; otherwise the client gets a server
+    /// connection of its own and authenticates with the server.
     private func connect(socketPath: String, request: RouteRequest, negotiate: NegotiateProtocolVersion?, context: ChannelHandlerContext) {
         phase = .connecting
+        guard shared.pools.configuration.enabled, let user = request.parameters.first(where: { $0.name == "user" })?.value,
+            !request.parameters.contains(where: { $0.name == "replication" })
+        else {
+            connectDirect(socketPath: socketPath, request: request, negotiate: negotiate, context: context)
+            return
+        }
+        shared.pools.pool(on: context.eventLoop).lookupSecret(tenant: request.tenant, socketPath: socketPath, role: user)
+            .assumeIsolated().whenSuccess { secret in
+                guard case .connecting = self.phase, context.channel.isActive else { return }
+                guard let secret, let verifier = ScramVerifier(secret) else {
+                    self.connectDirect(socketPath: socketPath, request: request, negotiate: negotiate, context: context)
+                    return
+                }
+                self.startPooledLogin(
+                    PooledLogin(exchange: ScramServerExchange(verifier: verifier),
+                                key: PoolKey(tenant: request.tenant, socketPath: socketPath, parameters: request.parameters), user: user),
+                    negotiate: negotiate, context: context
+                )
+            }
+    }
+
+    private func startPooledLogin(_ login: PooledLogin, negotiate: NegotiateProtocolVersion?, context: ChannelHandlerContext) {
+        self.login = login
+        phase = .authenticating
+        var out = context.channel.allocator.buffer(capacity: 64)
+        negotiate?.encode(into: &out)
+        AuthenticationRequest.sasl(mechanisms: [Scram.mechanism]).encode(into: &out)
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        for var pending in pendingToServer {
+            if authBuffer == nil { authBuffer = pending } else { authBuffer!.writeBuffer(&pending) }
+        }
+        pendingToServer = []
+        processAuthentication(context: context)
+    }
+
+    private func processAuthentication(context: ChannelHandlerContext) {
+        while case .authenticating = phase, var bytes = authBuffer {
+            let message: RawMessage?
+            do {
+                message = try MessageFramer.next(&bytes, maxLength: ProxyConfiguration.authenticationMessageLimit)
+            } catch {
+                fail(.protocolViolation("invalid authentication message"), context: context)
+                return
+            }
+            guard let message else { return }
+            authBuffer = bytes.readableBytes > 0 ? bytes : nil
+            guard message.type == FrontendMessageType.password else {
+                // A Terminate, or anything else, instead of the password: the client gave up.
+                phase = .done
+                context.close(promise: nil)
+                return
+            }
+            authenticate(message.body, context: context)
+        }
+    }
+
+    private func authenticate(_ body: ByteBuffer, context: ChannelHandlerContext) {
+        guard var login else { return }
+        do {
+            if !login.receivedFirst {
+                var body = body
+                let mechanism = try body.readCString("SASL mechanism")
+                guard mechanism == Scram.mechanism else {
+                    fail(.unsupportedAuthentication("SASL mechanism not supported"), context: context)
+                    return
+                }
+                let length = try body.readInt32("SASL data length")
+                guard length >= 0, let data = body.readBytes(length: Int(length)) else {
+                    fail(.protocolViolation("malformed SCRAM message"), context: context)
+                    return
+                }
+                let serverFirst = try login.exchange.receiveClientFirst(data)
+                login.receivedFirst = true
+                self.login = login
+                var out = context.channel.allocator.buffer(capacity: 128)
+                AuthenticationRequest.saslContinue(serverFirst).encode(into: &out)
+                context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+            } else {
+                let (serverFinal, clientKey) = try login.exchange.receiveClientFinal(Array(body.readableBytesView))
+                self.login = nil
+                var out = context.channel.allocator.buffer(capacity: 128)
+                AuthenticationRequest.saslFinal(serverFinal).encode(into: &out)
+                AuthenticationRequest.ok.encode(into: &out)
+                context.write(wrapOutboundOut(out), promise: nil)
+                phase = .checkingOut
+                checkOut(login, clientKey: clientKey, context: context)
+            }
+        } catch ScramError.wrongProof {
+            fail(.authenticationFailed(user: login.user), context: context)
+        } catch ScramError.unsupported(let what) {
+            fail(.unsupportedAuthentication(what), context: context)
+        } catch {
+            fail(.protocolViolation("malformed SCRAM message"), context: context)
+        }
+    }
+
+    private func checkOut(_ login: PooledLogin, clientKey: [UInt8], context: ChannelHandlerContext) {
+        let pool = shared.pools.pool(on: context.eventLoop)
+        if let server = pool.checkout(login.key) {
+            do {
+                try pool.prepareForClient(server)
+                shared.metrics.serverSession(.reused)
+                begin(server, pool: pool, context: context)
+                return
+            } catch {
+                server.channel.close(promise: nil)
+            }
+        }
+        openServer(login, clientKey: clientKey, pool: pool, attempt: 1, context: context)
+    }
+
+    private func openServer(_ login: PooledLogin, clientKey: [UInt8], pool: ServerPool, attempt: Int, context: ChannelHandlerContext) {
+        let name = login.key.tenant.rawValue
+        pool.open(login.key, verifier: login.exchange.verifier, clientKey: clientKey).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let server):
+                guard case .checkingOut = self.phase, context.channel.isActive else {
+                    pool.release(server, parameters: server.parameters)
+                    return
+                }
+                self.shared.metrics.serverSession(.opened)
+                self.begin(server, pool: pool, context: context)
+            case .failure(ServerLoginError.refused(let response)) where response.sqlstate == "53300" && attempt < 3:
+                // The tenant is out of connection slots: idle pooled sessions (of other users,
+                // databases or event loops) give theirs back, and this client tries again.
+                self.shared.pools.trim(login.key.tenant)
+                context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(50 * Int64(attempt))) {
+                    guard case .checkingOut = self.phase, context.channel.isActive else { return }
+                    self.openServer(login, clientKey: clientKey, pool: pool, attempt: attempt + 1, context: context)
+                }
+            case .failure(ServerLoginError.refused(let response)):
+                // The server's own refusal (too many connections, no such database, …), as it is.
+                self.fail(response, label: "server_refused", context: context)
+            case .failure(let error):
+                self.shared.logger.warning("cannot open a server session", metadata: ["tenant": "\(name)", "error": "\(error)"])
+                self.fail(.backendUnavailable(name), context: context)
+            }
+        }
+    }
+
+    /// Lends `server` to this client: the server's parameters, a cancel key of the proxy's and
+    /// ReadyForQuery, then the glue with a `PooledSession` watching it.
+    private func begin(_ server: PooledServer, pool: ServerPool, context: ChannelHandlerContext) {
+        phase = .handedOver
+        timeout?.cancel()
+        var out = context.channel.allocator.buffer(capacity: 512)
+        for parameter in server.parameters { parameter.encode(into: &out) }
+        if let key = server.backendKey {
+            issueCancelKey(for: key, socketPath: server.key.socketPath).encode(into: &out)
+        }
+        ReadyForQuery.encode(status: ReadyForQuery.idle, into: &out)
+        context.write(wrapOutboundOut(out), promise: nil)
+
+        let session = PooledSession(server: server, pool: pool) { [weak self] in self?.releaseCancelKey() }
+        let (clientGlue, serverGlue) = GlueHandler.matchedPair(
+            onClientBytes: { self.clientBytes += $0 }, onServerBytes: { self.serverBytes += $0 }, observer: session
+        )
+        session.attach(serverGlue: serverGlue)
+        do {
+            try server.channel.pipeline.syncOperations.addHandler(serverGlue)
+            try context.pipeline.syncOperations.addHandler(clientGlue, position: .after(self))
+        } catch {
+            server.channel.close(promise: nil)
+            context.close(promise: nil)
+            return
+        }
+        // Whatever the client sent after its last authentication message.
+        var early = pendingToServer
+        if let rest = authBuffer { early.insert(rest, at: 0) }
+        authBuffer = nil
+        pendingToServer = []
+        for bytes in early {
+            clientBytes += bytes.readableBytes
+            let forward = session.clientSent(bytes)
+            if forward > 0 { server.channel.write(bytes.getSlice(at: bytes.readerIndex, length: forward)!, promise: nil) }
+        }
+        server.channel.flush()
+        context.flush()
+        server.channel.read()
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    private func releaseCancelKey() {
+        if let key = cancelKey {
+            shared.cancels.remove(key)
+            cancelKey = nil
+        }
+    }
+
+    private func connectDirect(socketPath: String, request: RouteRequest, negotiate: NegotiateProtocolVersion?, context: ChannelHandlerContext) {
+        shared.metrics.serverSession(.direct)
         let client = NIOLoopBound(self, eventLoop: context.eventLoop)
         let clientContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         let tenant = request.tenant
@@ -347,13 +564,17 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     private func fail(_ error: ProxyError, context: ChannelHandlerContext) {
+        shared.metrics.handshakeFailed(error)
+        fail(error.errorResponse, label: error.metricLabel, context: context)
+    }
+
+    private func fail(_ response: ErrorResponse, label: String, context: ChannelHandlerContext) {
         if case .done = phase { return }
         phase = .done
         timeout?.cancel()
-        shared.metrics.handshakeFailed(error)
-        shared.logger.debug("connection refused", metadata: ["reason": "\(error.metricLabel)"])
+        shared.logger.debug("connection refused", metadata: ["reason": "\(label)"])
         var message = context.channel.allocator.buffer(capacity: 256)
-        error.errorResponse.encode(into: &message)
+        response.encode(into: &message)
         context.writeAndFlush(wrapOutboundOut(message)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }

@@ -4,6 +4,9 @@ import NIOCore
 /// parsing), a side reads only while its partner can take more (so one slow client stalls
 /// only itself), and a half-close on one side is passed on to the other.
 /// After swift-nio-examples' connect-proxy GlueHandler.
+///
+/// A pooled session adds an observer on the client's side: it sees the bytes both ways, may hold
+/// back the client's Terminate, and may take the server connection back when the client leaves.
 final class GlueHandler {
     private var partner: GlueHandler?
     private var context: ChannelHandlerContext?
@@ -11,14 +14,20 @@ final class GlueHandler {
     /// Bytes this side received, for metrics.
     private(set) var bytesRead = 0
     private let onBytes: (Int) -> Void
+    private let observer: (any SessionObserver)?
+    private let isClientSide: Bool
 
-    private init(onBytes: @escaping (Int) -> Void) {
+    private init(onBytes: @escaping (Int) -> Void, observer: (any SessionObserver)?, isClientSide: Bool) {
         self.onBytes = onBytes
+        self.observer = observer
+        self.isClientSide = isClientSide
     }
 
-    static func matchedPair(onClientBytes: @escaping (Int) -> Void, onServerBytes: @escaping (Int) -> Void) -> (client: GlueHandler, server: GlueHandler) {
-        let client = GlueHandler(onBytes: onClientBytes)
-        let server = GlueHandler(onBytes: onServerBytes)
+    static func matchedPair(
+        onClientBytes: @escaping (Int) -> Void, onServerBytes: @escaping (Int) -> Void, observer: (any SessionObserver)? = nil
+    ) -> (client: GlueHandler, server: GlueHandler) {
+        let client = GlueHandler(onBytes: onClientBytes, observer: observer, isClientSide: true)
+        let server = GlueHandler(onBytes: onServerBytes, observer: observer, isClientSide: false)
         client.partner = server
         server.partner = client
         return (client, server)
@@ -52,7 +61,17 @@ final class GlueHandler {
     }
 }
 
-extension GlueHandler: ChannelDuplexHandler {
+/// Watches a pooled session through its glue. All calls come on the session's event loop.
+protocol SessionObserver: AnyObject {
+    /// Client bytes on their way to the server: how many of them (a prefix) to pass on.
+    func clientSent(_ bytes: ByteBuffer) -> Int
+    func serverSent(_ bytes: ByteBuffer)
+    /// The client closed or half-closed its side. True when the observer took the server
+    /// connection back (it must not be closed); false to end it as usual.
+    func clientLeft() -> Bool
+}
+
+extension GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -67,8 +86,23 @@ extension GlueHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        onBytes(unwrapInboundIn(data).readableBytes)
-        partner?.partnerWrite(data)
+        let bytes = unwrapInboundIn(data)
+        onBytes(bytes.readableBytes)
+        guard let observer else {
+            partner?.partnerWrite(data)
+            return
+        }
+        if isClientSide {
+            let forward = observer.clientSent(bytes)
+            if forward == bytes.readableBytes {
+                partner?.partnerWrite(data)
+            } else if forward > 0 {
+                partner?.partnerWrite(NIOAny(bytes.getSlice(at: bytes.readerIndex, length: forward)!))
+            }
+        } else {
+            observer.serverSent(bytes)
+            partner?.partnerWrite(data)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -76,12 +110,17 @@ extension GlueHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if isClientSide, let observer, observer.clientLeft() { return }
         partner?.partnerCloseFull()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, case .inputClosed = event {
-            partner?.partnerWriteEOF()
+            if isClientSide, let observer, observer.clientLeft() {
+                context.close(promise: nil)
+            } else {
+                partner?.partnerWriteEOF()
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }

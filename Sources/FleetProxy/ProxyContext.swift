@@ -15,12 +15,15 @@ public struct ProxyConfiguration: Sendable {
     public var maxConnectionsPerTenant: Int
     /// How long a client waits for a suspended tenant to wake before it gets an error.
     public var wakeTimeout: TimeAmount
+    /// Server connections kept and lent to the next client of the same tenant, user and database.
+    public var pool: PoolConfiguration
 
     public init(
         host: String = "127.0.0.1", port: Int = 6432, tlsMode: TLSMode = .allow, sniDomain: String? = nil,
         startupTimeout: TimeAmount = .seconds(10), maxConnections: Int = 10_000, maxConnectionsPerTenant: Int = 1_000,
-        wakeTimeout: TimeAmount = .seconds(30)
+        wakeTimeout: TimeAmount = .seconds(30), pool: PoolConfiguration = PoolConfiguration()
     ) {
+        self.pool = pool
         self.wakeTimeout = wakeTimeout
         self.host = host
         self.port = port
@@ -35,6 +38,8 @@ public struct ProxyConfiguration: Sendable {
     static let handshakeMessageLimit = 1 << 20
     /// What a client may send before its session is ready (authentication messages are tiny).
     static let authenticationBytesLimit = 1 << 20
+    /// One SASL message from a client (a few hundred bytes in practice).
+    static let authenticationMessageLimit = 16_384
     /// What a client may send while the proxy is still looking for its tenant (normally nothing).
     static let pendingClientBytesLimit = 1 << 16
 }
@@ -48,6 +53,7 @@ final class ProxyContext: Sendable {
     let limits: ConnectionLimits
     let metrics = ProxyMetrics()
     let logger: Logger
+    let pools: ServerPools
 
     init(configuration: ProxyConfiguration, routes: any RouteProvider, tls: NIOSSLContext?, cancels: CancelRegistry, limits: ConnectionLimits, logger: Logger) {
         self.configuration = configuration
@@ -56,5 +62,6 @@ final class ProxyContext: Sendable {
         self.cancels = cancels
         self.limits = limits
         self.logger = logger
+        self.pools = ServerPools(configuration: configuration.pool, logger: logger)
     }
 }

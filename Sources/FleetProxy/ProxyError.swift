@@ -25,6 +25,9 @@ public enum ProxyError: Error, Sendable, Equatable {
     case wakeTimeout(String, seconds: Int64)
     case wakeRateLimited(String)
     case wakeFailed(String)
+    /// The client's SCRAM proof did not match the role's verifier (checked by the proxy for pooled sessions).
+    case authenticationFailed(user: String)
+    case unsupportedAuthentication(String)
 
     public var sqlstate: String {
         switch self {
@@ -41,6 +44,8 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .startupTimeout: "08006"
         case .wakeTimeout, .wakeRateLimited: "57P03"
         case .wakeFailed: "58000"
+        case .authenticationFailed: "28P01"
+        case .unsupportedAuthentication: "28000"
         }
     }
 
@@ -69,6 +74,9 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .wakeTimeout(let name, let seconds): "tenant \"\(name)\" was suspended and did not become ready within \(seconds) s; try again shortly"
         case .wakeRateLimited(let name): "tenant \"\(name)\" is suspended and is being woken too often; try again in a few seconds"
         case .wakeFailed(let name): "tenant \"\(name)\" was suspended and could not be started; its operator can see why with `pgfleet tenant info \(name)`"
+        // PostgreSQL's own words, so a client cannot tell the proxy checked the password.
+        case .authenticationFailed(let user): "password authentication failed for user \"\(user.debugClipped)\""
+        case .unsupportedAuthentication(let what): "authentication failed: \(what)"
         }
     }
 
@@ -95,6 +103,8 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .wakeTimeout: "wake_timeout"
         case .wakeRateLimited: "wake_rate_limited"
         case .wakeFailed: "wake_failed"
+        case .authenticationFailed: "authentication_failed"
+        case .unsupportedAuthentication: "unsupported_authentication"
         }
     }
 

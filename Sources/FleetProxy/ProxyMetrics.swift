@@ -16,6 +16,19 @@ struct ProxyMetrics: Sendable {
             .increment(by: serverToClient)
     }
 
+    enum ServerSessionKind: String {
+        /// A pooled server connection lent again.
+        case reused
+        /// A new server connection opened by the proxy for the pool.
+        case opened
+        /// A connection of the client's own (pooling off, or no SCRAM verifier for the user).
+        case direct
+    }
+
+    func serverSession(_ kind: ServerSessionKind) {
+        Counter(label: "pgfleet_proxy_server_sessions_total", dimensions: [("kind", kind.rawValue)]).increment()
+    }
+
     func handshakeFailed(_ error: ProxyError) {
         Counter(label: "pgfleet_proxy_handshake_failures_total", dimensions: [("kind", error.metricLabel)]).increment()
     }

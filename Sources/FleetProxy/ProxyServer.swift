@@ -67,4 +67,8 @@ public final class ProxyServer: Service, Sendable {
 
     /// Client connections routed to `tenant` right now.
     public func connections(of tenant: TenantName) -> Int { shared.limits.connections(of: tenant) }
+
+    /// Server connections the proxy's pools hold for `tenant` now (idle or lent, verifier lookups
+    /// included): sessions on the tenant that are the proxy's, not a client's of its own.
+    public func pooledServerConnections(of tenant: TenantName) -> Int { shared.pools.serverConnections(of: tenant) }
 }

@@ -55,6 +55,7 @@ public actor Fleet: FleetControl {
     var monotonicNow: Duration { clock.now - epoch }
     /// Client connections the proxy holds for a tenant; idle suspension counts on it.
     private var proxyConnections: (@Sendable (TenantName) -> Int)?
+    private var proxyServerSessions: (@Sendable (TenantName) -> Int)?
 
     public init(options: FleetOptions, catalog: Catalog, logger: Logger, probe: HealthProbe = HealthProbe()) {
         self.options = options
@@ -265,9 +266,11 @@ public actor Fleet: FleetControl {
         return try await tenantInfo(name)
     }
 
-    /// Lets idle suspension see the proxy's connection counts.
-    public func setProxyConnections(_ counter: @escaping @Sendable (TenantName) -> Int) {
-        proxyConnections = counter
+    /// Lets idle suspension see the proxy's connection counts: its clients, and the server
+    /// sessions its pools hold (which are on the tenant's socket but are nobody's client).
+    public func setProxyConnections(clients: @escaping @Sendable (TenantName) -> Int, serverSessions: @escaping @Sendable (TenantName) -> Int) {
+        proxyConnections = clients
+        proxyServerSessions = serverSessions
     }
 
     /// Suspends every running tenant that has had no client for its suspend-after period: none
@@ -282,9 +285,10 @@ public actor Fleet: FleetControl {
             let now = monotonicNow
             guard idle.observe(name, connections: proxyConnections(name), isRunning: snapshot.state == .running,
                                suspendAfter: .seconds(after), now: now) else { continue }
-            // Sessions that bypass the proxy count as clients too.
-            let direct = await probe.clientSessions(socketDirectory: record.socketDirectory)
-            if direct != 0 {
+            // Sessions that bypass the proxy count as clients too; the proxy's own pooled ones do not.
+            let sessions = await probe.clientSessions(socketDirectory: record.socketDirectory)
+            let direct = sessions.map { $0 - (proxyServerSessions?(name) ?? 0) }
+            if direct.map({ $0 > 0 }) ?? true {
                 idle.markBusy(name, now: now)
                 continue
             }

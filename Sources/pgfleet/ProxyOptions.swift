@@ -41,6 +41,18 @@ struct ProxyOptions: ParsableArguments {
     @Option(help: "Client connections allowed at once, per tenant.")
     var maxConnectionsPerTenant = 1_000
 
+    @Option(help: ArgumentHelp(
+        "Server connection pooling: on (the proxy checks SCRAM passwords itself and lends a server session to the next client of the same tenant, user, database and parameters) or off (every client gets a server connection of its own).",
+        valueName: "on|off"))
+    var serverPool: Switch = .on
+
+    @Option(help: "Seconds an idle pooled server connection is kept.")
+    var serverIdleTimeout: Double = 30
+
+    enum Switch: String, ExpressibleByArgument {
+        case on, off
+    }
+
     var enabled: Bool { listen != "none" }
 
     func validate() throws {
@@ -48,8 +60,8 @@ struct ProxyOptions: ParsableArguments {
         _ = try hostAndPort()
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
         if let proxyThreads, !(1...256).contains(proxyThreads) { throw ValidationError("--proxy-threads must be 1 to 256") }
-        guard startupTimeout > 0, wakeTimeout > 0, maxConnections > 0, maxConnectionsPerTenant > 0 else {
-            throw ValidationError("--startup-timeout, --wake-timeout, --max-connections and --max-connections-per-tenant must be positive")
+        guard startupTimeout > 0, wakeTimeout > 0, maxConnections > 0, maxConnectionsPerTenant > 0, serverIdleTimeout > 0 else {
+            throw ValidationError("--startup-timeout, --wake-timeout, --max-connections, --max-connections-per-tenant and --server-idle-timeout must be positive")
         }
         if let sniDomain, sniDomain.isEmpty || sniDomain.contains("/") || sniDomain.hasPrefix(".") {
             throw ValidationError("--sni-domain must be a domain name such as db.example.com")
@@ -70,7 +82,8 @@ struct ProxyOptions: ParsableArguments {
         return ProxyConfiguration(
             host: host, port: port, tlsMode: tls, sniDomain: sniDomain,
             startupTimeout: .milliseconds(Int64(startupTimeout * 1000)), maxConnections: maxConnections,
-            maxConnectionsPerTenant: maxConnectionsPerTenant, wakeTimeout: .milliseconds(Int64(wakeTimeout * 1000))
+            maxConnectionsPerTenant: maxConnectionsPerTenant, wakeTimeout: .milliseconds(Int64(wakeTimeout * 1000)),
+            pool: PoolConfiguration(enabled: serverPool == .on, idleTimeout: .milliseconds(Int64(serverIdleTimeout * 1000)))
         )
     }
 

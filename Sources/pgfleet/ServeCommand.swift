@@ -128,7 +128,10 @@ struct Serve: AsyncParsableCommand {
                 )
                 // Bound now, so a port in use is an error at start-up, not a failed service later.
                 _ = try await proxy.bind()
-                await fleet.setProxyConnections { [proxy] tenant in proxy.connections(of: tenant) }
+                await fleet.setProxyConnections(
+                    clients: { [proxy] tenant in proxy.connections(of: tenant) },
+                    serverSessions: { [proxy] tenant in proxy.pooledServerConnections(of: tenant) }
+                )
             } catch {
                 printError(error)
                 throw ExitCode(1)

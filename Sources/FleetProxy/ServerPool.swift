@@ -1,0 +1,403 @@
+import FleetCore
+import Logging
+import NIOCore
+import NIOPosix
+import PGWire
+import Synchronization
+
+/// Server connections are shared only between clients of the same tenant that sent the same
+/// startup parameters (user, database, options, application_name, …) after routing.
+struct PoolKey: Hashable {
+    var tenant: TenantName
+    var socketPath: String
+    var parameters: [StartupParameter]
+}
+
+/// A logged-in server connection owned by the pool: idle in it, or lent to one client.
+final class PooledServer {
+    let channel: any Channel
+    let key: PoolKey
+    let backendKey: BackendKeyData?
+    /// ParameterStatus values the server has reported, which the next client is told.
+    var parameters: [ParameterStatus]
+    var idleSince = NIODeadline.now()
+
+    init(channel: any Channel, key: PoolKey, session: ServerSession) {
+        self.channel = channel
+        self.key = key
+        self.backendKey = session.backendKey
+        self.parameters = session.parameters
+    }
+}
+
+public struct PoolConfiguration: Sendable {
+    /// Off: every client gets a server connection of its own, authenticated by the server itself.
+    public var enabled: Bool
+    /// Idle server connections are closed after this long.
+    public var idleTimeout: TimeAmount
+    /// Idle server connections kept per key and event loop.
+    public var maxIdlePerKey: Int
+
+    public init(enabled: Bool = true, idleTimeout: TimeAmount = .seconds(30), maxIdlePerKey: Int = 32) {
+        self.enabled = enabled
+        self.idleTimeout = idleTimeout
+        self.maxIdlePerKey = maxIdlePerKey
+    }
+}
+
+/// The pools of every event loop of one proxy, and how many server connections they hold per
+/// tenant (idle suspension must not count them as clients).
+final class ServerPools: Sendable {
+    let configuration: PoolConfiguration
+    let logger: Logger
+    private let pools = Mutex<[ObjectIdentifier: (loop: any EventLoop, pool: NIOLoopBound<ServerPool>)]>([:])
+    private let counts = Mutex<[TenantName: Int]>([:])
+
+    init(configuration: PoolConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// The pool of `loop`; call on `loop`.
+    func pool(on loop: any EventLoop) -> ServerPool {
+        let id = ObjectIdentifier(loop)
+        if let existing = pools.withLock({ $0[id] }) { return existing.pool.value }
+        let pool = ServerPool(loop: loop, owner: self)
+        pools.withLock { $0[id] = (loop, NIOLoopBound(pool, eventLoop: loop)) }
+        pool.startSweeping()
+        return pool
+    }
+
+    /// Closes the idle server connections of `tenant` on every event loop: the tenant ran out of
+    /// connection slots, and idle pooled sessions should not keep a client out.
+    func trim(_ tenant: TenantName) {
+        for (loop, pool) in pools.withLock({ Array($0.values) }) {
+            loop.execute { pool.value.closeIdle(of: tenant) }
+        }
+    }
+
+    func opened(_ tenant: TenantName) {
+        counts.withLock { $0[tenant, default: 0] += 1 }
+    }
+
+    func closed(_ tenant: TenantName) {
+        counts.withLock { counts in
+            let left = (counts[tenant] ?? 1) - 1
+            counts[tenant] = left > 0 ? left : nil
+        }
+    }
+
+    /// Server connections the pools hold for `tenant` now, idle or lent, verifier lookups included.
+    func serverConnections(of tenant: TenantName) -> Int {
+        counts.withLock { $0[tenant] ?? 0 }
+    }
+}
+
+/// One event loop's idle server connections and verifier-lookup connections. Loop-bound.
+final class ServerPool {
+    private let loop: any EventLoop
+    private unowned let owner: ServerPools
+    private var idle: [PoolKey: [PooledServer]] = [:]
+    private var lookups: [String: Lookup] = [:]
+    private var sweeper: RepeatedTask?
+
+    private enum Lookup {
+        case connecting(waiting: [(role: String, promise: EventLoopPromise<String?>)])
+        case ready(AuthLookupHandler, channel: any Channel, lastUsed: NIODeadline)
+        /// The tenant cannot answer lookups (no lookup function, peer authentication refused):
+        /// its clients authenticate with the server directly until then.
+        case unavailable(until: NIODeadline)
+    }
+
+    init(loop: any EventLoop, owner: ServerPools) {
+        self.loop = loop
+        self.owner = owner
+    }
+
+    func startSweeping() {
+        let interval = TimeAmount.nanoseconds(max(owner.configuration.idleTimeout.nanoseconds / 3, 100_000_000))
+        sweeper = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+            self?.sweep()
+        }
+    }
+
+    var idleCount: Int { idle.values.reduce(0) { $0 + $1.count } }
+
+    /// An idle connection for `key`, taken out of the pool, or nil.
+    func checkout(_ key: PoolKey) -> PooledServer? {
+        while var list = idle[key], let server = list.popLast() {
+            idle[key] = list.isEmpty ? nil : list
+            if server.channel.isActive { return server }
+        }
+        return nil
+    }
+
+    /// Opens and logs in a new server connection for `key`, proving `clientKey`.
+    func open(_ key: PoolKey, verifier: ScramVerifier, clientKey: [UInt8]) -> EventLoopFuture<PooledServer> {
+        connect(key, scram: ScramClientExchange(verifier: verifier, clientKey: clientKey))
+    }
+
+    private func connect(_ key: PoolKey, scram: ScramClientExchange?) -> EventLoopFuture<PooledServer> {
+        let promise = loop.makePromise(of: ServerSession.self)
+        let owner = owner
+        return ClientBootstrap(group: loop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ServerLoginHandler(startup: key.parameters, scram: scram, promise: promise))
+                }
+            }
+            .connect(unixDomainSocketPath: key.socketPath)
+            .flatMap { channel in
+                owner.opened(key.tenant)
+                channel.closeFuture.whenComplete { _ in owner.closed(key.tenant) }
+                return promise.futureResult.flatMapErrorThrowing { error in
+                    channel.close(promise: nil)
+                    throw error
+                }.flatMapThrowing { session in
+                    let login = try channel.pipeline.syncOperations.handler(type: ServerLoginHandler.self)
+                    channel.pipeline.syncOperations.removeHandler(login, promise: nil)
+                    return PooledServer(channel: channel, key: key, session: session)
+                }
+            }
+    }
+
+    /// Takes a server connection back after its client left with the session idle: it is reset
+    /// (DISCARD ALL) and kept for the next client, or closed if the reset does not go cleanly.
+    func release(_ server: PooledServer, parameters: [ParameterStatus]) {
+        guard server.channel.isActive else { return }
+        server.parameters = parameters
+        let promise = loop.makePromise(of: [ParameterStatus].self)
+        do {
+            try server.channel.pipeline.syncOperations.addHandler(ResetHandler(promise: promise))
+        } catch {
+            server.channel.close(promise: nil)
+            return
+        }
+        server.channel.read()
+        promise.futureResult.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let changes):
+                for change in changes {
+                    if let index = server.parameters.firstIndex(where: { $0.name == change.name }) {
+                        server.parameters[index] = change
+                    } else {
+                        server.parameters.append(change)
+                    }
+                }
+                self.checkin(server)
+            case .failure(let error):
+                self.owner.logger.debug("server connection reset failed; closed", metadata: ["tenant": "\(server.key.tenant)", "error": "\(error)"])
+                server.channel.close(promise: nil)
+            }
+        }
+    }
+
+    private func checkin(_ server: PooledServer) {
+        var list = idle[server.key] ?? []
+        guard server.channel.isActive, list.count < owner.configuration.maxIdlePerKey else {
+            server.channel.close(promise: nil)
+            return
+        }
+        do {
+            try server.channel.pipeline.syncOperations.addHandler(PoolIdleHandler())
+        } catch {
+            server.channel.close(promise: nil)
+            return
+        }
+        server.idleSince = .now()
+        owner.logger.trace("server connection back in the pool", metadata: ["tenant": "\(server.key.tenant)", "idle": "\(list.count + 1)"])
+        list.append(server)
+        idle[server.key] = list
+        server.channel.read()
+    }
+
+    /// Lent out again: the idle watcher leaves the pipeline.
+    func prepareForClient(_ server: PooledServer) throws {
+        let watcher = try server.channel.pipeline.syncOperations.handler(type: PoolIdleHandler.self)
+        server.channel.pipeline.syncOperations.removeHandler(watcher, promise: nil)
+    }
+
+    func closeIdle(of tenant: TenantName) {
+        for (key, list) in idle where key.tenant == tenant {
+            idle[key] = nil
+            for server in list { server.channel.close(promise: nil) }
+        }
+    }
+
+    private func sweep() {
+        let cutoff = NIODeadline.now() - owner.configuration.idleTimeout
+        for (key, list) in idle {
+            let (old, fresh) = (list.filter { $0.idleSince < cutoff || !$0.channel.isActive }, list.filter { $0.idleSince >= cutoff && $0.channel.isActive })
+            idle[key] = fresh.isEmpty ? nil : fresh
+            for server in old { server.channel.close(promise: nil) }
+        }
+        for (path, lookup) in lookups {
+            if case .ready(_, let channel, let lastUsed) = lookup, lastUsed < cutoff {
+                lookups[path] = nil
+                channel.close(promise: nil)
+            }
+        }
+    }
+
+    // MARK: Verifier lookups
+
+    /// The SCRAM verifier of `role` in the tenant at `socketPath`; nil when there is none, or the
+    /// tenant cannot tell (then the client authenticates with the server directly).
+    func lookupSecret(tenant: TenantName, socketPath: String, role: String) -> EventLoopFuture<String?> {
+        let promise = loop.makePromise(of: String?.self)
+        switch lookups[socketPath] {
+        case .ready(let handler, let channel, _) where channel.isActive:
+            lookups[socketPath] = .ready(handler, channel: channel, lastUsed: .now())
+            handler.lookup(role, promise: promise)
+        case .connecting(let waiting):
+            lookups[socketPath] = .connecting(waiting: waiting + [(role, promise)])
+        case .unavailable(let until) where until > .now():
+            promise.succeed(nil)
+        default:
+            lookups[socketPath] = .connecting(waiting: [(role, promise)])
+            connectLookup(tenant: tenant, socketPath: socketPath)
+        }
+        return promise.futureResult.assumeIsolated().flatMapErrorThrowing { error in
+            if case AuthLookupHandler.LookupError.refused(let reason) = error {
+                // A tenant without the lookup function (made by an older pgfleet), or one that
+                // took the pgfleet role's right to it away: stop asking for a while.
+                self.markUnavailable(socketPath, waiting: [], reason: reason)
+            }
+            return nil
+        }.nonisolated()
+    }
+
+    private func connectLookup(tenant: TenantName, socketPath: String) {
+        let key = PoolKey(tenant: tenant, socketPath: socketPath, parameters: [
+            StartupParameter(name: "user", value: TenantRoles.daemon), StartupParameter(name: "database", value: "postgres"),
+            StartupParameter(name: "application_name", value: "pgfleet-proxy"),
+        ])
+        connect(key, scram: nil).assumeIsolated().whenComplete { result in
+            guard case .connecting(let waiting) = self.lookups[socketPath] else { return }
+            switch result {
+            case .success(let server):
+                let handler = AuthLookupHandler()
+                do {
+                    try server.channel.pipeline.syncOperations.addHandler(handler)
+                } catch {
+                    server.channel.close(promise: nil)
+                    self.lookups[socketPath] = nil
+                    for (_, promise) in waiting { promise.succeed(nil) }
+                    return
+                }
+                self.lookups[socketPath] = .ready(handler, channel: server.channel, lastUsed: .now())
+                server.channel.closeFuture.assumeIsolated().whenComplete { _ in
+                    if case .ready(_, let channel, _) = self.lookups[socketPath], channel === server.channel {
+                        self.lookups[socketPath] = nil
+                    }
+                }
+                for (role, promise) in waiting { handler.lookup(role, promise: promise) }
+            case .failure(ServerLoginError.refused(let error)):
+                // Peer authentication refused: a proxy not running as the daemon's OS user.
+                self.markUnavailable(socketPath, waiting: waiting, reason: error.message ?? "refused")
+            case .failure:
+                // Not running (suspended, starting): ask again next time.
+                self.lookups[socketPath] = nil
+                for (_, promise) in waiting { promise.succeed(nil) }
+            }
+        }
+    }
+
+    private func markUnavailable(_ socketPath: String, waiting: [(role: String, promise: EventLoopPromise<String?>)], reason: String) {
+        if case .ready(_, let channel, _) = lookups[socketPath] { channel.close(promise: nil) }
+        lookups[socketPath] = .unavailable(until: .now() + .seconds(30))
+        owner.logger.info("verifier lookup unavailable for 30 s; clients authenticate with the tenant directly", metadata: [
+            "socket": "\(socketPath)", "reason": "\(reason)",
+        ])
+        for (_, promise) in waiting { promise.succeed(nil) }
+    }
+}
+
+/// In the pipeline of an idle pooled connection: anything the server sends now (a FATAL at
+/// shutdown, a ParameterStatus after a reload) ends the connection's life in the pool.
+final class PoolIdleHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.close(promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// Resets a session its client has left (`DISCARD ALL`: settings, prepared statements, temporary
+/// tables, advisory locks, LISTEN, role) and succeeds with the ParameterStatus changes it caused
+/// when the server is idle again; fails on anything unexpected.
+final class ResetHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let promise: EventLoopPromise<[ParameterStatus]>
+    private var buffer: ByteBuffer?
+    private var changes: [ParameterStatus] = []
+    private var completed = false
+    private var finished = false
+    private var timer: Scheduled<Void>?
+
+    init(promise: EventLoopPromise<[ParameterStatus]>) {
+        self.promise = promise
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(5)) {
+            self.finish(context: context, success: false)
+        }
+        var query = context.channel.allocator.buffer(capacity: 32)
+        query.writeMessage(type: FrontendMessageType.query) { $0.writeCString("DISCARD ALL") }
+        context.writeAndFlush(wrapOutboundOut(query), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        guard !finished else { return }
+        if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
+        do {
+            while !finished, var bytes = buffer, let message = try MessageFramer.next(&bytes, maxLength: 1 << 16) {
+                buffer = bytes
+                switch message.type {
+                case BackendMessageType.commandComplete:
+                    completed = true
+                case BackendMessageType.parameterStatus:
+                    changes.append(try ParameterStatus(body: message.body))
+                case BackendMessageType.noticeResponse, BackendMessageType.notificationResponse:
+                    break
+                case BackendMessageType.readyForQuery:
+                    let idle = (try? ReadyForQuery.status(body: message.body)) == ReadyForQuery.idle
+                    finish(context: context, success: completed && idle && (buffer?.readableBytes ?? 0) == 0)
+                default:
+                    finish(context: context, success: false)
+                }
+            }
+        } catch {
+            finish(context: context, success: false)
+        }
+    }
+
+    private func finish(context: ChannelHandlerContext, success: Bool) {
+        guard !finished else { return }
+        finished = true
+        timer?.cancel()
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        if success {
+            promise.succeed(changes)
+        } else {
+            promise.fail(ServerLoginError.failed("reset failed"))
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish(context: context, success: false)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
