@@ -1,0 +1,101 @@
+import FleetCore
+import FleetSystem
+import Foundation
+import Testing
+
+/// Server-side session pooling through the proxy, with psql against real PostgreSQL: sessions
+/// are reused, reset between clients, never shared between roles or tenants, and the proxy's own
+/// SCRAM check follows password changes.
+@Suite(.serialized, .enabled(if: geteuid() == 0, "integration tests create OS users and need root"))
+struct PoolIntegrationTests {
+    @Test func pooledSessionsAreReusedResetAndKeptApart() async throws {
+        let port = try freePort()
+        // One proxy thread: every client lands on the same event loop, so the same pool.
+        try await withHarness(extraServeArguments: [
+            "--no-system-bundles", "--listen", "127.0.0.1:\(port)", "--tls", "disable", "--proxy-threads", "1",
+        ]) { harness in
+            try await harness.startDaemon()
+            try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+            let (tenant, password) = try await harness.createTenant("pooled")
+            let (_, otherPassword) = try await harness.createTenant("neighbour")
+            try await harness.mustQuery(tenant, password: password, "create role alice login password 'alice-pw'; create table kept(x int); grant all on kept to alice")
+
+            func through(_ user: String, _ pw: String, _ commands: String...) async throws -> CommandResult {
+                try await psqlCommands("host=127.0.0.1 port=\(port) user=\(user) dbname=postgres", password: pw, commands)
+            }
+            func must(_ user: String, _ pw: String, _ commands: String...) async throws -> [String] {
+                let result = try await psqlCommands("host=127.0.0.1 port=\(port) user=\(user) dbname=postgres", password: pw, commands)
+                #expect(result.succeeded, "\(commands): \(result.stderr)")
+                return result.stdout.split(separator: "\n").map(String.init)
+            }
+
+            // A session left in every kind of state …
+            let first = try await must("postgres@pooled", password,
+                "select pg_backend_pid()", "set work_mem = '77MB'", "create temp table scratch(x int)", "prepare p as select 1",
+                "select pg_advisory_lock(42)", "listen somewhere", "set role alice")
+            let pid = try #require(first.first)
+            // … is the next client's, reset: same backend, nothing of the previous client left.
+            let second = try await must("postgres@pooled", password,
+                "select pg_backend_pid()", "show work_mem", "select count(*) from pg_class where relname = 'scratch'",
+                "select count(*) from pg_prepared_statements", "select count(*) from pg_locks where locktype = 'advisory'",
+                "select count(*) from pg_listening_channels()", "select current_user")
+            #expect(second.count == 7 && second[0] == pid && second[1] != "77MB", "\(second)")
+            #expect(second.dropFirst(2) == ["0", "0", "0", "0", "postgres"], "\(second)")
+
+            // Another role never gets that session.
+            let alice = try await must("alice@pooled", "alice-pw", "select pg_backend_pid()", "select current_user")
+            #expect(alice.count == 2 && alice[0] != pid && alice[1] == "alice", "\(alice)")
+            // The lookup function is the pgfleet role's only.
+            let snooping = try await through("alice@pooled", "alice-pw", "select pgfleet.auth_secret('postgres')")
+            #expect(snooping.stderr.contains("permission denied"), "\(snooping.stderr)")
+
+            // A client that leaves inside a transaction: its session ends (rolled back), it is not lent again.
+            let open = try await must("postgres@pooled", password, "select pg_backend_pid()", "begin", "insert into kept values (1)")
+            let afterOpen = try await must("postgres@pooled", password, "select pg_backend_pid()", "select count(*) from kept")
+            #expect(afterOpen.count == 2 && afterOpen[0] != open.first && afterOpen[1] == "0", "\(open) then \(afterOpen)")
+
+            // The proxy checks passwords itself, as PostgreSQL would: wrong ones are refused with
+            // PostgreSQL's message, and a password change counts at once.
+            let wrong = try await through("alice@pooled", "nope", "select 1")
+            #expect(!wrong.succeeded && wrong.stderr.contains("password authentication failed for user \"alice\""), "\(wrong.stderr)")
+            try await harness.mustQuery(tenant, password: password, "alter role alice password 'alice-new'")
+            let old = try await through("alice@pooled", "alice-pw", "select 1")
+            #expect(!old.succeeded && old.stderr.contains("password authentication failed"), "\(old.stderr)")
+            #expect(try await must("alice@pooled", "alice-new", "select current_user") == ["alice"])
+            // NOLOGIN and unknown roles: the tenant's own answer.
+            try await harness.mustQuery(tenant, password: password, "alter role alice nologin")
+            let barred = try await through("alice@pooled", "alice-new", "select 1")
+            #expect(!barred.succeeded && barred.stderr.contains("not permitted to log in"), "\(barred.stderr)")
+            let ghost = try await through("ghost@pooled", "x", "select 1")
+            #expect(!ghost.succeeded && ghost.stderr.contains("password authentication failed for user \"ghost\""), "\(ghost.stderr)")
+
+            // One tenant's password does not open another's pooled sessions.
+            let crossed = try await through("postgres@neighbour", password, "select 1")
+            #expect(!crossed.succeeded && crossed.stderr.contains("password authentication failed"), "\(crossed.stderr)")
+            #expect(try await must("postgres@neighbour", otherPassword, "show cluster_name") == ["neighbour"])
+
+            // pgbench, connection per transaction: every one passes through the pool.
+            let conn = "host=127.0.0.1 port=\(port) user=postgres@pooled dbname=postgres"
+            _ = try await pgbench(["-i", "-s", "1", "-q"], conninfo: conn, password: password)
+            let bench = try await pgbench(["-S", "-C", "-c", "4", "-j", "2", "-T", "3"], conninfo: conn, password: password)
+            #expect(bench.succeeded && bench.stdout.contains("number of failed transactions: 0"), "\(bench.stdout)\(bench.stderr)")
+
+            let metrics = try await harness.mustRun(["status", "--metrics"])
+            #expect(metrics.contains("pgfleet_proxy_server_sessions_total{kind=\"reused\"}"), "\(metrics.prefix(3000))")
+            // No more backends than pgbench's clients (and the lookup connection, the probe, this query) stay behind.
+            let backends = try await harness.mustQuery(tenant, password: password, "select count(*) from pg_stat_activity where backend_type = 'client backend'")
+            #expect((Int(backends) ?? 99) <= 8, "\(backends) client backends")
+        }
+    }
+}
+
+/// psql with several -c commands, each one's output on its own line.
+func psqlCommands(_ conninfo: String, password: String, _ commands: [String]) async throws -> CommandResult {
+    var environment = SpawnSpec.baseEnvironment
+    environment["PGPASSWORD"] = password
+    environment["PGCONNECT_TIMEOUT"] = "10"
+    environment["PGSSLMODE"] = "disable"
+    var arguments = ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo]
+    for command in commands { arguments += ["-c", command] }
+    return try await Command.run(Harness.psql, arguments, environment: environment)
+}
