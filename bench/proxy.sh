@@ -91,6 +91,10 @@ bench_start_daemon "$BENCH_TMP/root" --listen "127.0.0.1:$PROXY_PORT" --tls disa
 TENANT="proxy-$$"
 PASSWORD=""
 bench_create_tenant "$TENANT" PASSWORD
+# Three poolers hold server sessions on this one tenant at once (PgBouncer's pool, pgfleet's pool,
+# the direct clients): more than a small tenant's default max_connections.
+bench_log "raising the tenant's max_connections to $((CLIENTS * 4 + 20)) for three poolers side by side"
+bench_pgfleet tenant set "$TENANT" "max_connections=$((CLIENTS * 4 + 20))" --restart >/dev/null
 SOCKET_DIR="$(bench_tenant_field "$TENANT" socketDirectory)"
 TENANT_PORT="$(bench_tenant_field "$TENANT" port)"
 TENANT_USER="$(bench_tenant_field "$TENANT" osUser)"

@@ -2,63 +2,72 @@ import NIOCore
 import PGWire
 
 /// Follows message boundaries in one direction of an established session, buffer by buffer,
-/// without copying or holding the bytes: it reads only the 5-byte headers (and the bodies of the
-/// few small messages asked for), however the messages are split across reads.
+/// without copying or holding the bytes: it reads only the 5-byte headers, the last byte of each
+/// body, and the whole body of one small message type if asked to, however the messages are
+/// split across reads. It runs on every buffer of a pooled session, so it allocates nothing else.
 struct MessageScanner {
-    /// Bodies of these types are collected (up to `captureLimit` bytes) and reported.
-    let captureTypes: Set<UInt8>
+    /// Bodies of this type are collected (up to `captureLimit` bytes) and reported.
+    let captureType: UInt8?
     static let captureLimit = 4096
 
-    private var header: [UInt8] = []
+    private var headerCount = 0
+    private var headerLength: UInt32 = 0
     private var type: UInt8 = 0
     /// Body bytes of the current message still to come.
     private var remaining = 0
+    private var lastByte: UInt8 = 0
     private var capture: [UInt8]?
     /// A length below 4: the stream is not the protocol any more; nothing more is reported.
     private(set) var broken = false
 
-    init(captureTypes: Set<UInt8> = []) {
-        self.captureTypes = captureTypes
+    init(captureType: UInt8? = nil) {
+        self.captureType = captureType
     }
 
     /// Scans `buffer`. `onStart(type, offset)` is called where a message starts (its offset in
     /// the readable bytes of `buffer`); returning false stops the scan there. `onComplete(type,
-    /// body)` is called when a message ends, with the body for `captureTypes` (nil when longer
-    /// than the limit) and nil otherwise.
+    /// lastByte, body)` is called when a message ends, with its last body byte (0 if empty) and
+    /// its body for `captureType` (nil when longer than the limit, and for other types).
     mutating func scan(
-        _ buffer: ByteBuffer, onStart: (UInt8, Int) -> Bool = { _, _ in true }, onComplete: (UInt8, [UInt8]?) -> Void
+        _ buffer: ByteBuffer, onStart: (UInt8, Int) -> Bool = { _, _ in true }, onComplete: (UInt8, UInt8, [UInt8]?) -> Void
     ) {
-        let view = buffer.readableBytesView
-        var index = view.startIndex
-        while index < view.endIndex, !broken {
-            if remaining == 0 && header.isEmpty {
-                guard onStart(view[index], index - view.startIndex) else { return }
-            }
-            if header.count < 5 {
-                let take = min(5 - header.count, view.endIndex - index)
-                header.append(contentsOf: view[index..<index + take])
-                index += take
-                guard header.count == 5 else { return }
-                type = header[0]
-                let length = Int(Int32(bitPattern: UInt32(header[1]) << 24 | UInt32(header[2]) << 16 | UInt32(header[3]) << 8 | UInt32(header[4])))
-                guard length >= 4 else {
-                    broken = true
-                    return
+        buffer.withUnsafeReadableBytes { bytes in
+            var index = 0
+            while index < bytes.count, !broken {
+                if headerCount == 0 {
+                    guard onStart(bytes[index], index) else { return }
+                    type = bytes[index]
+                    headerLength = 0
+                    headerCount = 1
+                    index += 1
+                    continue
                 }
-                remaining = length - 4
-                capture = captureTypes.contains(type) && remaining <= Self.captureLimit ? [] : nil
-                capture?.reserveCapacity(remaining)
-            }
-            let take = min(remaining, view.endIndex - index)
-            if take > 0 {
-                capture?.append(contentsOf: view[index..<index + take])
-                remaining -= take
-                index += take
-            }
-            if remaining == 0 {
-                onComplete(type, capture)
-                header.removeAll(keepingCapacity: true)
-                capture = nil
+                if headerCount < 5 {
+                    headerLength = headerLength << 8 | UInt32(bytes[index])
+                    headerCount += 1
+                    index += 1
+                    guard headerCount == 5 else { continue }
+                    let length = Int(Int32(bitPattern: headerLength))
+                    guard length >= 4 else {
+                        broken = true
+                        return
+                    }
+                    remaining = length - 4
+                    lastByte = 0
+                    capture = type == captureType && remaining <= Self.captureLimit ? [] : nil
+                }
+                let take = min(remaining, bytes.count - index)
+                if take > 0 {
+                    capture?.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[index..<index + take]))
+                    lastByte = bytes[index + take - 1]
+                    remaining -= take
+                    index += take
+                }
+                if remaining == 0 {
+                    onComplete(type, lastByte, capture)
+                    headerCount = 0
+                    capture = nil
+                }
             }
         }
     }
@@ -69,7 +78,7 @@ struct MessageScanner {
 /// ReadyForQuery, no transaction open, nothing half-sent. Anything unclear means "not reusable".
 struct SessionTracker {
     private var client = MessageScanner()
-    private var server = MessageScanner(captureTypes: [BackendMessageType.readyForQuery, BackendMessageType.parameterStatus])
+    private var server = MessageScanner(captureType: BackendMessageType.parameterStatus)
     /// Queries, Syncs and function calls sent whose ReadyForQuery has not come yet.
     private(set) var awaitingReady = 0
     /// Extended-protocol messages after the last Sync: an unfinished batch.
@@ -115,7 +124,7 @@ struct SessionTracker {
                 unsynced += 1
             }
             return true
-        }, onComplete: { _, _ in })
+        }, onComplete: { _, _, _ in })
         awaitingReady = awaiting
         self.unsynced = unsynced
         if terminated {
@@ -128,11 +137,11 @@ struct SessionTracker {
         var awaiting = awaitingReady
         var status = transactionStatus
         var parameters = parameters
-        server.scan(buffer) { type, body in
+        server.scan(buffer) { type, lastByte, body in
             switch type {
             case BackendMessageType.readyForQuery:
                 awaiting -= 1
-                status = body?.first ?? 0
+                status = lastByte
             case BackendMessageType.parameterStatus:
                 guard let body, let parameter = try? ParameterStatus(body: ByteBuffer(bytes: body)) else { return }
                 if let index = parameters.firstIndex(where: { $0.name == parameter.name }) {
