@@ -87,4 +87,32 @@ import Testing
             #expect(ScramVerifier(bad) == nil, "\(bad)")
         }
     }
+
+    /// Whatever a client sends as its SCRAM messages, the server side throws or answers; it never
+    /// traps. Mutations of the valid messages (byte flips, cuts, insertions) and random bytes.
+    @Test func arbitraryClientMessagesNeverTrap() throws {
+        var generator = SystemRandomNumberGenerator()
+        let fixed = verifier
+        let seeds = [Array(clientFirst.utf8), Array(clientFinal.utf8), Array("n,,n=,r=\u{7f},".utf8), [0xFF, 0xFE, 0x2C, 0x2C]]
+        for round in 0..<3000 {
+            var first = Array(clientFirst.utf8)
+            var final = Array(clientFinal.utf8)
+            for _ in 0..<Int.random(in: 1...4, using: &generator) {
+                var target = Bool.random(using: &generator) ? first : final
+                switch Int.random(in: 0..<4, using: &generator) {
+                case 0 where !target.isEmpty: target[Int.random(in: 0..<target.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+                case 1 where !target.isEmpty: target.removeLast(Int.random(in: 0...target.count, using: &generator))
+                case 2: target.insert(UInt8.random(in: 0...255, using: &generator), at: Int.random(in: 0...target.count, using: &generator))
+                default: target = seeds[round % seeds.count] + (0..<Int.random(in: 0..<8, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                }
+                if Bool.random(using: &generator) { first = target } else { final = target }
+            }
+            var exchange = ScramServerExchange(verifier: fixed, serverNonce: serverNonce)
+            _ = try? exchange.receiveClientFirst(first)
+            _ = try? exchange.receiveClientFinal(final)
+            var client = ScramClientExchange(verifier: fixed, clientKey: [UInt8](repeating: 1, count: 32))
+            _ = try? client.receiveServerFirst(first)
+            try? client.receiveServerFinal(final)
+        }
+    }
 }

@@ -244,6 +244,36 @@ def _():
         s.close()
 
 
+def message(kind, body):
+    return kind + struct.pack("!i", len(body) + 4) + body
+
+
+def sasl_initial(mechanism, data):
+    return message(b"p", mechanism + b"\0" + struct.pack("!i", len(data)) + data)
+
+
+@check("malformed SCRAM messages to the proxy's own SCRAM check get an error; the proxy stays up")
+def _():
+    tenant = next(iter(TENANTS))
+    hello = startup({"user": f"{SU}@{tenant}", "database": "postgres"})
+    cases = [
+        # (what follows the startup packet, what the answer must contain)
+        (sasl_initial(b"SCRAM-SHA-256-PLUS", b"p=tls-server-end-point,,n=,r=abc"), b"28000"),
+        (sasl_initial(b"SCRAM-SHA-256", b"p=tls-server-end-point,,n=,r=abc"), b"28000"),
+        (sasl_initial(b"SCRAM-SHA-256", b"\xff\xfe,,"), b"08P01"),
+        (sasl_initial(b"SCRAM-SHA-256", b"n,,n=,r=abc") + message(b"p", b"c=biws,r=wrong,p=AAAA"), b"08P01"),
+        (sasl_initial(b"SCRAM-SHA-256", b"n,,n=,r=abc") + message(b"p", b"garbage"), b"08P01"),
+        (message(b"p", struct.pack("!i", -5)), b"08P01"),
+        (b"p" + struct.pack("!i", 0x7FFFFFFF), b"08P01"),
+        (message(b"Q", b"select 1\0"), b""),
+    ]
+    for payload, expected in cases:
+        answer = raw(hello + payload)
+        assert answer[:1] == b"R", f"expected an authentication request first, got {answer[:16]!r}"
+        assert expected in answer, f"{payload[:40]!r}: expected {expected!r} in {answer[-120:]!r}"
+    proxy_is_up()
+
+
 @check("1,000 silent connections do not slow anyone else")
 def _():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
