@@ -286,7 +286,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             connectDirect(socketPath: socketPath, request: request, negotiate: negotiate, context: context)
             return
         }
-        shared.pools.pool(on: context.eventLoop).lookupSecret(tenant: request.tenant, socketPath: socketPath, role: user)
+        shared.pools.lookupSecret(tenant: request.tenant, socketPath: socketPath, role: user, on: context.eventLoop)
             .assumeIsolated().whenSuccess { secret in
                 guard case .connecting = self.phase, context.channel.isActive else { return }
                 guard let secret, let verifier = ScramVerifier(secret) else {

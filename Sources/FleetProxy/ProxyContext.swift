@@ -55,13 +55,16 @@ final class ProxyContext: Sendable {
     let logger: Logger
     let pools: ServerPools
 
-    init(configuration: ProxyConfiguration, routes: any RouteProvider, tls: NIOSSLContext?, cancels: CancelRegistry, limits: ConnectionLimits, logger: Logger) {
+    init(
+        configuration: ProxyConfiguration, routes: any RouteProvider, tls: NIOSSLContext?, cancels: CancelRegistry, limits: ConnectionLimits,
+        logger: Logger, loops: [any EventLoop]
+    ) {
         self.configuration = configuration
         self.routes = routes
         self.tls = tls
         self.cancels = cancels
         self.limits = limits
         self.logger = logger
-        self.pools = ServerPools(configuration: configuration.pool, logger: logger)
+        self.pools = ServerPools(configuration: configuration.pool, logger: logger, loops: loops)
     }
 }
