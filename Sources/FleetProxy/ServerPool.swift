@@ -1,5 +1,6 @@
 import FleetCore
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import PGWire
@@ -94,14 +95,20 @@ final class ServerPools: Sendable {
     }
 
     func opened(_ tenant: TenantName) {
-        counts.withLock { $0[tenant, default: 0] += 1 }
+        let now = counts.withLock { counts in
+            counts[tenant, default: 0] += 1
+            return counts[tenant]!
+        }
+        Gauge(label: "pgfleet_proxy_server_connections", dimensions: [("tenant", tenant.rawValue)]).record(now)
     }
 
     func closed(_ tenant: TenantName) {
-        counts.withLock { counts in
+        let now = counts.withLock { counts in
             let left = (counts[tenant] ?? 1) - 1
             counts[tenant] = left > 0 ? left : nil
+            return max(left, 0)
         }
+        Gauge(label: "pgfleet_proxy_server_connections", dimensions: [("tenant", tenant.rawValue)]).record(now)
     }
 
     /// Server connections the pools hold for `tenant` now, idle or lent, verifier lookups included.

@@ -82,9 +82,11 @@ struct PoolIntegrationTests {
 
             let metrics = try await harness.mustRun(["status", "--metrics"])
             #expect(metrics.contains("pgfleet_proxy_server_sessions_total{kind=\"reused\"}"), "\(metrics.prefix(3000))")
-            // No more backends than pgbench's clients (and the lookup connection, the probe, this query) stay behind.
+            #expect(metrics.contains("pgfleet_proxy_server_connections{tenant=\"pooled\"}"), "\(metrics.prefix(3000))")
+            // pgbench opened hundreds of connections; a handful of backends stay behind (pgbench's
+            // four, one per earlier role, the lookup connection, this query, maybe one still resetting).
             let backends = try await harness.mustQuery(tenant, password: password, "select count(*) from pg_stat_activity where backend_type = 'client backend'")
-            #expect((Int(backends) ?? 99) <= 8, "\(backends) client backends")
+            #expect((Int(backends) ?? 99) <= 12, "\(backends) client backends")
         }
     }
 }
