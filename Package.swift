@@ -136,7 +136,11 @@ let package = Package(
             dependencies: ["PGWire", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "FleetProxyTests", dependencies: ["FleetCore", "FleetProxy", "PGWire"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "FleetProxyTests",
+            dependencies: ["FleetCore", "FleetProxy", "PGWire", .product(name: "NIOEmbedded", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "FleetCatalogTests", dependencies: ["FleetCore", "FleetCatalog"], swiftSettings: swiftSettings),
         .testTarget(name: "FleetBundlesTests", dependencies: ["FleetCore", "FleetSystem", "FleetBundles"], swiftSettings: swiftSettings),
         .testTarget(
