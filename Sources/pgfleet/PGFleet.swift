@@ -30,4 +30,21 @@ struct PGFleet: AsyncParsableCommand {
             ProxyCommand.self,
         ]
     )
+
+    /// `pgfleet --root DIR tenant list` works as well as `pgfleet tenant list --root DIR`: every
+    /// command that uses the root takes `--root`, so one given before the subcommand moves to the end.
+    static func main() async {
+        await main(Self.movingRootOption(Array(CommandLine.arguments.dropFirst())))
+    }
+
+    static func movingRootOption(_ arguments: [String]) -> [String] {
+        guard let first = arguments.first else { return arguments }
+        if first == "--root", arguments.count >= 3 {
+            return Array(arguments.dropFirst(2)) + ["--root", arguments[1]]
+        }
+        if first.hasPrefix("--root="), arguments.count >= 2 {
+            return Array(arguments.dropFirst()) + [first]
+        }
+        return arguments
+    }
 }
