@@ -7,7 +7,7 @@ import Testing
 /// are reused, reset between clients, never shared between roles or tenants, and the proxy's own
 /// SCRAM check follows password changes.
 @Suite(.serialized, .enabled(if: geteuid() == 0, "integration tests create OS users and need root"))
-struct PoolIntegrationTests {
+struct ServerPoolIntegrationTests {
     @Test func pooledSessionsAreReusedResetAndKeptApart() async throws {
         let port = try freePort()
         // One proxy thread: every client lands on the same event loop, so the same pool.
