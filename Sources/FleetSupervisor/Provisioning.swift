@@ -108,6 +108,7 @@ extension Fleet {
             _ = await ProcessWatcher.shared.waitForExit(pid: running.pid, isChild: false)
         }
         supervisors[name] = nil
+        board.remove(name)
         await progress(.progress("removing \(record.directory)"))
         try await removeTenantFiles(record: record, name: name)
         try catalog.deleteTenant(named: name.rawValue)
