@@ -16,6 +16,10 @@ struct DensityIntegrationTests {
             try await harness.startDaemon()
             try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
             let (real, password) = try await harness.createTenant("real")
+            // Tenant users come from pgfleet's own id range, not the ~900 system ids (which ran
+            // out after 891 tenants) that packages need for their service users.
+            let user = try #require(OSUsers.lookup(real.osUser))
+            #expect(OSUsers.tenantIDs.contains(Int(user.uid)) && OSUsers.tenantIDs.contains(Int(user.gid)), "\(user)")
             _ = try await harness.stopDaemon()
 
             // Rows as `tenant create` writes them, marked suspended, so no postmaster is started for
