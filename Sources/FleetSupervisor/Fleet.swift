@@ -53,7 +53,7 @@ public actor Fleet: FleetControl {
     /// Running tenants' sockets, for the proxy's fast path.
     public nonisolated let running = RunningTenants()
     /// Every supervisor's latest snapshot, readable without awaiting the supervisors.
-    public nonisolated let board = SnapshotBoard()
+    public nonisolated let board = SnapshotBoard<SupervisorSnapshot>()
     var idle = IdleTracker()
     var wakeLimiter = WakeLimiter()
     private let clock = ContinuousClock()
@@ -279,7 +279,7 @@ public actor Fleet: FleetControl {
     /// registered one.
     public func suspendIdleTenants() async {
         guard let proxyConnections else { return }
-        let running = board.tenants(in: .running).filter { supervisors[$0] != nil && !busy.contains($0) }
+        let running = board.tenants { $0.state == .running }.filter { supervisors[$0] != nil && !busy.contains($0) }
         // Tenants that stopped running start afresh when they run again.
         idle.keepOnly(Set(running))
         guard !running.isEmpty else { return }
@@ -354,7 +354,7 @@ public actor Fleet: FleetControl {
 
     /// Runs on every state change of any tenant: counted from the board, without a hop per tenant.
     func updateMetrics() async {
-        let counts = board.countsByState(of: supervisors.keys)
+        let counts = board.counts(of: supervisors.keys) { $0.state }
         for state in TenantState.allCases {
             Gauge(label: "pgfleet_tenants", dimensions: [("state", state.rawValue)]).record(counts[state] ?? 0)
         }

@@ -53,13 +53,13 @@ public actor TenantSupervisor {
     private let onFailureChange: @Sendable (TenantName, String?) async -> Void
     private let onStateChange: @Sendable () async -> Void
     private let running: RunningTenants?
-    private let board: SnapshotBoard?
+    private let board: SnapshotBoard<SupervisorSnapshot>?
 
     public init(
         name: TenantName, launch: PostmasterLaunch, policy: RestartPolicy, probe: HealthProbe, logger: Logger,
         failureReason: String? = nil,
         running: RunningTenants? = nil,
-        board: SnapshotBoard? = nil,
+        board: SnapshotBoard<SupervisorSnapshot>? = nil,
         onFailureChange: @escaping @Sendable (TenantName, String?) async -> Void,
         onStateChange: @escaping @Sendable () async -> Void
     ) {
@@ -77,7 +77,7 @@ public actor TenantSupervisor {
         self.onStateChange = onStateChange
         self.initialFailure = failureReason
         // What `snapshot` says of a new machine (stopped), spelled out: an initialiser cannot read it.
-        board?.publish(name, SupervisorSnapshot(
+        board?.claim(name, by: ObjectIdentifier(self), SupervisorSnapshot(
             state: .stopped, desired: .stopped, pid: nil, restarts: 0, runningSince: nil, failureReason: failureReason
         ))
     }
@@ -201,7 +201,7 @@ public actor TenantSupervisor {
             Task { await callback() }
         }
         // After every event, not only state changes: the pid, restarts and desired state move too.
-        board?.publish(name, snapshot)
+        board?.publish(name, by: ObjectIdentifier(self), snapshot)
         resumeWaiters()
     }
 
