@@ -158,7 +158,7 @@ install -d -m 0700 -o "$SIBLING_USER" -g "$SIBLING_USER" "$SIBLING_DIR" "$SIBLIN
 chown "$SIBLING_USER:" "$SIBLING_DIR/.pw"
 # The same initdb arguments pgfleet uses for a tenant (Sources/FleetSupervisor/Provisioning.swift).
 if ! bench_as "$SIBLING_USER" "$BIN/initdb" --pgdata="$SIBLING_DIR/data" --username=postgres --pwfile="$SIBLING_DIR/.pw" \
-    --auth-local=scram-sha-256 --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 --no-instructions --no-sync \
+    --auth-local=scram-sha-256 --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 --no-instructions --no-sync --wal-segsize=1 \
     >"$SIBLING_DIR/initdb.log" 2>&1; then
     rm -f "$SIBLING_DIR/.pw"
     tail -n 20 "$SIBLING_DIR/initdb.log" >&2

@@ -10,4 +10,20 @@ extension Catalog {
     func fetchRawStrings(_ sql: String) throws -> [String?] {
         try writer.read { db in try String?.fetchAll(db, sql: sql) }
     }
+
+    /// SQLite's plan for `sql`: one line per step, e.g. "SEARCH tenant USING INDEX …".
+    func queryPlan(_ sql: String) throws -> [String] {
+        try writer.read { db in try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql).map { $0["detail"] as String } }
+    }
+
+    /// Thousands of rows for scale tests, in one transaction (one fsync, not one per row).
+    func insertTenantsInOneTransaction(_ tenants: [TenantRecord]) throws {
+        try writer.write { db in
+            for tenant in tenants {
+                var record = tenant
+                record.id = nil
+                try record.insert(db)
+            }
+        }
+    }
 }

@@ -31,6 +31,12 @@ public struct IdleTracker: Sendable {
     public mutating func forget(_ tenant: TenantName) {
         lastBusy[tenant] = nil
     }
+
+    /// Forgets every tenant but `tenants`: those not observed (no longer running) start afresh
+    /// when they are observed again.
+    public mutating func keepOnly(_ tenants: Set<TenantName>) {
+        lastBusy = lastBusy.filter { tenants.contains($0.key) }
+    }
 }
 
 /// Token buckets that keep a storm of connections from waking tenants faster than the host can

@@ -23,9 +23,36 @@ enum ClusterConfig {
         log_line_prefix = '%m [%p] %q%u@%d '
         # Huge pages under a cgroup hugetlb limit end in SIGBUS at the first touch; small tenants gain nothing.
         huge_pages = off
-        # Sized for many small tenants on one host.
-        shared_buffers = 32MB
-        max_connections = 50
+        # Sized for many small tenants on one host: bench/density.sh measures an idle tenant's
+        # memory (PSS) against PostgreSQL's own defaults. Every line below can be changed per
+        # tenant with `pgfleet tenant set`.
+        # Shared memory the postmaster initialises at start-up costs memory even when idle:
+        # buffer descriptors and hash, WAL buffers, lock tables and one PGPROC per possible process.
+        # 16MB of buffers holds a small tenant's hot data; the kernel's page cache backs it.
+        shared_buffers = 16MB
+        # WAL buffers are zeroed at start-up: the automatic size (1/32 of shared_buffers) would be
+        # 512kB; 128kB still lets a commit's WAL reach the disk in one write.
+        wal_buffers = 128kB
+        # Each possible connection reserves a PGPROC and lock-table room (about 35kB touched).
+        # 40 leaves 25 for clients besides the 12 the `pgfleet` role may take (proxy pool, health
+        # checks) and the 3 reserved for superusers.
+        max_connections = 40
+        # Background workers: parallel query and logical replication draw from these slots.
+        # Parallel query gains little for a small tenant on a shared host; 2 still allows it.
+        max_worker_processes = 2
+        # No logical replication launcher: one process fewer per tenant (about 0.5 MB). Raise it
+        # (with max_worker_processes) and restart to subscribe to a publication.
+        max_logical_replication_workers = 0
+        # Enough for one pg_basebackup with WAL streaming; each sender is another PGPROC.
+        max_wal_senders = 2
+        max_replication_slots = 2
+        # Tenants are initialised with 1 MB WAL segments (initdb --wal-segsize=1) so that an idle
+        # cluster takes about 28 MB of disk instead of 39. min_wal_size is what a checkpoint keeps
+        # for reuse; 32MB is also the least a cluster with 16 MB segments accepts (two segments),
+        # so the same file serves clusters initialised before. max_wal_size bounds the WAL a busy
+        # tenant accumulates between checkpoints (PostgreSQL's default is 1GB).
+        min_wal_size = 32MB
+        max_wal_size = 256MB
 
         """
     }

@@ -43,11 +43,17 @@ public actor Fleet: FleetControl {
     let logger: Logger
     let startedAt = Date()
     var supervisors: [TenantName: TenantSupervisor] = [:]
+    /// Bundles as loaded for supervisors, by id. A manifest lists every file with its hash (about
+    /// 340 kB of JSON for Debian's PostgreSQL 15): parsed once per tenant, it made a daemon with
+    /// 2,000 tenants spend seconds at start-up before it answered anything.
+    private var loadedBundles: [String: FleetBundles.Bundle] = [:]
     /// Tenants being created or dropped: other operations on them wait their turn by refusing.
     var busy: Set<TenantName> = []
     let daemonUser = UserIdentity.current
     /// Running tenants' sockets, for the proxy's fast path.
     public nonisolated let running = RunningTenants()
+    /// Every supervisor's latest snapshot, readable without awaiting the supervisors.
+    public nonisolated let board = SnapshotBoard<SupervisorSnapshot>()
     var idle = IdleTracker()
     var wakeLimiter = WakeLimiter()
     private let clock = ContinuousClock()
@@ -163,6 +169,7 @@ public actor Fleet: FleetControl {
             throw FleetError.invalidRequest("bundle path must be absolute: \(path.debugClipped)")
         }
         let bundle = try await bundles.importBundle(from: path, progress: progress)
+        loadedBundles[bundle.manifest.id] = nil
         do {
             try catalog.insertBundle(record(for: bundle, makeDefault: request.makeDefault ?? false))
         } catch {
@@ -194,21 +201,17 @@ public actor Fleet: FleetControl {
 
     public func listTenants() async throws -> [TenantInfo] {
         let bundleRecords = Dictionary(uniqueKeysWithValues: try catalog.bundles().map { ($0.id, $0) })
-        var result: [TenantInfo] = []
-        for record in try catalog.tenants() {
-            result.append(await info(for: record, bundle: bundleRecords[record.bundleID]))
-        }
-        return result
+        return try catalog.tenants().map { info(for: $0, bundle: bundleRecords[$0.bundleID]) }
     }
 
     public func tenantInfo(_ name: TenantName) async throws -> TenantInfo {
         let record = try existing(name)
-        return await info(for: record, bundle: try catalog.bundle(id: record.bundleID))
+        return info(for: record, bundle: try catalog.bundle(id: record.bundleID))
     }
 
-    private func info(for record: TenantRecord, bundle: BundleRecord?) async -> TenantInfo {
+    private func info(for record: TenantRecord, bundle: BundleRecord?) -> TenantInfo {
         let name = try? TenantName(validating: record.name)
-        let snapshot = await name.flatMap { supervisors[$0] }?.snapshot
+        let snapshot = name.flatMap { supervisors[$0] == nil ? nil : board.snapshot(of: $0) }
         let state: TenantState = name.map { busy.contains($0) } == true ? .starting : snapshot?.state ?? .stopped
         var info = TenantInfo(
             name: record.name, version: bundle?.version ?? "?", major: bundle?.major ?? 0, bundle: record.bundleID,
@@ -274,16 +277,21 @@ public actor Fleet: FleetControl {
     }
 
     /// Suspends every running tenant that has had no client for its suspend-after period: none
-    /// through the proxy, and none on its socket directly.
+    /// through the proxy, and none on its socket directly. It runs once a second, so it looks at
+    /// the running tenants only (from the board, and their catalog rows by name), not at every
+    /// registered one.
     public func suspendIdleTenants() async {
         guard let proxyConnections else { return }
-        let records = (try? catalog.tenants()) ?? []
+        let running = board.tenants { $0.state == .running }.filter { supervisors[$0] != nil && !busy.contains($0) }
+        // Tenants that stopped running start afresh when they run again.
+        idle.keepOnly(Set(running))
+        guard !running.isEmpty else { return }
+        let records = (try? catalog.tenants(named: running.map(\.rawValue))) ?? []
         for record in records {
             guard let name = try? TenantName(validating: record.name), let supervisor = supervisors[name], !busy.contains(name) else { continue }
             let after = record.suspendAfter ?? options.defaultSuspendAfter
-            let snapshot = await supervisor.snapshot
             let now = monotonicNow
-            guard idle.observe(name, connections: proxyConnections(name), isRunning: snapshot.state == .running,
+            guard idle.observe(name, connections: proxyConnections(name), isRunning: board.snapshot(of: name)?.state == .running,
                                suspendAfter: .seconds(after), now: now) else { continue }
             // Sessions that bypass the proxy count as clients too; the proxy's own pooled ones do not.
             let sessions = await probe.clientSessions(socketDirectory: record.socketDirectory)
@@ -317,7 +325,8 @@ public actor Fleet: FleetControl {
 
     func supervisor(for record: TenantRecord, name: TenantName) throws -> TenantSupervisor {
         if let existing = supervisors[name] { return existing }
-        let bundle = try bundles.load(id: record.bundleID)
+        let bundle = try loadedBundles[record.bundleID] ?? bundles.load(id: record.bundleID)
+        loadedBundles[record.bundleID] = bundle
         let user = options.isolated ? UserIdentity(name: record.osUser, uid: uid_t(record.uid), gid: gid_t(record.gid)) : nil
         let launch = PostmasterLaunch(
             postgres: bundle.postgres, dataDirectory: record.dataDirectory, socketDirectory: record.socketDirectory,
@@ -326,7 +335,7 @@ public actor Fleet: FleetControl {
         let catalog = catalog
         let supervisor = TenantSupervisor(
             name: name, launch: launch, policy: options.policy, probe: probe, logger: logger,
-            failureReason: record.failureReason, running: running,
+            failureReason: record.failureReason, running: running, board: board,
             onFailureChange: { name, reason in try? catalog.setFailureReason(reason, forTenant: name.rawValue) },
             onStateChange: { [weak self] in await self?.updateMetrics() }
         )
@@ -347,9 +356,9 @@ public actor Fleet: FleetControl {
 
     // MARK: Metrics
 
+    /// Runs on every state change of any tenant: counted from the board, without a hop per tenant.
     func updateMetrics() async {
-        var counts: [TenantState: Int] = [:]
-        for supervisor in supervisors.values { counts[await supervisor.snapshot.state, default: 0] += 1 }
+        let counts = board.counts(of: supervisors.keys) { $0.state }
         for state in TenantState.allCases {
             Gauge(label: "pgfleet_tenants", dimensions: [("state", state.rawValue)]).record(counts[state] ?? 0)
         }

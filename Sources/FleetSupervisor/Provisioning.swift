@@ -108,6 +108,7 @@ extension Fleet {
             _ = await ProcessWatcher.shared.waitForExit(pid: running.pid, isChild: false)
         }
         supervisors[name] = nil
+        board.remove(name)
         await progress(.progress("removing \(record.directory)"))
         try await removeTenantFiles(record: record, name: name)
         try catalog.deleteTenant(named: name.rawValue)
@@ -162,6 +163,9 @@ extension Fleet {
                 "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "--encoding=UTF8",
                 // C.UTF-8 sorts by code point: no glibc or ICU upgrade can change an index's order.
                 "--locale=C.UTF-8", "--no-instructions", "--no-sync",
+                // 1 MB WAL segments: a new cluster's pg_wal holds about 5 MB instead of one 16 MB
+                // segment (see min_wal_size in ClusterConfig.settings).
+                "--wal-segsize=1",
             ],
             environment: Self.environment(for: bundle), user: owner, workingDirectory: record.directory
         ).check("initdb")

@@ -53,15 +53,18 @@ public actor TenantSupervisor {
     private let onFailureChange: @Sendable (TenantName, String?) async -> Void
     private let onStateChange: @Sendable () async -> Void
     private let running: RunningTenants?
+    private let board: SnapshotBoard<SupervisorSnapshot>?
 
     public init(
         name: TenantName, launch: PostmasterLaunch, policy: RestartPolicy, probe: HealthProbe, logger: Logger,
         failureReason: String? = nil,
         running: RunningTenants? = nil,
+        board: SnapshotBoard<SupervisorSnapshot>? = nil,
         onFailureChange: @escaping @Sendable (TenantName, String?) async -> Void,
         onStateChange: @escaping @Sendable () async -> Void
     ) {
         self.running = running
+        self.board = board
         self.name = name
         self.launch = launch
         self.probe = probe
@@ -73,6 +76,10 @@ public actor TenantSupervisor {
         self.onFailureChange = onFailureChange
         self.onStateChange = onStateChange
         self.initialFailure = failureReason
+        // What `snapshot` says of a new machine (stopped), spelled out: an initialiser cannot read it.
+        board?.claim(name, by: ObjectIdentifier(self), SupervisorSnapshot(
+            state: .stopped, desired: .stopped, pid: nil, restarts: 0, runningSince: nil, failureReason: failureReason
+        ))
     }
 
     private let initialFailure: String?
@@ -193,6 +200,8 @@ public actor TenantSupervisor {
             let callback = onStateChange
             Task { await callback() }
         }
+        // After every event, not only state changes: the pid, restarts and desired state move too.
+        board?.publish(name, by: ObjectIdentifier(self), snapshot)
         resumeWaiters()
     }
 

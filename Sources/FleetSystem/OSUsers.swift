@@ -47,6 +47,14 @@ public enum OSUsers {
 
     static func marker(_ tenant: TenantName, root: String) -> String { "pgfleet tenant \(tenant) (\(root))" }
 
+    /// The user and group ids tenants get. Not the system range (100-999 on Debian): it holds about
+    /// 900 ids shared with every package that creates a service user, and `useradd --system` ran
+    /// out of group ids after 891 tenants. Not the regular users' range (1000-60000) nor the
+    /// subordinate ids useradd hands out for user namespaces (100000-600100000 on Debian), and
+    /// below 2^31 and systemd's foreign range (2147352576-) for tools that keep ids in an Int32.
+    /// Debian policy leaves 65536-4294967293 to dynamically allocated accounts.
+    public static let tenantIDs: ClosedRange<Int> = 2_000_000_000...2_000_999_999
+
     /// Creates the system user (and its own group) for a tenant, or takes over one that an earlier,
     /// interrupted create of the same tenant left behind. Refuses to touch any other existing user.
     public static func ensureTenantUser(_ name: String, tenant: TenantName, root: String, home: String) async throws -> UserIdentity {
@@ -59,10 +67,15 @@ public enum OSUsers {
             }
             return existing
         }
+        let (low, high) = (tenantIDs.lowerBound, tenantIDs.upperBound)
         try await Command.run(
             "/usr/sbin/useradd",
             ["--system", "--user-group", "--no-create-home", "--home-dir", home, "--shell", "/usr/sbin/nologin",
-             "--comment", marker, name]
+             // A system account (no password aging, no subordinate ids), but with ids from
+             // pgfleet's own range; --no-log-init: no lastlog/faillog entry, whose sparse files
+             // would otherwise grow to the size an id of two billion implies.
+             "-K", "SYS_UID_MIN=\(low)", "-K", "SYS_UID_MAX=\(high)", "-K", "SYS_GID_MIN=\(low)", "-K", "SYS_GID_MAX=\(high)",
+             "--no-log-init", "--comment", marker, name]
         ).check("useradd \(name)")
         guard let created = lookup(name) else { throw FleetError.failed("useradd \(name) succeeded but the user cannot be found") }
         return created

@@ -41,6 +41,24 @@ struct TenantTests {
         #expect(try catalog.tenants().map(\.name) == ["alpha", "bravo", "charlie", "delta"])
     }
 
+    /// The daemon's once-a-second idle check reads the rows of its running tenants by name: a
+    /// few hundred among thousands, found through the unique index on name, not a full scan.
+    @Test func tenantsByNameAmongThousands() throws {
+        let catalog = try catalogWithBundle()
+        try catalog.insertTenantsInOneTransaction((0..<3000).map { makeTenant(String(format: "t%04d", $0), uid: 60000 + $0) })
+        #expect(try catalog.tenants().count == 3000)
+        let found = try catalog.tenants(named: ["t2999", "t0001", "t1500", "missing", "t0001"])
+        #expect(found.map(\.name) == ["t0001", "t1500", "t2999"])
+        #expect(found.map(\.uid) == [60001, 61500, 62999])
+        #expect(try catalog.tenants(named: [String]()).isEmpty)
+        let many = (0..<500).map { String(format: "t%04d", $0 * 6) }
+        #expect(try catalog.tenants(named: many).map(\.name) == many)
+
+        let plan = try catalog.queryPlan("SELECT * FROM tenant WHERE name IN ('t0001', 't1500') ORDER BY name")
+        #expect(plan.contains { $0.contains("USING INDEX") && $0.contains("name") }, "\(plan)")
+        #expect(!plan.contains { $0.hasPrefix("SCAN tenant") && !$0.contains("INDEX") }, "\(plan)")
+    }
+
     @Test func aDuplicateNameIsRefused() throws {
         let catalog = try catalogWithBundle()
         _ = try catalog.insertTenant(makeTenant("alpha", uid: 60001))

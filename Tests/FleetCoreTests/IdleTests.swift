@@ -34,6 +34,24 @@ import Testing
     }
 }
 
+extension IdleTrackerTests {
+    /// The daemon observes running tenants only; one that stopped in between must not come back
+    /// with its old clock and be suspended the moment it runs again.
+    @Test func keepOnlyForgetsTenantsNoLongerObserved() {
+        var tracker = IdleTracker()
+        let beta = try! TenantName(validating: "beta")
+        let after = Duration.seconds(60)
+        _ = tracker.observe(acme, connections: 0, isRunning: true, suspendAfter: after, now: .seconds(0))
+        _ = tracker.observe(beta, connections: 0, isRunning: true, suspendAfter: after, now: .seconds(0))
+        tracker.keepOnly([beta])
+        // acme runs again much later: a fresh clock, not 1000 s of idleness.
+        do { let result = !tracker.observe(acme, connections: 0, isRunning: true, suspendAfter: after, now: .seconds(1000)); #expect(result) }
+        do { let result = tracker.observe(acme, connections: 0, isRunning: true, suspendAfter: after, now: .seconds(1060)); #expect(result) }
+        // beta was kept: idle since 0.
+        do { let result = tracker.observe(beta, connections: 0, isRunning: true, suspendAfter: after, now: .seconds(1000)); #expect(result) }
+    }
+}
+
 @Suite struct WakeLimiterTests {
     let acme = try! TenantName(validating: "acme")
     let beta = try! TenantName(validating: "beta")
