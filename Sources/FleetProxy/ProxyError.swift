@@ -25,6 +25,9 @@ public enum ProxyError: Error, Sendable, Equatable {
     case wakeTimeout(String, seconds: Int64)
     case wakeRateLimited(String)
     case wakeFailed(String)
+    /// The daemon's own role: the proxy connects to tenants as the daemon's OS user, which
+    /// pg_hba.conf admits as this role without a password, so it must never pass through.
+    case reservedRole
 
     public var sqlstate: String {
         switch self {
@@ -32,7 +35,7 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .unknownTenant: "3D000"
         case .tenantStopped, .tenantUnavailable: "57P03"
         case .tenantFailed: "58000"
-        case .tlsRequired: "28000"
+        case .tlsRequired, .reservedRole: "28000"
         case .tlsUnavailable: "08004"
         case .tooManyConnections, .tooManyTenantConnections: "53300"
         case .unsupportedProtocol: "0A000"
@@ -69,6 +72,7 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .wakeTimeout(let name, let seconds): "tenant \"\(name)\" was suspended and did not become ready within \(seconds) s; try again shortly"
         case .wakeRateLimited(let name): "tenant \"\(name)\" is suspended and is being woken too often; try again in a few seconds"
         case .wakeFailed(let name): "tenant \"\(name)\" was suspended and could not be started; its operator can see why with `pgfleet tenant info \(name)`"
+        case .reservedRole: "the role \"\(TenantRoles.daemon)\" is reserved for pgfleet itself and cannot connect through the proxy"
         }
     }
 
@@ -95,6 +99,7 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .wakeTimeout: "wake_timeout"
         case .wakeRateLimited: "wake_rate_limited"
         case .wakeFailed: "wake_failed"
+        case .reservedRole: "reserved_role"
         }
     }
 
