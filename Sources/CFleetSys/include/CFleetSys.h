@@ -21,6 +21,7 @@ typedef struct {
     int set_oom_score_adj;
     long nofile_limit;          /* > 0: RLIMIT_NOFILE soft and hard */
     int parent_death_signal;    /* 0: none (tenants must outlive the daemon) */
+    int background;             /* non-zero: nice 19 and the idle I/O class */
 } pgf_spawn_options;
 
 /// Forks and execs. Returns 0 and sets *pid, or an errno: from fork, or from the child's
