@@ -23,15 +23,22 @@ struct PoolIntegrationTests {
             let entries = try FileManager.default.contentsOfDirectory(atPath: poolDirectory)
             #expect(entries.count == 2 && entries.allSatisfy { $0.hasPrefix("ready-") }, "\(entries)")
 
-            // Two creates at once: each claims its own entry.
-            let passwords = ["alpha": "alpha-\(UUID().uuidString.prefix(8))", "beta": "beta-\(UUID().uuidString.prefix(8))"]
+            // Three creates at once on a pool of two: two claim an entry each, the third finds the
+            // pool empty and initialises a new cluster, and says so calmly.
+            let passwords = [
+                "alpha": "alpha-\(UUID().uuidString.prefix(8))", "beta": "beta-\(UUID().uuidString.prefix(8))",
+                "epsilon": "epsilon-\(UUID().uuidString.prefix(8))",
+            ]
             async let alphaCreate = harness.cli(["tenant", "create", "alpha", "--password", passwords["alpha"]!])
             async let betaCreate = harness.cli(["tenant", "create", "beta", "--password", passwords["beta"]!, "--superuser", "owner"])
-            let created = try await [alphaCreate, betaCreate]
+            async let epsilonCreate = harness.cli(["tenant", "create", "epsilon", "--password", passwords["epsilon"]!])
+            let created = try await [alphaCreate, betaCreate, epsilonCreate]
             for result in created {
                 #expect(result.succeeded, "\(result.stderr)\n\(harness.serveLog())")
-                #expect(result.stderr.contains("claimed a ready PostgreSQL"), "\(result.stderr)")
+                #expect(!result.stderr.lowercased().contains("warning") && !result.stderr.lowercased().contains("error"), "\(result.stderr)")
             }
+            #expect(created.filter { $0.stderr.contains("claimed a ready PostgreSQL") }.count == 2, "\(created.map(\.stderr))")
+            #expect(created.filter { $0.stderr.contains("initialising a new PostgreSQL 15") && $0.stderr.contains("(the ready pool is empty)") }.count == 1)
 
             // The pool refills to its size; the next create claims again.
             try await harness.waitForPool(ready: 2)
@@ -42,7 +49,7 @@ struct PoolIntegrationTests {
             #expect(gammaCreate.stderr.contains("claimed a ready PostgreSQL"), "\(gammaCreate.stderr)")
 
             var identifiers: Set<String> = []
-            for (name, password) in [("alpha", passwords["alpha"]!), ("beta", passwords["beta"]!), ("gamma", gammaPassword)] {
+            for (name, password) in [("alpha", passwords["alpha"]!), ("beta", passwords["beta"]!), ("epsilon", passwords["epsilon"]!), ("gamma", gammaPassword)] {
                 let tenant = try await harness.info(name)
                 #expect(tenant.state == .running)
                 // The superuser logs in with its password (SCRAM), and a wrong one is refused.
@@ -68,7 +75,7 @@ struct PoolIntegrationTests {
                 let notOwned = try Harness.filesNotOwned(by: owner.uid, under: tenant.dataDirectory)
                 #expect(notOwned.isEmpty, "\(notOwned.prefix(5))")
             }
-            #expect(identifiers.count == 3, "every tenant has its own system identifier")
+            #expect(identifiers.count == 4, "every tenant has its own system identifier")
             try await harness.waitForPool(ready: 2)
 
             // A restart keeps the ready entries and removes what a crash would have left.
