@@ -28,9 +28,10 @@ order alternating, and every cluster is dropped right after its sample (not time
 tenant drop`, `pg_dropcluster --stop`.
 
 It also prints where pgfleet's time goes, from the create command's progress lines, each
-timestamped as it arrived: CLI and request, OS user, the cluster (claimed from the pool: rename
-and chown; or, without one, initdb + postgres --single + syncfs), configuration files, start until
-running with the superuser set, first query.
+timestamped as it arrived: CLI and request, until the cluster is claimed from the pool (a
+rename; useradd runs meanwhile) or, without one, initialised (useradd, then initdb +
+postgres --single + syncfs), configuration files (with a claim also the wait for useradd and
+the chown -R), start until running with the superuser set, first query.
 
 It uses the release build of pgfleet (built if missing or older than the sources, 5-10 minutes the
 first time; PGFLEET_BIN skips that), starts a throwaway daemon under /tmp, and removes it, every
@@ -140,9 +141,9 @@ declare -A PHASES=()
 PHASE_NAMES=(request osuser cluster configure start query)
 declare -A PHASE_LABEL=(
     [request]="CLI start-up and request"
-    [osuser]="OS user (useradd)"
-    [cluster]="cluster: claimed (rename, chown) or initdb (no pool)"
-    [configure]="configuration files"
+    [osuser]="until the cluster is claimed (useradd starts meanwhile)"
+    [cluster]="the claimed cluster's mode; or initdb (no pool)"
+    [configure]="configuration files, waiting for useradd, chown -R"
     [start]="start until running, superuser set, answer, CLI exit"
     [query]="first query through the proxy"
 )

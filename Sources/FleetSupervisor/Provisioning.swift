@@ -53,6 +53,7 @@ extension Fleet {
         let layout = options.layout
         let osUserName = options.isolated ? OSUsers.userName(prefix: options.userPrefix, tenant: name) : daemonUser.name
 
+        var claimed = false
         // The catalog row first: it reserves the name, and a create that dies half-way leaves a
         // row that `tenant drop` can clean up.
         var record = try catalog.insertTenant(TenantRecord(
@@ -63,40 +64,63 @@ extension Fleet {
             suspendAfter: suspendAfter
         ))
         do {
-            var owner: UserIdentity? = nil
+            // useradd takes about as long as everything else before the start, and only the final
+            // chown needs it: it runs meanwhile. It is never cancelled (an interrupted useradd could
+            // leave /etc/passwd locked), and a failure below waits for it before cleaning up.
+            let userCreation: Task<UserIdentity, any Error>?
             if options.isolated {
                 await progress(.progress("creating OS user \(osUserName)"))
-                let user = try await OSUsers.ensureTenantUser(osUserName, tenant: name, root: layout.root, home: record.directory)
-                record.uid = Int(user.uid)
-                record.gid = Int(user.gid)
-                try catalog.updateTenant(record)
-                owner = user
+                let (home, root) = (record.directory, layout.root)
+                userCreation = Task { try await OSUsers.ensureTenantUser(osUserName, tenant: name, root: root, home: home) }
             } else {
+                userCreation = nil
                 await progress(.progress("not running as root: the tenant runs as \(daemonUser.name) and is not isolated from other tenants"))
             }
-            try Files.makeDirectory(layout.tenantsDirectory, mode: 0o711)
-            try Files.makeDirectory(record.directory, mode: 0o700, owner: owner)
-            try Files.makeDirectory(record.socketDirectory, mode: 0o700, owner: owner)
-            try Files.makeDirectory(layout.tenantLogDirectory(name), mode: 0o700, owner: owner)
+            var owner: UserIdentity? = nil
+            do {
+                // The daemon's own, private (0700) until they are all given to the tenant's user.
+                try Files.makeDirectory(layout.tenantsDirectory, mode: 0o711)
+                try Files.makeDirectory(record.directory, mode: 0o700)
+                try Files.makeDirectory(record.socketDirectory, mode: 0o700)
+                try Files.makeDirectory(layout.tenantLogDirectory(name), mode: 0o700)
 
-            if await pool.claim(bundle: bundleRecord.id, into: record.dataDirectory) {
-                await progress(.progress("claimed a ready PostgreSQL \(bundleRecord.version) cluster from the pool"))
-                // The pool's user made it; from now on it is the tenant's alone.
-                if let owner { try Files.setOwnerRecursively(record.dataDirectory, owner) }
-            } else {
-                await progress(.progress(
-                    await pool.size > 0
-                        ? "initialising a new PostgreSQL \(bundleRecord.version) cluster (the ready pool is empty)"
-                        : "initialising a new PostgreSQL \(bundleRecord.version) cluster (initdb)"
-                ))
-                try await NewCluster.make(
-                    bundle: bundle, dataDirectory: record.dataDirectory, owner: owner, daemonUser: daemonUser.name, background: false
-                )
+                claimed = await pool.claim(bundle: bundleRecord.id, into: record.dataDirectory)
+                if claimed {
+                    await progress(.progress("claimed a ready PostgreSQL \(bundleRecord.version) cluster from the pool"))
+                    try Files.setMode(record.dataDirectory, 0o700)
+                    await progress(.progress("configuring"))
+                    try writeConfiguration(name: name, record: record, owner: nil)
+                    owner = try await userCreation?.value
+                    // The pool's user made the cluster; from now on all of it is the tenant's alone.
+                    if let owner { try Files.setOwnerRecursively(record.directory, owner) }
+                } else {
+                    owner = try await userCreation?.value
+                    if let owner {
+                        for directory in [record.directory, record.socketDirectory, layout.tenantLogDirectory(name)] {
+                            try Files.setOwner(directory, owner)
+                        }
+                    }
+                    await progress(.progress(
+                        await pool.size > 0
+                            ? "initialising a new PostgreSQL \(bundleRecord.version) cluster (the ready pool is empty)"
+                            : "initialising a new PostgreSQL \(bundleRecord.version) cluster (initdb)"
+                    ))
+                    try await NewCluster.make(
+                        bundle: bundle, dataDirectory: record.dataDirectory, owner: owner, daemonUser: daemonUser.name, background: false
+                    )
+                    try Files.setMode(record.dataDirectory, 0o700)
+                    await progress(.progress("configuring"))
+                    try writeConfiguration(name: name, record: record, owner: owner)
+                }
+            } catch {
+                _ = try? await userCreation?.value
+                throw error
             }
-            try Files.setMode(record.dataDirectory, 0o700)
-
-            await progress(.progress("configuring"))
-            try writeConfiguration(name: name, record: record, owner: owner)
+            if let owner {
+                record.uid = Int(owner.uid)
+                record.gid = Int(owner.gid)
+                try catalog.updateTenant(record)
+            }
         } catch {
             logger.error("tenant creation failed; cleaning up", metadata: ["tenant": "\(name)", "error": "\(error)"])
             await progress(.progress("creation failed; removing what was created"))
@@ -108,7 +132,10 @@ extension Fleet {
         await progress(.progress("starting"))
         try catalog.setDesiredState(.running, forTenant: name.rawValue)
         let supervisor = try supervisor(for: record, name: name)
+        let clock = ContinuousClock()
+        let startedAt = clock.now
         let snapshot = await supervisor.start()
+        let runningAt = clock.now
         if snapshot.state != .running {
             created = true
             busy.remove(name)
@@ -132,7 +159,10 @@ extension Fleet {
         }
         created = true
         busy.remove(name)
-        logger.info("tenant created", metadata: ["tenant": "\(name)", "bundle": "\(bundleRecord.id)"])
+        logger.info("tenant created", metadata: [
+            "tenant": "\(name)", "bundle": "\(bundleRecord.id)", "cluster": "\(claimed ? "claimed from the pool" : "initialised")",
+            "start": "\(Self.milliseconds(runningAt - startedAt))", "personalise": "\(Self.milliseconds(clock.now - runningAt))",
+        ])
         return (await info(forName: name), generated)
     }
 
@@ -251,6 +281,10 @@ extension Fleet {
             }
             try await OSUsers.removeTenantUser(record.osUser, tenant: name, root: options.layout.root)
         }
+    }
+
+    static func milliseconds(_ duration: Duration) -> String {
+        String(format: "%.1f ms", Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15)
     }
 
     static func generatePassword() -> String {

@@ -1,3 +1,4 @@
+import CFleetSys
 import FleetCore
 import Foundation
 
@@ -27,15 +28,10 @@ public enum Files {
     }
 
     /// Gives `path` and everything under it to `owner` (symbolic links themselves, never their
-    /// targets). A fresh cluster is about a thousand files: a few milliseconds.
+    /// targets). In C (fts): a fresh cluster is about a thousand files, a millisecond or two.
     public static func setOwnerRecursively(_ path: String, _ owner: UserIdentity) throws {
-        try setOwner(path, owner)
-        guard let entries = FileManager.default.enumerator(atPath: path) else {
-            throw FleetError.failed("cannot list \(path)")
-        }
-        while let relative = entries.nextObject() as? String {
-            try setOwner(path + "/" + relative, owner)
-        }
+        let result = pgf_chown_tree(path, owner.uid, owner.gid)
+        guard result == 0 else { throw FleetError.failed("chown -R \(path): \(String(cString: strerror(result)))") }
     }
 
     /// Writes `contents` atomically-enough for config files: temp file, mode, owner, rename.

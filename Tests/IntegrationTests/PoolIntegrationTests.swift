@@ -8,7 +8,7 @@ import Testing
 @Suite(.serialized, .enabled(if: geteuid() == 0, "integration tests create OS users and need root"))
 struct PoolIntegrationTests {
     @Test func createsClaimFromThePoolAndThePoolRefills() async throws {
-        try await withHarness(extraServeArguments: ["--no-system-bundles", "--pool-size", "2"]) { harness in
+        try await withHarness(extraServeArguments: ["--no-system-bundles", "--listen", "none", "--pool-size", "2"]) { harness in
             try await harness.startDaemon()
             try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
             let bundle = try #require(try await harness.status().pool?.first?.bundle)
@@ -95,7 +95,7 @@ struct PoolIntegrationTests {
     }
 
     @Test func withoutAPoolCreateInitialisesANewClusterAndEndsTheSame() async throws {
-        try await withHarness(extraServeArguments: ["--no-system-bundles", "--pool-size", "0"]) { harness in
+        try await withHarness(extraServeArguments: ["--no-system-bundles", "--listen", "none", "--pool-size", "0"]) { harness in
             try await harness.startDaemon()
             try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
             let password = "delta-\(UUID().uuidString.prefix(8))"

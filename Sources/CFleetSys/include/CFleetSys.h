@@ -49,6 +49,9 @@ int pgf_eventfd(void);
 /// syncfs(2) on the filesystem holding fd.
 int pgf_syncfs(int fd);
 
+/// lchown(2) of `path` and everything under it, links not followed. 0, or the first errno.
+int pgf_chown_tree(const char *path, uid_t uid, gid_t gid);
+
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
 long pgf_raise_nofile(void);
 
