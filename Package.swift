@@ -61,6 +61,8 @@ let package = Package(
             name: "FleetSupervisor",
             dependencies: [
                 "FleetCore", "CFleetSys", "FleetSystem", "FleetBundles", "FleetCatalog",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -141,6 +143,7 @@ let package = Package(
             dependencies: ["FleetCore", "FleetProxy", "PGWire", .product(name: "NIOEmbedded", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "FleetSupervisorTests", dependencies: ["FleetCore", "FleetSupervisor"], swiftSettings: swiftSettings),
         .testTarget(name: "FleetCatalogTests", dependencies: ["FleetCore", "FleetCatalog"], swiftSettings: swiftSettings),
         .testTarget(name: "FleetBundlesTests", dependencies: ["FleetCore", "FleetSystem", "FleetBundles"], swiftSettings: swiftSettings),
         .testTarget(

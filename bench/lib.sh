@@ -234,6 +234,9 @@ bench_start_daemon() {
     mkdir -p "$BENCH_ROOT"
     chmod 0711 "$BENCH_ROOT"
     bench_log "starting pgfleet serve --root $BENCH_ROOT $*"
+    # The ready pool's OS user, made by the daemon when its pool is on; removed at exit unless
+    # it was there before (another run's).
+    id "${BENCH_USER_PREFIX}_pool" >/dev/null 2>&1 || _bench_record users "${BENCH_USER_PREFIX}_pool"
     # PGFLEET_SERVE_ARGS: extra options for the daemon under test (e.g. --proxy-threads 1).
     # shellcheck disable=SC2086
     bench_spawn "$BENCH_TMP/serve.log" "$PGFLEET" serve --root "$BENCH_ROOT" --user-prefix "$BENCH_USER_PREFIX" "$@" ${PGFLEET_SERVE_ARGS:-}

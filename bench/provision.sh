@@ -13,7 +13,10 @@ one run, and prints the medians and the ratio. The target: pgfleet's create -> f
 
   pgfleet            `pgfleet tenant create NAME --pg 15` (the CLI against the daemon's API), then
                      connect + `select 1` through pgfleet's proxy as postgres@NAME, with the
-                     generated password
+                     generated password. The daemon keeps a ready pool (`serve --pool-size`,
+                     default 2 here), so a create claims a pre-initialised cluster; before every
+                     sample, of either kind, the script waits (untimed) until the pool has
+                     refilled, so no background initdb runs while anything is timed
   pg_createcluster   Debian's `pg_createcluster 15 NAME -p PORT --start`, run as root, then
                      connect + `select 1` on its unix socket as postgres (peer authentication)
 
@@ -25,8 +28,10 @@ order alternating, and every cluster is dropped right after its sample (not time
 tenant drop`, `pg_dropcluster --stop`.
 
 It also prints where pgfleet's time goes, from the create command's progress lines, each
-timestamped as it arrived: CLI and request, OS user, initdb (+ syncfs), configuration and the
-health-check role (postgres --single), start until running, first query.
+timestamped as it arrived: CLI and request, until the cluster is claimed from the pool (a
+rename; useradd runs meanwhile) or, without one, initialised (useradd, then initdb +
+postgres --single + syncfs), configuration files (with a claim also the wait for useradd and
+the chown -R), start until running with the superuser set, first query.
 
 It uses the release build of pgfleet (built if missing or older than the sources, 5-10 minutes the
 first time; PGFLEET_BIN skips that), starts a throwaway daemon under /tmp, and removes it, every
@@ -36,6 +41,7 @@ error). A run killed with SIGKILL is swept by the next one (clusters named pgfle
 Options:
   -n, --samples N   samples of each (default 5; env BENCH_SAMPLES)
   -w, --warmup N    untimed samples of each first (default 1)
+      --pool-size N ready clusters the daemon keeps (default 2); 0 measures creates without a pool
       --pg MAJOR    PostgreSQL major version for both (default 15; needs Debian's postgresql-MAJOR)
   -h, --help        this text
 
@@ -49,17 +55,19 @@ EOF
 SAMPLES="${BENCH_SAMPLES:-5}"
 WARMUP=1
 PG=15
+POOL=2
 
 while [ $# -gt 0 ]; do
     case "$1" in
     -n | --samples) SAMPLES="${2:?$1 needs a value}"; shift 2 ;;
     -w | --warmup) WARMUP="${2:?$1 needs a value}"; shift 2 ;;
     --pg) PG="${2:?$1 needs a value}"; shift 2 ;;
+    --pool-size) POOL="${2:?$1 needs a value}"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) printf 'error: unknown argument %s (see --help)\n' "$1" >&2; exit 2 ;;
     esac
 done
-for value in "$SAMPLES" "$WARMUP" "$PG"; do
+for value in "$SAMPLES" "$WARMUP" "$PG" "$POOL"; do
     [[ "$value" =~ ^[0-9]+$ ]] || { printf 'error: %s is not a whole number (see --help)\n' "$value" >&2; exit 2; }
 done
 [ "$SAMPLES" -ge 1 ] || { echo "error: --samples must be at least 1" >&2; exit 2; }
@@ -82,7 +90,7 @@ bench_build_pgfleet
 bench_python
 
 PROXY_PORT="$(bench_free_port)"
-bench_start_daemon "$BENCH_TMP/root" --listen "127.0.0.1:$PROXY_PORT" --tls disable
+bench_start_daemon "$BENCH_TMP/root" --listen "127.0.0.1:$PROXY_PORT" --tls disable --pool-size "$POOL"
 PREFIX="prov-$$-"
 # At exit: whatever a failed or interrupted sample left (each sample drops its own tenant).
 # shellcheck disable=SC2317 # called through bench_defer
@@ -96,6 +104,24 @@ drop_our_tenants() {
 bench_defer drop_our_tenants
 PGCC_VERSION="$("/usr/lib/postgresql/$PG/bin/postgres" --version | awk '{print $3}')"
 bench_timer_start
+
+# Until every bundle's ready pool is full and nothing is being initialised (untimed).
+POOL_WAITS=()
+wait_pool_full() {
+    [ "$POOL" -gt 0 ] || return 0
+    local i start="$EPOCHREALTIME"
+    for ((i = 0; i < 1200; i++)); do
+        if bench_pgfleet status --json 2>/dev/null |
+            jq -e --argjson n "$POOL" '(.pool // []) | length > 0 and all(.ready >= $n and (.building | not))' >/dev/null; then
+            POOL_WAITS+=("$(bench_elapsed_ms "$start" "$EPOCHREALTIME")")
+            return 0
+        fi
+        sleep 0.1
+    done
+    bench_die "the ready pool did not fill within 120 s (see $BENCH_TMP/serve.log)"
+}
+[ "$POOL" -gt 0 ] && bench_log "waiting for the ready pool ($POOL per bundle) to fill"
+wait_pool_full
 
 # --- one sample of each ---------------------------------------------------------------------------
 
@@ -112,21 +138,23 @@ stamp_of() {
 }
 
 declare -A PHASES=()
-PHASE_NAMES=(request osuser initdb configure start query)
+PHASE_NAMES=(request osuser cluster configure start query)
 declare -A PHASE_LABEL=(
     [request]="CLI start-up and request"
-    [osuser]="OS user (useradd)"
-    [initdb]="initdb --no-sync, syncfs"
-    [configure]="configuration, postgres --single (health-check role)"
-    [start]="postmaster start until running, answer, CLI exit"
+    [osuser]="until the cluster is claimed (useradd starts meanwhile)"
+    [cluster]="the claimed cluster's mode; or initdb (no pool)"
+    [configure]="configuration files, waiting for useradd, chown -R"
+    [start]="start until running, superuser set, answer, CLI exit"
     [query]="first query through the proxy"
 )
+CLAIMED=0
+INITIALISED=0
 PGCC_PHASES_CMD=()
 PGCC_PHASES_QUERY=()
 
 # Each sets $SAMPLE_MS.
 sample_pgfleet() {
-    local tag="$1" name="$PREFIX$1" start end out password status stamps result attempts i t_osuser t_initdb t_config t_start t_exit
+    local tag="$1" name="$PREFIX$1" start end out password status stamps result attempts i t_osuser t_cluster t_config t_start t_exit
     stamps="$BENCH_TMP/create-$name.stamps"
     # The OS user the daemon will create, recorded first so that a sweep finds it whatever happens.
     _bench_record users "$BENCH_USER_PREFIX$name"
@@ -157,13 +185,14 @@ sample_pgfleet() {
     [ "$attempts" -eq 1 ] || bench_log "  (tenant $name: select 1 succeeded at attempt $attempts)"
 
     t_osuser="$(stamp_of "$stamps" 'creating OS user')"
-    t_initdb="$(stamp_of "$stamps" 'initdb')"
+    t_cluster="$(stamp_of "$stamps" '^==> (claimed a ready|initialising a new)')"
     t_config="$(stamp_of "$stamps" '^==> configuring')"
     t_start="$(stamp_of "$stamps" '^==> starting')"
-    if [ -n "$t_osuser" ] && [ -n "$t_initdb" ] && [ -n "$t_config" ] && [ -n "$t_start" ]; then
+    if grep -q $'\t==> claimed a ready' "$stamps"; then CLAIMED=$((CLAIMED + 1)); else INITIALISED=$((INITIALISED + 1)); fi
+    if [ -n "$t_osuser" ] && [ -n "$t_cluster" ] && [ -n "$t_config" ] && [ -n "$t_start" ]; then
         PHASES[request]+=" $(bench_elapsed_ms "$start" "$t_osuser")"
-        PHASES[osuser]+=" $(bench_elapsed_ms "$t_osuser" "$t_initdb")"
-        PHASES[initdb]+=" $(bench_elapsed_ms "$t_initdb" "$t_config")"
+        PHASES[osuser]+=" $(bench_elapsed_ms "$t_osuser" "$t_cluster")"
+        PHASES[cluster]+=" $(bench_elapsed_ms "$t_cluster" "$t_config")"
         PHASES[configure]+=" $(bench_elapsed_ms "$t_config" "$t_start")"
         PHASES[start]+=" $(bench_elapsed_ms "$t_start" "$t_exit")"
         PHASES[query]+=" $(bench_elapsed_ms "$t_exit" "$end")"
@@ -202,14 +231,19 @@ LOAD_BEFORE="$(bench_loadavg)"
 if [ "$WARMUP" -gt 0 ]; then
     bench_log "warm-up: $WARMUP untimed sample(s) of each"
     for ((i = 1; i <= WARMUP; i++)); do
+        wait_pool_full
         sample_pgfleet "w$i"
         bench_log "warm-up $i: pgfleet $SAMPLE_MS ms"
+        wait_pool_full
         sample_pgcc "w$i"
         bench_log "warm-up $i: pg_createcluster $SAMPLE_MS ms"
     done
     PHASES=()
     PGCC_PHASES_CMD=()
     PGCC_PHASES_QUERY=()
+    POOL_WAITS=()
+    CLAIMED=0
+    INITIALISED=0
 fi
 
 bench_log "measuring: $SAMPLES samples of each, interleaved"
@@ -218,6 +252,7 @@ PGCC_MS=()
 for ((i = 1; i <= SAMPLES; i++)); do
     if ((i % 2)); then order=(pgfleet pgcc); else order=(pgcc pgfleet); fi
     for variant in "${order[@]}"; do
+        wait_pool_full
         if [ "$variant" = pgfleet ]; then
             sample_pgfleet "s$i"
             PGFLEET_MS+=("$SAMPLE_MS")
@@ -243,6 +278,11 @@ MET_REL="$(met "$(awk -v r="$SPEEDUP" 'BEGIN {print (r >= 15)}')")"
 echo
 echo "pgfleet provisioning benchmark: a new cluster until its first select 1 succeeds, $SAMPLES samples each, interleaved (after $WARMUP untimed of each)"
 echo "pgfleet: PostgreSQL $(bench_pgfleet bundle list --json 2>/dev/null | jq -r --arg pg "$PG" '[.[] | select(.major == ($pg | tonumber))][0] | "\(.version) (bundle \(.id))"'), select 1 through the proxy (--tls disable); pg_createcluster: Debian's PostgreSQL $PGCC_VERSION, select 1 on its unix socket"
+if [ "$POOL" -gt 0 ]; then
+    echo "pgfleet's ready pool: $POOL per bundle (serve --pool-size $POOL); $CLAIMED timed create(s) claimed a pooled cluster, $INITIALISED initialised a new one; refilled before every sample (waits, untimed, median $(bench_percentile 50 "${POOL_WAITS[@]}") ms)"
+else
+    echo "pgfleet's ready pool: off (serve --pool-size 0): every create runs initdb"
+fi
 echo "client: $("$BENCH_PYTHON" -c 'import psycopg; print("psycopg %s (libpq %d)" % (psycopg.__version__, psycopg.pq.version()))'), one long-lived python3 process, retrying every 5 ms; the commands' own process start-up is counted, sslmode=disable"
 echo
 printf '%-50s %9s %8s %8s   %s\n' "ms" median min max samples

@@ -87,7 +87,8 @@ unset PGPASSWORD PGSERVICE PGOPTIONS PGHOST PGPORT PGUSER PGDATABASE PGSSLNEGOTI
 # --- pgfleet: daemon, tenant, data ----------------------------------------------------------------
 
 PROXY_PORT="$(bench_free_port)"
-bench_start_daemon "$BENCH_TMP/root" --listen "127.0.0.1:$PROXY_PORT" --tls disable
+# No ready pool: its background initdb would only add noise here.
+bench_start_daemon "$BENCH_TMP/root" --listen "127.0.0.1:$PROXY_PORT" --tls disable --pool-size 0
 TENANT="proxy-$$"
 PASSWORD=""
 bench_create_tenant "$TENANT" PASSWORD

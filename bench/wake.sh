@@ -76,7 +76,8 @@ bench_build_pgfleet
 bench_python
 
 PROXY_PORT="$(bench_free_port)"
-bench_start_daemon "$BENCH_TMP/root" --listen "127.0.0.1:$PROXY_PORT" --tls disable
+# No ready pool: its background initdb would only add noise here.
+bench_start_daemon "$BENCH_TMP/root" --listen "127.0.0.1:$PROXY_PORT" --tls disable --pool-size 0
 SUSPENDED="wake-s-$$"
 RUNNING="wake-r-$$"
 PW_SUSPENDED=""

@@ -25,6 +25,7 @@ struct child_error {
 
 static const char *const steps[] = {
     "exec", "dup2", "setsid", "chdir", "setgroups", "setgid", "setuid", "oom_score_adj", "setrlimit", "prctl", "open /dev/null",
+    "setpriority",
 };
 
 static void report(int fd, int step, int err) {
@@ -98,6 +99,12 @@ static void child(const pgf_spawn_options *o, int errfd) {
         while (n > 0) buf[len++] = tmp[--n];
         if (write_all(fd, buf, (size_t)len) < 0) report(errfd, 7, errno);
         close(fd);
+    }
+    if (o->background) {
+        /* Lowest CPU priority and the idle I/O class (IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT):
+           work nobody waits for yields to the tenants. Set while still root, so it sticks. */
+        if (setpriority(PRIO_PROCESS, 0, 19) < 0) report(errfd, 11, errno);
+        syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, 3 << 13);
     }
     if (o->switch_user) {
         if (setgroups(0, NULL) < 0) report(errfd, 4, errno);

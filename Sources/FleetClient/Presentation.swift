@@ -226,6 +226,16 @@ public enum Presentation {
             ("proxy", status.proxy.map { "\($0.host):\($0.port), TLS \($0.tls)" + ($0.sniDomain.map { ", SNI *.\($0)" } ?? "") } ?? "not running"),
             ("tenants", tenants),
             ("bundles", String(status.bundles)),
+            ("ready pool", poolSummary(status)),
         ])
+    }
+
+    /// "2 per bundle: 15.18-debian 2 ready, 16.15-tarball 1 ready (initialising one)", or "off".
+    public static func poolSummary(_ status: DaemonStatus) -> String {
+        guard let size = status.poolSize, size > 0 else { return "off (serve --pool-size 0)" }
+        let bundles = (status.pool ?? []).map { pool in
+            "\(pool.bundle) \(pool.ready) ready" + (pool.building ? " (initialising one)" : "")
+        }
+        return "\(size) per bundle" + (bundles.isEmpty ? "" : ": " + bundles.joined(separator: ", "))
     }
 }

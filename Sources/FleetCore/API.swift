@@ -283,12 +283,18 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     public var tenantsByState: [String: Int]
     public var bundles: Int
     public var proxy: ProxyEndpoint?
+    /// Ready clusters kept per bundle (`serve --pool-size`); 0: no pool.
+    public var poolSize: Int?
+    /// The ready pool of each bundle.
+    public var pool: [PoolStatus]?
 
     public init(
         version: String, root: String, pid: Int32, isolated: Bool, startedAt: Date, tenants: Int,
-        tenantsByState: [String: Int], bundles: Int, proxy: ProxyEndpoint? = nil
+        tenantsByState: [String: Int], bundles: Int, proxy: ProxyEndpoint? = nil, poolSize: Int? = nil, pool: [PoolStatus]? = nil
     ) {
         self.proxy = proxy
+        self.poolSize = poolSize
+        self.pool = pool
         self.version = version
         self.root = root
         self.pid = pid
@@ -297,6 +303,24 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
         self.tenants = tenants
         self.tenantsByState = tenantsByState
         self.bundles = bundles
+    }
+}
+
+/// One bundle's ready pool of pre-initialised clusters.
+public struct PoolStatus: Codable, Sendable, Equatable {
+    public var bundle: String
+    /// Clusters ready to be claimed by `tenant create`.
+    public var ready: Int
+    /// How many it is kept topped up to.
+    public var size: Int
+    /// One is being initialised now.
+    public var building: Bool
+
+    public init(bundle: String, ready: Int, size: Int, building: Bool) {
+        self.bundle = bundle
+        self.ready = ready
+        self.size = size
+        self.building = building
     }
 }
 

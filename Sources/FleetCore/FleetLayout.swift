@@ -11,6 +11,10 @@ import Foundation
 ///       log/serve.log                   the daemon's own log when detached
 ///       bundles/                  0755
 ///         <id>/                         one PostgreSQL build: manifest.json, bin/, lib/, share/
+///       pool/                     0711  the ready pool (`serve --pool-size`)
+///         <bundle id>/            0700  owned by the pool's OS user; tenants cannot enter
+///           ready-<token>/        0700  a pre-initialised data directory, claimed by `tenant create`
+///           building-<token>/           one being made (removed at start-up if a crash left it)
 ///       tenants/                  0711
 ///         <name>/                 0700  owned by the tenant's OS user
 ///           data/                 0700  PGDATA
@@ -32,8 +36,10 @@ public struct FleetLayout: Sendable, Equatable {
     public var logDirectory: String { root + "/log" }
     public var bundlesDirectory: String { root + "/bundles" }
     public var tenantsDirectory: String { root + "/tenants" }
+    public var poolDirectory: String { root + "/pool" }
 
     public func bundleDirectory(_ id: String) -> String { bundlesDirectory + "/" + id }
+    public func poolDirectory(bundle id: String) -> String { poolDirectory + "/" + id }
     public func tenantDirectory(_ name: TenantName) -> String { tenantsDirectory + "/" + name.rawValue }
     public func dataDirectory(_ name: TenantName) -> String { tenantDirectory(name) + "/data" }
     public func socketDirectory(_ name: TenantName) -> String { tenantDirectory(name) + "/socket" }

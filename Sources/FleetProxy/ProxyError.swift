@@ -28,6 +28,9 @@ public enum ProxyError: Error, Sendable, Equatable {
     /// The client's SCRAM proof did not match the role's verifier (checked by the proxy for pooled sessions).
     case authenticationFailed(user: String)
     case unsupportedAuthentication(String)
+    /// The daemon's own role: the proxy connects to tenants as the daemon's OS user, which
+    /// pg_hba.conf admits as this role without a password, so it must never pass through.
+    case reservedRole
 
     public var sqlstate: String {
         switch self {
@@ -35,7 +38,7 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .unknownTenant: "3D000"
         case .tenantStopped, .tenantUnavailable: "57P03"
         case .tenantFailed: "58000"
-        case .tlsRequired: "28000"
+        case .tlsRequired, .reservedRole: "28000"
         case .tlsUnavailable: "08004"
         case .tooManyConnections, .tooManyTenantConnections: "53300"
         case .unsupportedProtocol: "0A000"
@@ -77,6 +80,7 @@ public enum ProxyError: Error, Sendable, Equatable {
         // PostgreSQL's own words, so a client cannot tell the proxy checked the password.
         case .authenticationFailed(let user): "password authentication failed for user \"\(user.debugClipped)\""
         case .unsupportedAuthentication(let what): "authentication failed: \(what)"
+        case .reservedRole: "the role \"\(TenantRoles.daemon)\" is reserved for pgfleet itself and cannot connect through the proxy"
         }
     }
 
@@ -105,6 +109,7 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .wakeFailed: "wake_failed"
         case .authenticationFailed: "authentication_failed"
         case .unsupportedAuthentication: "unsupported_authentication"
+        case .reservedRole: "reserved_role"
         }
     }
 

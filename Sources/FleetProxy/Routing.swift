@@ -58,6 +58,7 @@ public struct Router: Sendable {
             }
         }
 
+        if rewritten.contains(where: { $0.name == "user" && $0.value == TenantRoles.daemon }) { return .failure(.reservedRole) }
         guard let first = named.first else { return .failure(.noTenant) }
         if let other = named.first(where: { $0.name != first.name }) {
             return .failure(.conflictingTenants("\(first.how) says \"\(first.name.debugClipped)\", \(other.how) says \"\(other.name.debugClipped)\""))

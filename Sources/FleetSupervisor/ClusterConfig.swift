@@ -93,6 +93,40 @@ enum ClusterConfig {
 
         """
 
+    /// The superuser initdb creates. Every new cluster starts with it, passwordless (so it cannot
+    /// log in) until `personaliseSQL` renames it to the tenant's superuser and sets its password:
+    /// a pooled cluster is made before anyone knows who will claim it.
+    static let initialSuperuser = "postgres"
+
+    /// What a new cluster gets in single-user mode right after initdb, pooled or not:
+    /// `bootstrapSQL`, and the daemon's role made a superuser for the one step that needs it
+    /// (`personaliseSQL` renames a superuser, which only a superuser may do, and takes it back).
+    static let newClusterSQL = bootstrapSQL + "ALTER ROLE \(HealthProbe.role) SUPERUSER;\n"
+
+    /// Run once over the new tenant's socket as the daemon's role, in one transaction: the
+    /// tenant's superuser gets its name and its password (as a SCRAM verifier computed by the
+    /// daemon: the plaintext never reaches the server), then the daemon's role loses superuser.
+    /// The tenant ends as a cluster initialised for it would be: its superuser is the bootstrap
+    /// superuser (the owner of the system catalogs), the daemon's role is what `bootstrapSQL` made.
+    static func personaliseSQL(superuser: String, verifier: String) -> String {
+        var statements: [String] = []
+        if superuser != initialSuperuser {
+            statements.append("ALTER ROLE \(identifier(initialSuperuser)) RENAME TO \(identifier(superuser))")
+        }
+        statements.append("ALTER ROLE \(identifier(superuser)) PASSWORD \(literal(verifier))")
+        statements.append("ALTER ROLE \(HealthProbe.role) NOSUPERUSER")
+        return statements.joined(separator: "; ")
+    }
+
+    /// An SQL string literal (standard_conforming_strings is on by default since 9.1).
+    static func literal(_ value: String) -> String {
+        "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
+    }
+
+    static func identifier(_ name: String) -> String {
+        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
     /// Settings made with `pgfleet tenant set`, included after `includeFile`.
     static let settingsFile = "pgfleet.settings.conf"
 

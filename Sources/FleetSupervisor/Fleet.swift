@@ -19,11 +19,14 @@ public struct FleetOptions: Sendable {
     public var proxy: ProxyEndpoint?
     /// Seconds without a client before a tenant is suspended, unless it says otherwise; 0: never.
     public var defaultSuspendAfter: Int
+    /// Ready clusters kept per bundle for `tenant create` to claim; 0: none.
+    public var poolSize: Int
 
     public init(
         layout: FleetLayout, isolated: Bool, userPrefix: String = "pgf-", policy: RestartPolicy = RestartPolicy(),
-        registerSystemBundles: Bool = true, proxy: ProxyEndpoint? = nil, defaultSuspendAfter: Int = 0
+        registerSystemBundles: Bool = true, proxy: ProxyEndpoint? = nil, defaultSuspendAfter: Int = 0, poolSize: Int = 0
     ) {
+        self.poolSize = poolSize
         self.proxy = proxy
         self.defaultSuspendAfter = defaultSuspendAfter
         self.layout = layout
@@ -50,6 +53,8 @@ public actor Fleet: FleetControl {
     /// Tenants being created or dropped: other operations on them wait their turn by refusing.
     var busy: Set<TenantName> = []
     let daemonUser = UserIdentity.current
+    /// Pre-initialised clusters for `tenant create`; its refill runs in `FleetService`.
+    public let pool: ReadyPool
     /// Running tenants' sockets, for the proxy's fast path.
     public nonisolated let running = RunningTenants()
     /// Every supervisor's latest snapshot, readable without awaiting the supervisors.
@@ -66,9 +71,14 @@ public actor Fleet: FleetControl {
     public init(options: FleetOptions, catalog: Catalog, logger: Logger, probe: HealthProbe = HealthProbe()) {
         self.options = options
         self.catalog = catalog
-        self.bundles = BundleStore(directory: options.layout.bundlesDirectory)
+        let bundles = BundleStore(directory: options.layout.bundlesDirectory)
+        self.bundles = bundles
         self.probe = probe
         self.logger = logger
+        self.pool = ReadyPool(
+            size: options.poolSize, layout: options.layout, catalog: catalog, bundles: bundles, isolated: options.isolated,
+            userPrefix: options.userPrefix, daemonUser: UserIdentity.current.name, logger: logger
+        )
     }
 
     // MARK: Start-up and shutdown
@@ -155,7 +165,7 @@ public actor Fleet: FleetControl {
         return DaemonStatus(
             version: PGFleetVersion.current, root: options.layout.root, pid: getpid(), isolated: options.isolated,
             startedAt: startedAt, tenants: tenants.count, tenantsByState: byState, bundles: try catalog.bundles().count,
-            proxy: options.proxy
+            proxy: options.proxy, poolSize: options.poolSize, pool: await pool.status()
         )
     }
 
@@ -177,6 +187,7 @@ public actor Fleet: FleetControl {
             throw error
         }
         guard let stored = try catalog.bundle(id: bundle.manifest.id) else { throw FleetError.bundleNotFound(bundle.manifest.id) }
+        pool.wake()
         return try info(for: stored)
     }
 

@@ -37,12 +37,21 @@ public struct HealthProbe: Sendable {
         return Int(value)
     }
 
+    /// Runs `sql` (one or more statements: one transaction) as the daemon's role; nil when it
+    /// succeeded, else why not. The statement text is never logged: it may carry a password verifier.
+    public func execute(_ sql: String, socketDirectory: String, port: Int = FleetLayout.tenantPort) async -> String? {
+        switch await query(sql, socketDirectory: socketDirectory, port: port, needsRow: false).outcome {
+        case .ready: return nil
+        case .notReady(let why): return why
+        }
+    }
+
     /// Runs one simple query and returns whether it worked and the first column of its first row.
-    func query(_ sql: String, socketDirectory: String, port: Int) async -> (outcome: Outcome, value: String?) {
+    func query(_ sql: String, socketDirectory: String, port: Int, needsRow: Bool = true) async -> (outcome: Outcome, value: String?) {
         let path = "\(socketDirectory)/.s.PGSQL.\(port)"
         do {
             return try await withThrowingTaskGroup(of: (outcome: Outcome, value: String?).self) { group in
-                group.addTask { try await self.run(path: path, sql: sql) }
+                group.addTask { try await self.run(path: path, sql: sql, needsRow: needsRow) }
                 group.addTask {
                     try await Task.sleep(for: .nanoseconds(self.timeout.nanoseconds))
                     return (.notReady("no answer within \(self.timeout.nanoseconds / 1_000_000) ms"), nil)
@@ -56,7 +65,7 @@ public struct HealthProbe: Sendable {
         }
     }
 
-    private func run(path: String, sql: String) async throws -> (outcome: Outcome, value: String?) {
+    private func run(path: String, sql: String, needsRow: Bool) async throws -> (outcome: Outcome, value: String?) {
         let channel = try await ClientBootstrap(group: eventLoopGroup)
             .connect(unixDomainSocketPath: path) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -106,7 +115,7 @@ public struct HealthProbe: Sendable {
                             terminate.writeInteger(UInt8(ascii: "X"))
                             terminate.writeInteger(Int32(4))
                             try? await outbound.write(terminate)
-                            return sawRow ? (.ready, firstValue) : (.notReady("the query returned no row"), nil)
+                            return sawRow || !needsRow ? (.ready, firstValue) : (.notReady("the query returned no row"), nil)
                         }
                     default:
                         break  // ParameterStatus, BackendKeyData, RowDescription, CommandComplete, notices

@@ -1,7 +1,6 @@
 import FleetBundles
 import FleetCatalog
 import FleetCore
-import CFleetSys
 import FleetSystem
 import Foundation
 import Logging
@@ -25,17 +24,36 @@ extension Fleet {
         }
         let bundleRecord = try chooseBundle(id: request.bundle, major: request.pg)
         let bundle = try bundles.load(id: bundleRecord.id)
+
+        await pool.createStarted()
+        do {
+            let result = try await provision(
+                name: name, superuser: superuser, password: request.password, suspendAfter: request.suspendAfter,
+                bundleRecord: bundleRecord, bundle: bundle, progress: progress
+            )
+            await pool.createFinished()
+            return result
+        } catch {
+            await pool.createFinished()
+            throw error
+        }
+    }
+
+    private func provision(
+        name: TenantName, superuser: String, password requested: String?, suspendAfter: Int?, bundleRecord: BundleRecord,
+        bundle: FleetBundles.Bundle, progress: @escaping ProgressReporter
+    ) async throws -> (TenantInfo, String?) {
         try notBusy(name)
         if try catalog.tenant(named: name.rawValue) != nil { throw FleetError.tenantExists(name.rawValue) }
-
         busy.insert(name)
         var created = false
         defer { if !created { busy.remove(name) } }
-        let generated = request.password == nil ? Self.generatePassword() : nil
-        let password = request.password ?? generated!
+        let generated = requested == nil ? Self.generatePassword() : nil
+        let password = requested ?? generated!
         let layout = options.layout
         let osUserName = options.isolated ? OSUsers.userName(prefix: options.userPrefix, tenant: name) : daemonUser.name
 
+        var claimed = false
         // The catalog row first: it reserves the name, and a create that dies half-way leaves a
         // row that `tenant drop` can clean up.
         var record = try catalog.insertTenant(TenantRecord(
@@ -43,32 +61,66 @@ extension Fleet {
             uid: Int(daemonUser.uid), gid: Int(daemonUser.gid), directory: layout.tenantDirectory(name),
             dataDirectory: layout.dataDirectory(name), socketDirectory: layout.socketDirectory(name),
             logFile: layout.tenantLogFile(name), port: FleetLayout.tenantPort, desiredState: .stopped, createdAt: Date(), failureReason: nil,
-            suspendAfter: request.suspendAfter
+            suspendAfter: suspendAfter
         ))
         do {
-            var owner: UserIdentity? = nil
+            // useradd takes about as long as everything else before the start, and only the final
+            // chown needs it: it runs meanwhile. It is never cancelled (an interrupted useradd could
+            // leave /etc/passwd locked), and a failure below waits for it before cleaning up.
+            let userCreation: Task<UserIdentity, any Error>?
             if options.isolated {
                 await progress(.progress("creating OS user \(osUserName)"))
-                let user = try await OSUsers.ensureTenantUser(osUserName, tenant: name, root: layout.root, home: record.directory)
-                record.uid = Int(user.uid)
-                record.gid = Int(user.gid)
-                try catalog.updateTenant(record)
-                owner = user
+                let (home, root) = (record.directory, layout.root)
+                userCreation = Task { try await OSUsers.ensureTenantUser(osUserName, tenant: name, root: root, home: home) }
             } else {
+                userCreation = nil
                 await progress(.progress("not running as root: the tenant runs as \(daemonUser.name) and is not isolated from other tenants"))
             }
-            try Files.makeDirectory(layout.tenantsDirectory, mode: 0o711)
-            try Files.makeDirectory(record.directory, mode: 0o700, owner: owner)
-            try Files.makeDirectory(record.dataDirectory, mode: 0o700, owner: owner)
-            try Files.makeDirectory(record.socketDirectory, mode: 0o700, owner: owner)
-            try Files.makeDirectory(layout.tenantLogDirectory(name), mode: 0o700, owner: owner)
+            var owner: UserIdentity? = nil
+            do {
+                // The daemon's own, private (0700) until they are all given to the tenant's user.
+                try Files.makeDirectory(layout.tenantsDirectory, mode: 0o711)
+                try Files.makeDirectory(record.directory, mode: 0o700)
+                try Files.makeDirectory(record.socketDirectory, mode: 0o700)
+                try Files.makeDirectory(layout.tenantLogDirectory(name), mode: 0o700)
 
-            await progress(.progress("initialising a PostgreSQL \(bundleRecord.version) cluster (initdb)"))
-            try await initdb(bundle: bundle, record: record, password: password, owner: owner)
-
-            await progress(.progress("configuring"))
-            try writeConfiguration(name: name, record: record, owner: owner)
-            try await bootstrapRoles(bundle: bundle, record: record, owner: owner)
+                claimed = await pool.claim(bundle: bundleRecord.id, into: record.dataDirectory)
+                if claimed {
+                    await progress(.progress("claimed a ready PostgreSQL \(bundleRecord.version) cluster from the pool"))
+                    try Files.setMode(record.dataDirectory, 0o700)
+                    await progress(.progress("configuring"))
+                    try writeConfiguration(name: name, record: record, owner: nil)
+                    owner = try await userCreation?.value
+                    // The pool's user made the cluster; from now on all of it is the tenant's alone.
+                    if let owner { try Files.setOwnerRecursively(record.directory, owner) }
+                } else {
+                    owner = try await userCreation?.value
+                    if let owner {
+                        for directory in [record.directory, record.socketDirectory, layout.tenantLogDirectory(name)] {
+                            try Files.setOwner(directory, owner)
+                        }
+                    }
+                    await progress(.progress(
+                        await pool.size > 0
+                            ? "initialising a new PostgreSQL \(bundleRecord.version) cluster (the ready pool is empty)"
+                            : "initialising a new PostgreSQL \(bundleRecord.version) cluster (initdb)"
+                    ))
+                    try await NewCluster.make(
+                        bundle: bundle, dataDirectory: record.dataDirectory, owner: owner, daemonUser: daemonUser.name, background: false
+                    )
+                    try Files.setMode(record.dataDirectory, 0o700)
+                    await progress(.progress("configuring"))
+                    try writeConfiguration(name: name, record: record, owner: owner)
+                }
+            } catch {
+                _ = try? await userCreation?.value
+                throw error
+            }
+            if let owner {
+                record.uid = Int(owner.uid)
+                record.gid = Int(owner.gid)
+                try catalog.updateTenant(record)
+            }
         } catch {
             logger.error("tenant creation failed; cleaning up", metadata: ["tenant": "\(name)", "error": "\(error)"])
             await progress(.progress("creation failed; removing what was created"))
@@ -78,17 +130,39 @@ extension Fleet {
         }
 
         await progress(.progress("starting"))
-        created = true
-        busy.remove(name)
         try catalog.setDesiredState(.running, forTenant: name.rawValue)
-        let snapshot = await (try supervisor(for: record, name: name)).start()
+        let supervisor = try supervisor(for: record, name: name)
+        let clock = ContinuousClock()
+        let startedAt = clock.now
+        let snapshot = await supervisor.start()
+        let runningAt = clock.now
         if snapshot.state != .running {
+            created = true
+            busy.remove(name)
             throw FleetError.failed(
                 "tenant \(name) was created but did not start: \(snapshot.failureReason ?? "state \(snapshot.state.rawValue)")\n"
                     + "See `pgfleet tenant logs \(name)`; drop it with `pgfleet tenant drop \(name) --yes`."
             )
         }
-        logger.info("tenant created", metadata: ["tenant": "\(name)", "bundle": "\(bundleRecord.id)"])
+        do {
+            try await personalise(record: record, password: password)
+        } catch {
+            // Nobody can log in to it: remove it, as any other failed create.
+            logger.error("tenant creation failed; cleaning up", metadata: ["tenant": "\(name)", "error": "\(error)"])
+            await progress(.progress("creation failed; removing what was created"))
+            await supervisor.stop()
+            supervisors[name] = nil
+            try? await removeTenantFiles(record: record, name: name)
+            try? catalog.deleteTenant(named: name.rawValue)
+            await updateMetrics()
+            throw error
+        }
+        created = true
+        busy.remove(name)
+        logger.info("tenant created", metadata: [
+            "tenant": "\(name)", "bundle": "\(bundleRecord.id)", "cluster": "\(claimed ? "claimed from the pool" : "initialised")",
+            "start": "\(Self.milliseconds(runningAt - startedAt))", "personalise": "\(Self.milliseconds(clock.now - runningAt))",
+        ])
         return (await info(forName: name), generated)
     }
 
@@ -151,35 +225,22 @@ extension Fleet {
         return left.lexicographicallyPrecedes(right)
     }
 
-    private func initdb(bundle: FleetBundles.Bundle, record: TenantRecord, password: String, owner: UserIdentity?) async throws {
-        // initdb reads the password from a file: one only the tenant's user can read, removed at once.
-        let passwordFile = record.directory + "/.initdb-password"
-        try Files.write(password + "\n", to: passwordFile, mode: 0o600, owner: owner)
-        defer { unlink(passwordFile) }
-        try await Command.run(
-            bundle.initdb,
-            [
-                "--pgdata=\(record.dataDirectory)", "--username=\(record.superuser)", "--pwfile=\(passwordFile)",
-                "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "--encoding=UTF8",
-                // C.UTF-8 sorts by code point: no glibc or ICU upgrade can change an index's order.
-                "--locale=C.UTF-8", "--no-instructions", "--no-sync",
-                // 1 MB WAL segments: a new cluster's pg_wal holds about 5 MB instead of one 16 MB
-                // segment (see min_wal_size in ClusterConfig.settings).
-                "--wal-segsize=1",
-            ],
-            environment: Self.environment(for: bundle), user: owner, workingDirectory: record.directory
-        ).check("initdb")
-        // --no-sync skips thousands of fsyncs; one syncfs makes the new cluster durable all the same.
-        let fd = open(record.dataDirectory, O_RDONLY | O_DIRECTORY)
-        if fd >= 0 {
-            pgf_syncfs(fd)
-            close(fd)
+    /// Gives a new, running cluster its tenant's superuser: renamed from the one initdb made,
+    /// with the password as a SCRAM verifier computed here; then the daemon's role is no longer a
+    /// superuser. Until this ran nobody could log in with a password, so the proxy routing to
+    /// the tenant a moment early lets nobody in.
+    private func personalise(record: TenantRecord, password: String) async throws {
+        let verifier = try ScramVerifier.make(password: password)
+        let sql = ClusterConfig.personaliseSQL(superuser: record.superuser, verifier: verifier)
+        if let problem = await probe.execute(sql, socketDirectory: record.socketDirectory) {
+            throw FleetError.failed("setting up the superuser \(record.superuser) failed: \(problem)")
         }
     }
 
     private func writeConfiguration(name: TenantName, record: TenantRecord, owner: UserIdentity?) throws {
         let data = record.dataDirectory
         try Files.write(ClusterConfig.settings(name: name, socketDirectory: record.socketDirectory), to: data + "/" + ClusterConfig.includeFile, mode: 0o600, owner: owner)
+        // Written again although the new cluster has them: a pooled one may predate a change of the daemon's user.
         try Files.write(ClusterConfig.hba(), to: data + "/pg_hba.conf", mode: 0o600, owner: owner)
         try Files.write(ClusterConfig.ident(daemonUser: daemonUser.name), to: data + "/pg_ident.conf", mode: 0o600, owner: owner)
         try appendToPostgresqlConf(
@@ -221,6 +282,10 @@ extension Fleet {
             }
             try await OSUsers.removeTenantUser(record.osUser, tenant: name, root: options.layout.root)
         }
+    }
+
+    static func milliseconds(_ duration: Duration) -> String {
+        String(format: "%.1f ms", Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15)
     }
 
     static func generatePassword() -> String {

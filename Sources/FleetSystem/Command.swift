@@ -28,7 +28,7 @@ public enum Command {
 
     public static func run(
         _ executable: String, _ arguments: [String], environment: [String: String] = SpawnSpec.baseEnvironment,
-        user: UserIdentity? = nil, stdin: [UInt8]? = nil, workingDirectory: String? = nil
+        user: UserIdentity? = nil, stdin: [UInt8]? = nil, workingDirectory: String? = nil, background: Bool = false
     ) async throws -> CommandResult {
         let outFD = pgf_memfd("stdout")
         let errFD = pgf_memfd("stderr")
@@ -47,7 +47,7 @@ public enum Command {
         }
         let spec = SpawnSpec(
             executable: executable, arguments: arguments, environment: environment,
-            workingDirectory: workingDirectory, user: user, newSession: true
+            workingDirectory: workingDirectory, user: user, newSession: true, background: background
         )
         let pid: pid_t
         do {
@@ -55,7 +55,12 @@ public enum Command {
         } catch {
             throw FleetError.failed(error.description)
         }
-        let status = await ProcessWatcher.shared.waitForExit(pid: pid, isChild: true)
+        // A cancelled caller (the daemon shutting down) does not leave the command running behind it.
+        let status = await withTaskCancellationHandler {
+            await ProcessWatcher.shared.waitForExit(pid: pid, isChild: true)
+        } onCancel: {
+            kill(pid, SIGTERM)
+        }
         return CommandResult(status: status, stdout: readAll(outFD), stderr: readAll(errFD))
     }
 

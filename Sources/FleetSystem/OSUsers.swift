@@ -46,6 +46,11 @@ public enum OSUsers {
     }
 
     static func marker(_ tenant: TenantName, root: String) -> String { "pgfleet tenant \(tenant) (\(root))" }
+    static func poolMarker(root: String) -> String { "pgfleet ready pool (\(root))" }
+
+    /// The OS user that owns the ready pool's clusters until a tenant claims one: `prefix + "_pool"`,
+    /// which no tenant's user can be (tenant names have no '_').
+    public static func poolUserName(prefix: String) -> String { prefix + "_pool" }
 
     /// The user and group ids tenants get. Not the system range (100-999 on Debian): it holds about
     /// 900 ids shared with every package that creates a service user, and `useradd --system` ran
@@ -58,11 +63,19 @@ public enum OSUsers {
     /// Creates the system user (and its own group) for a tenant, or takes over one that an earlier,
     /// interrupted create of the same tenant left behind. Refuses to touch any other existing user.
     public static func ensureTenantUser(_ name: String, tenant: TenantName, root: String, home: String) async throws -> UserIdentity {
-        let marker = marker(tenant, root: root)
+        try await ensureUser(name, marker: marker(tenant, root: root), home: home, owner: "this pgfleet tenant")
+    }
+
+    /// Creates the ready pool's user, or takes over the one an earlier daemon of this root made.
+    public static func ensurePoolUser(_ name: String, root: String) async throws -> UserIdentity {
+        try await ensureUser(name, marker: poolMarker(root: root), home: "/nonexistent", owner: "this pgfleet root's ready pool")
+    }
+
+    private static func ensureUser(_ name: String, marker: String, home: String, owner: String) async throws -> UserIdentity {
         if let existing = lookup(name) {
             guard comment(of: name) == marker else {
                 throw FleetError.conflict(
-                    "the OS user \(name) already exists and does not belong to this pgfleet tenant; remove it or choose another tenant name"
+                    "the OS user \(name) already exists and does not belong to \(owner); remove it or choose another name"
                 )
             }
             return existing

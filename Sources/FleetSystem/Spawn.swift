@@ -35,12 +35,15 @@ public struct SpawnSpec: Sendable {
     public var newSession: Bool
     public var oomScoreAdjust: Int32?
     public var fileLimit: Int?
+    /// Lowest CPU and I/O priority: for work nobody is waiting for (the ready pool's initdb).
+    public var background: Bool
 
     public init(
         executable: String, arguments: [String] = [], environment: [String: String] = SpawnSpec.baseEnvironment,
         workingDirectory: String? = nil, user: UserIdentity? = nil, newSession: Bool = false,
-        oomScoreAdjust: Int32? = nil, fileLimit: Int? = nil
+        oomScoreAdjust: Int32? = nil, fileLimit: Int? = nil, background: Bool = false
     ) {
+        self.background = background
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
@@ -100,6 +103,7 @@ public enum Spawner {
                             options.oom_score_adj = adjust
                         }
                         options.nofile_limit = spec.fileLimit ?? 0
+                        options.background = spec.background ? 1 : 0
                         return pgf_spawn(&options, &pid, &failedStep)
                     }
                 }

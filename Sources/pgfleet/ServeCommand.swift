@@ -49,6 +49,12 @@ struct Serve: AsyncParsableCommand {
     ))
     var suspendAfter = "0"
 
+    @Option(help: ArgumentHelp(
+        "Initialised clusters kept ready per bundle, so that `tenant create` only claims and starts one; 0 turns the pool off.",
+        valueName: "n"
+    ))
+    var poolSize = 2
+
     func validate() throws {
         guard userPrefix.range(of: "^[a-z_][a-z0-9_-]{0,7}$", options: .regularExpression) != nil else {
             throw ValidationError("--user-prefix must be 1-8 characters of a-z, 0-9, '_' or '-', starting with a letter or '_'")
@@ -58,6 +64,9 @@ struct Serve: AsyncParsableCommand {
         }
         guard DurationText.seconds(suspendAfter) != nil else {
             throw ValidationError("--suspend-after must be a duration such as 30s, 10m, 1h or 0 (never)")
+        }
+        guard (0...100).contains(poolSize) else {
+            throw ValidationError("--pool-size must be between 0 (no pool) and 100")
         }
         guard restartBackoff > 0, maxCrashes >= 1, startTimeout > 0 else {
             throw ValidationError("--restart-backoff and --start-timeout must be positive and --max-crashes at least 1")
@@ -106,7 +115,8 @@ struct Serve: AsyncParsableCommand {
         let fleet = Fleet(
             options: FleetOptions(
                 layout: layout, isolated: isRoot, userPrefix: userPrefix, policy: policy, registerSystemBundles: systemBundles,
-                proxy: try proxyOptions.endpoint(), defaultSuspendAfter: DurationText.seconds(suspendAfter) ?? 0
+                proxy: try proxyOptions.endpoint(), defaultSuspendAfter: DurationText.seconds(suspendAfter) ?? 0,
+                poolSize: poolSize
             ),
             catalog: catalog, logger: logger
         )
@@ -190,11 +200,16 @@ struct FleetService: Service {
             logger.error("could not resume tenants", metadata: ["error": "\(error)"])
         }
         logger.info("fleet ready")
-        // Idle suspension, once a second, until the daemon is asked to stop.
-        try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                try await Task.sleep(for: .seconds(1))
-                await fleet.suspendIdleTenants()
+        // Idle suspension once a second, and the ready pool's refill, until the daemon is asked to stop.
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(1))
+                        await fleet.suspendIdleTenants()
+                    }
+                }
+                group.addTask { await fleet.pool.run() }
             }
         }
         await fleet.shutdown()

@@ -110,4 +110,16 @@ import Testing
         #expect(text.contains("\"icuVersion\" : null"))
         #expect(try decodeJSON([BundleInfo].self, text) == [bundle])
     }
+
+    @Test func statusSaysHowFullTheReadyPoolIs() {
+        var status = DaemonStatus(
+            version: "0.1.0", root: "/r", pid: 1, isolated: true, startedAt: Date(timeIntervalSince1970: 0), tenants: 0,
+            tenantsByState: [:], bundles: 2, poolSize: 2,
+            pool: [PoolStatus(bundle: "15.18-debian", ready: 2, size: 2, building: false), PoolStatus(bundle: "16.15-tarball", ready: 1, size: 2, building: true)]
+        )
+        #expect(Presentation.poolSummary(status) == "2 per bundle: 15.18-debian 2 ready, 16.15-tarball 1 ready (initialising one)")
+        #expect(Presentation.statusDetails(status, socketPath: "/r/run/api.sock", now: Date(timeIntervalSince1970: 5)).contains("ready pool: 2 per bundle:"))
+        status.poolSize = 0
+        #expect(Presentation.poolSummary(status) == "off (serve --pool-size 0)")
+    }
 }

@@ -28,6 +28,15 @@ import Testing
         #expect(request.parameters == params(("user", "bob"), ("options", "-c work_mem=64MB -c search_path=a\\ b")))
     }
 
+    @Test func theDaemonsRoleNeverPassesThrough() throws {
+        // The proxy reaches tenants as the daemon's OS user, which peer authentication maps to this role.
+        #expect(route(params(("user", "pgfleet@acme"))) == .failure(.reservedRole))
+        #expect(route(params(("user", "pgfleet"), ("options", "-ctenant=acme"))) == .failure(.reservedRole))
+        #expect(route(params(("user", "pgfleet")), sni: "acme.db.example.com") == .failure(.reservedRole))
+        #expect(ProxyError.reservedRole.sqlstate == "28000")
+        #expect(try route(params(("user", "pgfleet2@acme"))).get().tenant.rawValue == "acme")
+    }
+
     @Test func optionsWithOnlyTheTenantAreDropped() throws {
         let request = try route(params(("user", "bob"), ("options", "-ctenant=acme"))).get()
         #expect(request.parameters == params(("user", "bob")))

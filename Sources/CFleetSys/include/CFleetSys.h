@@ -21,6 +21,7 @@ typedef struct {
     int set_oom_score_adj;
     long nofile_limit;          /* > 0: RLIMIT_NOFILE soft and hard */
     int parent_death_signal;    /* 0: none (tenants must outlive the daemon) */
+    int background;             /* non-zero: nice 19 and the idle I/O class */
 } pgf_spawn_options;
 
 /// Forks and execs. Returns 0 and sets *pid, or an errno: from fork, or from the child's
@@ -47,6 +48,9 @@ int pgf_eventfd(void);
 
 /// syncfs(2) on the filesystem holding fd.
 int pgf_syncfs(int fd);
+
+/// lchown(2) of `path` and everything under it, links not followed. 0, or the first errno.
+int pgf_chown_tree(const char *path, uid_t uid, gid_t gid);
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
 long pgf_raise_nofile(void);
