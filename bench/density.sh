@@ -468,11 +468,6 @@ echo "target: \`tenant list\` within 100 ms with $REGISTERED tenants (p50): $MET
 echo
 DISK50="$(bench_percentile 50 "${DISK_KB[@]}")"
 echo "disk: a suspended tenant's directory $(mb "$DISK50") MB (median of ${#DISK_KB[@]}); the Debian cluster's data directory $(mb "$PGCC_DISK_KB") MB; ratio $(bench_ratio "$DISK50" "$PGCC_DISK_KB")x"
-RETRIES="$(bench_cli_retries)"
-[ "$RETRIES" -gt 0 ] && echo "pgfleet CLI: $RETRIES call(s) failed with \"I/O on closed channel\" after a complete answer and were retried (a client-side race in pgfleet)"
-echo "load average: $LOAD_BEFORE before measuring, $LOAD_AFTER after"
-bench_machine
-[ -n "$BUSY_BEFORE" ] && echo "note (before measuring): ${BUSY_BEFORE#note: }"
-[ -n "$BUSY_AFTER" ] && echo "note (after measuring): ${BUSY_AFTER#note: }"
+bench_footer
 bench_log "removing $REGISTERED tenants and their OS users (a few minutes for thousands)"
 exit 0

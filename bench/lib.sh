@@ -16,6 +16,7 @@
 #   bench_pgbench OUT ARGS...              runs pgbench (connection from the PG* environment), prints its TPS
 #   bench_median N...        the median of numbers
 #   bench_machine            one line: nproc, CPU model, kernel, load
+#   bench_footer             the report's last lines: CLI retries, load before/after, machine, busy notes
 #
 # Every process the helpers start has $BENCH_TMP on its command line (or is a tenant postmaster
 # under it), so a later run can tell a dead run's leftovers from anything else and sweep them.
@@ -631,4 +632,20 @@ bench_sweep_pgcc() {
         bench_log "removing cluster $version/$name left by an earlier run"
         bench_pgcc_drop "$version" "$name"
     done < <(pg_lsclusters -h 2>/dev/null | awk 'index($2, "pgfleet-bench-") == 1 {print $1, $2}')
+}
+
+# bench_footer: the lines that end every report: CLI retries (if any), the load average before
+# and after measuring ($LOAD_BEFORE, $LOAD_AFTER), the machine, and what else kept it busy
+# ($BUSY_BEFORE, $BUSY_AFTER, as bench_busy_note printed them).
+bench_footer() {
+    local retries
+    retries="$(bench_cli_retries)"
+    if [ "$retries" -gt 0 ]; then
+        echo "pgfleet CLI: $retries call(s) failed with \"I/O on closed channel\" after a complete answer and were retried (a client-side race in pgfleet)"
+    fi
+    echo "load average: $LOAD_BEFORE before measuring, $LOAD_AFTER after"
+    bench_machine
+    if [ -n "${BUSY_BEFORE:-}" ]; then echo "note (before measuring): ${BUSY_BEFORE#note: }"; fi
+    if [ -n "${BUSY_AFTER:-}" ]; then echo "note (after measuring): ${BUSY_AFTER#note: }"; fi
+    return 0
 }

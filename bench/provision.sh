@@ -302,10 +302,5 @@ if [ -n "${PHASES[request]:-}" ]; then
     done
 fi
 echo "pg_createcluster (medians, ms): the command $(bench_percentile 50 "${PGCC_PHASES_CMD[@]}"), then the first query $(bench_percentile 50 "${PGCC_PHASES_QUERY[@]}")"
-RETRIES="$(bench_cli_retries)"
-[ "$RETRIES" -gt 0 ] && echo "pgfleet CLI: $RETRIES call(s) failed with \"I/O on closed channel\" after a complete answer and were retried (a client-side race in pgfleet)"
-echo "load average: $LOAD_BEFORE before measuring, $LOAD_AFTER after"
-bench_machine
-[ -n "$BUSY_BEFORE" ] && echo "note (before measuring): ${BUSY_BEFORE#note: }"
-[ -n "$BUSY_AFTER" ] && echo "note (after measuring): ${BUSY_AFTER#note: }"
+bench_footer
 exit 0

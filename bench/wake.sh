@@ -226,10 +226,5 @@ fi
 echo "not in the samples: \`pgfleet tenant suspend\` until \`tenant info\` said suspended (CLI start-ups included): p50 $(bench_percentile 50 "${SUSPEND_MS[@]}") ms"
 echo "samples, running (ms):   ${RUNNING_MS[*]}"
 echo "samples, suspended (ms): ${WAKE_MS[*]}"
-RETRIES="$(bench_cli_retries)"
-[ "$RETRIES" -gt 0 ] && echo "pgfleet CLI: $RETRIES call(s) failed with \"I/O on closed channel\" after a complete answer and were retried (a client-side race in pgfleet)"
-echo "load average: $LOAD_BEFORE before measuring, $LOAD_AFTER after"
-bench_machine
-[ -n "$BUSY_BEFORE" ] && echo "note (before measuring): ${BUSY_BEFORE#note: }"
-[ -n "$BUSY_AFTER" ] && echo "note (after measuring): ${BUSY_AFTER#note: }"
+bench_footer
 exit 0
