@@ -79,8 +79,9 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .wakeFailed(let name): "tenant \"\(name)\" was suspended and could not be started; its operator can see why with `pgfleet tenant info \(name)`"
         // PostgreSQL's own words, so a client cannot tell the proxy checked the password.
         case .authenticationFailed(let user): "password authentication failed for user \"\(user.debugClipped)\""
-        case .unsupportedAuthentication(let what): "authentication failed: \(what)"
-        case .reservedRole: "the role \"\(TenantRoles.daemon)\" is reserved for pgfleet itself and cannot connect through the proxy"
+        case .unsupportedAuthentication(let what):
+            "authentication failed: \(what); this server offers SCRAM-SHA-256 without channel binding (connect with channel_binding=prefer or disable)"
+        case .reservedRole: "the role \"\(TenantRoles.daemon)\" is reserved for pgfleet itself and cannot connect through the proxy; connect as one of the tenant's own roles"
         }
     }
 
