@@ -60,15 +60,6 @@ struct ScramVerifier: Equatable, Sendable {
         else { return nil }
         self.init(iterations: iterations, salt: salt, storedKey: storedKey, serverKey: serverKey)
     }
-
-    /// What PostgreSQL would store for `password` (for tests and tools; PBKDF2 with HMAC-SHA-256).
-    static func make(password: String, salt: [UInt8], iterations: Int) -> ScramVerifier {
-        let salted = Scram.pbkdf2(password: Array(password.utf8), salt: salt, iterations: iterations)
-        let clientKey = Scram.hmac(key: salted, "Client Key")
-        return ScramVerifier(
-            iterations: iterations, salt: salt, storedKey: Scram.sha256(clientKey), serverKey: Scram.hmac(key: salted, "Server Key")
-        )
-    }
 }
 
 enum Scram {
@@ -97,16 +88,6 @@ enum Scram {
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
         return zip(a, b).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
-    }
-
-    static func pbkdf2(password: [UInt8], salt: [UInt8], iterations: Int) -> [UInt8] {
-        var u = hmac(key: password, salt + [0, 0, 0, 1])
-        var result = u
-        for _ in 1..<max(iterations, 1) {
-            u = hmac(key: password, u)
-            for index in result.indices { result[index] ^= u[index] }
-        }
-        return result
     }
 
     static func encode(_ bytes: [UInt8]) -> String {

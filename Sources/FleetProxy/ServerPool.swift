@@ -145,8 +145,6 @@ final class ServerPool {
         }
     }
 
-    var idleCount: Int { idle.values.reduce(0) { $0 + $1.count } }
-
     /// An idle connection for `key`, taken out of the pool, or nil.
     func checkout(_ key: PoolKey) -> PooledServer? {
         while var list = idle[key], let server = list.popLast() {
@@ -251,9 +249,15 @@ final class ServerPool {
     private func sweep() {
         let cutoff = NIODeadline.now() - owner.configuration.idleTimeout
         for (key, list) in idle {
-            let (old, fresh) = (list.filter { $0.idleSince < cutoff || !$0.channel.isActive }, list.filter { $0.idleSince >= cutoff && $0.channel.isActive })
+            var fresh: [PooledServer] = []
+            for server in list {
+                if server.idleSince >= cutoff && server.channel.isActive {
+                    fresh.append(server)
+                } else {
+                    server.channel.close(promise: nil)
+                }
+            }
             idle[key] = fresh.isEmpty ? nil : fresh
-            for server in old { server.channel.close(promise: nil) }
         }
         for (path, lookup) in lookups {
             if case .ready(_, let channel, let lastUsed) = lookup, lastUsed < cutoff {
