@@ -17,7 +17,7 @@ public struct RestartPolicy: Sendable, Equatable {
     public init(
         initialBackoff: Duration = .milliseconds(500), maxBackoff: Duration = .seconds(30),
         maxConsecutiveCrashes: Int = 5, stableAfter: Duration = .seconds(30), startTimeout: Duration = .seconds(60),
-        stopTimeout: Duration = .seconds(30), probeInterval: Duration = .milliseconds(10)
+        stopTimeout: Duration = .seconds(30), probeInterval: Duration = .milliseconds(5)
     ) {
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff

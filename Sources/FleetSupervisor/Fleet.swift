@@ -52,6 +52,8 @@ public actor Fleet: FleetControl {
     private var loadedBundles: [String: FleetBundles.Bundle] = [:]
     /// Tenants being created or dropped: other operations on them wait their turn by refusing.
     var busy: Set<TenantName> = []
+    /// OS user ids chosen for tenants being created whose useradd has not finished yet.
+    var promisedUserIDs: Set<Int> = []
     let daemonUser = UserIdentity.current
     /// Pre-initialised clusters for `tenant create`; its refill runs in `FleetService`.
     public let pool: ReadyPool

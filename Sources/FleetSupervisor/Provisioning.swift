@@ -54,6 +54,8 @@ extension Fleet {
         let osUserName = options.isolated ? OSUsers.userName(prefix: options.userPrefix, tenant: name) : daemonUser.name
 
         var claimed = false
+        var configurationFiles: [String] = []
+        var phases = PhaseClock()
         // The catalog row first: it reserves the name, and a create that dies half-way leaves a
         // row that `tenant drop` can clean up.
         var record = try catalog.insertTenant(TenantRecord(
@@ -63,20 +65,34 @@ extension Fleet {
             logFile: layout.tenantLogFile(name), port: FleetLayout.tenantPort, desiredState: .stopped, createdAt: Date(), failureReason: nil,
             suspendAfter: suspendAfter
         ))
+        phases.mark("catalog row")
+        // The tenant's OS user, when isolated: its id is chosen here, so that a claimed cluster
+        // can be given to it and started while useradd runs (about 30 ms, mostly fsyncs of
+        // /etc/passwd and friends). A fresh initdb waits for the user: initdb looks itself up.
+        // useradd is never cancelled (an interrupted one could leave /etc/passwd locked), and a
+        // failure waits for it before cleaning up.
+        var userCreation: Task<UserIdentity, any Error>? = nil
+        var plannedOwner: UserIdentity? = nil
+        var promisedID: Int? = nil
+        defer { if let promisedID { promisedUserIDs.remove(promisedID) } }
         do {
-            // useradd takes about as long as everything else before the start, and only the final
-            // chown needs it: it runs meanwhile. It is never cancelled (an interrupted useradd could
-            // leave /etc/passwd locked), and a failure below waits for it before cleaning up.
-            let userCreation: Task<UserIdentity, any Error>?
             if options.isolated {
-                await progress(.progress("creating OS user \(osUserName)"))
-                let (home, root) = (record.directory, layout.root)
-                userCreation = Task { try await OSUsers.ensureTenantUser(osUserName, tenant: name, root: root, home: home) }
+                if let leftover = try OSUsers.leftoverTenantUser(osUserName, tenant: name, root: layout.root) {
+                    plannedOwner = leftover
+                } else {
+                    guard let id = OSUsers.freeTenantID(excluding: promisedUserIDs) else {
+                        throw FleetError.failed("no free OS user id in pgfleet's range \(OSUsers.tenantIDs)")
+                    }
+                    promisedID = id
+                    promisedUserIDs.insert(id)
+                    plannedOwner = UserIdentity(name: osUserName, uid: uid_t(id), gid: gid_t(id))
+                    await progress(.progress("creating OS user \(osUserName)"))
+                    let (home, root) = (record.directory, layout.root)
+                    userCreation = Task { try await OSUsers.createTenantUser(osUserName, tenant: name, root: root, home: home, id: id) }
+                }
             } else {
-                userCreation = nil
                 await progress(.progress("not running as root: the tenant runs as \(daemonUser.name) and is not isolated from other tenants"))
             }
-            var owner: UserIdentity? = nil
             do {
                 // The daemon's own, private (0700) until they are all given to the tenant's user.
                 try Files.makeDirectory(layout.tenantsDirectory, mode: 0o711)
@@ -85,16 +101,18 @@ extension Fleet {
                 try Files.makeDirectory(layout.tenantLogDirectory(name), mode: 0o700)
 
                 claimed = await pool.claim(bundle: bundleRecord.id, into: record.dataDirectory)
+                phases.mark("claim")
                 if claimed {
                     await progress(.progress("claimed a ready PostgreSQL \(bundleRecord.version) cluster from the pool"))
                     try Files.setMode(record.dataDirectory, 0o700)
                     await progress(.progress("configuring"))
-                    try writeConfiguration(name: name, record: record, owner: nil)
-                    owner = try await userCreation?.value
+                    configurationFiles = try writeConfiguration(name: name, record: record, owner: nil, sync: false)
+                    phases.mark("configuration")
                     // The pool's user made the cluster; from now on all of it is the tenant's alone.
-                    if let owner { try Files.setOwnerRecursively(record.directory, owner) }
+                    if let plannedOwner { try Files.setOwnerRecursively(record.directory, plannedOwner) }
+                    phases.mark("chown")
                 } else {
-                    owner = try await userCreation?.value
+                    let owner = try await userCreation?.value
                     if let owner {
                         for directory in [record.directory, record.socketDirectory, layout.tenantLogDirectory(name)] {
                             try Files.setOwner(directory, owner)
@@ -106,21 +124,22 @@ extension Fleet {
                             : "initialising a new PostgreSQL \(bundleRecord.version) cluster (initdb)"
                     ))
                     try await NewCluster.make(
-                        bundle: bundle, dataDirectory: record.dataDirectory, owner: owner, daemonUser: daemonUser.name, background: false
+                        bundle: bundle, dataDirectory: record.dataDirectory, owner: plannedOwner, daemonUser: daemonUser.name, background: false
                     )
                     try Files.setMode(record.dataDirectory, 0o700)
                     await progress(.progress("configuring"))
-                    try writeConfiguration(name: name, record: record, owner: owner)
+                    configurationFiles = try writeConfiguration(name: name, record: record, owner: plannedOwner, sync: false)
                 }
             } catch {
                 _ = try? await userCreation?.value
                 throw error
             }
-            if let owner {
-                record.uid = Int(owner.uid)
-                record.gid = Int(owner.gid)
+            if let plannedOwner {
+                record.uid = Int(plannedOwner.uid)
+                record.gid = Int(plannedOwner.gid)
                 try catalog.updateTenant(record)
             }
+            phases.mark("catalog update")
         } catch {
             logger.error("tenant creation failed; cleaning up", metadata: ["tenant": "\(name)", "error": "\(error)"])
             await progress(.progress("creation failed; removing what was created"))
@@ -132,11 +151,25 @@ extension Fleet {
         await progress(.progress("starting"))
         try catalog.setDesiredState(.running, forTenant: name.rawValue)
         let supervisor = try supervisor(for: record, name: name)
+        phases.mark("catalog desired state")
         let clock = ContinuousClock()
         let startedAt = clock.now
+        // The configuration reaches the disk while the postmaster starts (it only reads it).
+        let files = configurationFiles
+        let configurationSync = Task.detached { try Files.sync(files) }
         let snapshot = await supervisor.start()
         let runningAt = clock.now
-        if snapshot.state != .running {
+        // Before anyone can log in: the user exists (it owns the files already) and the
+        // configuration is on disk.
+        var setupError: (any Error)? = nil
+        var userFailed = false
+        do { _ = try await userCreation?.value } catch {
+            setupError = error
+            userFailed = true
+        }
+        do { try await configurationSync.value } catch { setupError = setupError ?? error }
+        phases.mark("useradd and sync")
+        if snapshot.state != .running, setupError == nil {
             created = true
             busy.remove(name)
             throw FleetError.failed(
@@ -145,6 +178,7 @@ extension Fleet {
             )
         }
         do {
+            if let setupError { throw setupError }
             try await personalise(record: record, password: password)
         } catch {
             // Nobody can log in to it: remove it, as any other failed create.
@@ -152,7 +186,11 @@ extension Fleet {
             await progress(.progress("creation failed; removing what was created"))
             await supervisor.stop()
             supervisors[name] = nil
-            try? await removeTenantFiles(record: record, name: name)
+            board.remove(name)
+            var leftovers = record
+            // Its id went to someone else's user: that user's processes are not ours to kill.
+            if userFailed { leftovers.uid = Int(daemonUser.uid) }
+            try? await removeTenantFiles(record: leftovers, name: name)
             try? catalog.deleteTenant(named: name.rawValue)
             await updateMetrics()
             throw error
@@ -162,6 +200,7 @@ extension Fleet {
         logger.info("tenant created", metadata: [
             "tenant": "\(name)", "bundle": "\(bundleRecord.id)", "cluster": "\(claimed ? "claimed from the pool" : "initialised")",
             "start": "\(Self.milliseconds(runningAt - startedAt))", "personalise": "\(Self.milliseconds(clock.now - runningAt))",
+            "phases": "\(phases.summary)",
         ])
         return (await info(forName: name), generated)
     }
@@ -237,26 +276,31 @@ extension Fleet {
         }
     }
 
-    private func writeConfiguration(name: TenantName, record: TenantRecord, owner: UserIdentity?) throws {
+    /// Writes a new cluster's configuration; returns the files written, which the caller syncs
+    /// (`Files.sync`) when `sync` is false.
+    @discardableResult
+    private func writeConfiguration(name: TenantName, record: TenantRecord, owner: UserIdentity?, sync: Bool) throws -> [String] {
         let data = record.dataDirectory
-        try Files.write(ClusterConfig.settings(name: name, socketDirectory: record.socketDirectory), to: data + "/" + ClusterConfig.includeFile, mode: 0o600, owner: owner)
+        let files = [ClusterConfig.includeFile, "pg_hba.conf", "pg_ident.conf", "postgresql.conf", ClusterConfig.settingsFile].map { data + "/" + $0 }
+        try Files.write(ClusterConfig.settings(name: name, socketDirectory: record.socketDirectory), to: files[0], mode: 0o600, owner: owner, sync: sync)
         // Written again although the new cluster has them: a pooled one may predate a change of the daemon's user.
-        try Files.write(ClusterConfig.hba(), to: data + "/pg_hba.conf", mode: 0o600, owner: owner)
-        try Files.write(ClusterConfig.ident(daemonUser: daemonUser.name), to: data + "/pg_ident.conf", mode: 0o600, owner: owner)
+        try Files.write(ClusterConfig.hba(), to: files[1], mode: 0o600, owner: owner, sync: sync)
+        try Files.write(ClusterConfig.ident(daemonUser: daemonUser.name), to: files[2], mode: 0o600, owner: owner, sync: sync)
         try appendToPostgresqlConf(
             "include '\(ClusterConfig.includeFile)'", comment: "Added by pgfleet; keep it last so pgfleet's settings apply.",
-            dataDirectory: data, owner: owner
+            dataDirectory: data, owner: owner, sync: sync
         )
-        try ensureSettingsInclude(dataDirectory: data, owner: owner)
+        try ensureSettingsInclude(dataDirectory: data, owner: owner, sync: sync)
+        return files
     }
 
     /// Appends `directive` to postgresql.conf unless it is there already.
-    func appendToPostgresqlConf(_ directive: String, comment: String, dataDirectory: String, owner: UserIdentity?) throws {
+    func appendToPostgresqlConf(_ directive: String, comment: String, dataDirectory: String, owner: UserIdentity?, sync: Bool = true) throws {
         let confPath = dataDirectory + "/postgresql.conf"
         var conf = (try? String(contentsOfFile: confPath, encoding: .utf8)) ?? ""
         guard !conf.contains(directive) else { return }
         conf += "\n# \(comment)\n\(directive)\n"
-        try Files.write(conf, to: confPath, mode: 0o600, owner: owner)
+        try Files.write(conf, to: confPath, mode: 0o600, owner: owner, sync: sync)
     }
 
     /// Creates the health-check role in single-user mode, before the postmaster ever listens.
@@ -292,5 +336,24 @@ extension Fleet {
         let alphabet = Array("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789")
         var generator = SystemRandomNumberGenerator()
         return String((0..<24).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] })
+    }
+}
+
+/// Wall-clock marks of a long operation, for its log line: "claim 1.2 ms, chown 3.4 ms, ...".
+struct PhaseClock {
+    private let clock = ContinuousClock()
+    private var last: ContinuousClock.Instant
+    private var marks: [(String, Duration)] = []
+
+    init() { last = clock.now }
+
+    mutating func mark(_ phase: String) {
+        let now = clock.now
+        marks.append((phase, now - last))
+        last = now
+    }
+
+    var summary: String {
+        marks.map { "\($0.0) \(Fleet.milliseconds($0.1))" }.joined(separator: ", ")
     }
 }

@@ -97,15 +97,15 @@ extension Fleet {
         try ensureSettingsInclude(dataDirectory: record.dataDirectory, owner: owner)
     }
 
-    func ensureSettingsInclude(dataDirectory: String, owner: UserIdentity?) throws {
+    func ensureSettingsInclude(dataDirectory: String, owner: UserIdentity?, sync: Bool = true) throws {
         // An empty file rather than none: include_if_exists logs every start when it is missing.
         let settingsPath = dataDirectory + "/" + ClusterConfig.settingsFile
         if !FileManager.default.fileExists(atPath: settingsPath) {
-            try Files.write(ClusterConfig.settingsText([]), to: settingsPath, mode: 0o600, owner: owner)
+            try Files.write(ClusterConfig.settingsText([]), to: settingsPath, mode: 0o600, owner: owner, sync: sync)
         }
         try appendToPostgresqlConf(
             "include_if_exists '\(ClusterConfig.settingsFile)'", comment: "Added by pgfleet: settings made with `pgfleet tenant set`.",
-            dataDirectory: dataDirectory, owner: owner
+            dataDirectory: dataDirectory, owner: owner, sync: sync
         )
     }
 }

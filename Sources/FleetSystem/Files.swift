@@ -35,14 +35,48 @@ public enum Files {
     }
 
     /// Writes `contents` atomically-enough for config files: temp file, mode, owner, rename.
-    public static func write(_ contents: String, to path: String, mode: mode_t, owner: UserIdentity? = nil) throws {
+    /// With `sync` the contents reach the disk before the rename; without it (a new cluster's
+    /// files, written several at a time) the caller syncs them together with `sync(_:)`.
+    public static func write(_ contents: String, to path: String, mode: mode_t, owner: UserIdentity? = nil, sync: Bool = true) throws {
         let temp = path + ".tmp-\(getpid())"
-        guard FileManager.default.createFile(atPath: temp, contents: Data(contents.utf8)) else {
-            throw FleetError.failed("cannot write \(path)")
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else { throw FleetError.failed("cannot write \(path): \(String(cString: strerror(errno)))") }
+        var problem: String?
+        var bytes = Array(contents.utf8)
+        var offset = 0
+        while offset < bytes.count, problem == nil {
+            let written = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 {
+                if errno != EINTR { problem = "write: \(String(cString: strerror(errno)))" }
+            } else {
+                offset += written
+            }
         }
-        try setMode(temp, mode)
-        if let owner { try setOwner(temp, owner) }
-        guard rename(temp, path) == 0 else { throw FleetError.failed("rename \(temp): \(String(cString: strerror(errno)))") }
+        bytes = []
+        if problem == nil, fchmod(fd, mode) != 0 { problem = "chmod: \(String(cString: strerror(errno)))" }
+        if problem == nil, let owner, fchown(fd, owner.uid, owner.gid) != 0 { problem = "chown: \(String(cString: strerror(errno)))" }
+        if problem == nil, sync, fsync(fd) != 0 { problem = "fsync: \(String(cString: strerror(errno)))" }
+        close(fd)
+        if let problem {
+            unlink(temp)
+            throw FleetError.failed("cannot write \(path): \(problem)")
+        }
+        guard rename(temp, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temp)
+            throw FleetError.failed("rename \(temp): \(reason)")
+        }
+    }
+
+    /// Flushes files written with `sync: false`, and the directories that hold them, to disk.
+    public static func sync(_ paths: [String]) throws {
+        let directories = Set(paths.map { ($0 as NSString).deletingLastPathComponent })
+        for path in paths + directories.sorted() {
+            let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { throw FleetError.failed("cannot open \(path) to sync it: \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            guard fsync(fd) == 0 else { throw FleetError.failed("fsync \(path): \(String(cString: strerror(errno)))") }
+        }
     }
 
     public static func removeTree(_ path: String) throws {

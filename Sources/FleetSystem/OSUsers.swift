@@ -66,6 +66,63 @@ public enum OSUsers {
         try await ensureUser(name, marker: marker(tenant, root: root), home: home, owner: "this pgfleet tenant")
     }
 
+    /// The user an earlier, interrupted create of `tenant` left behind, nil when there is none;
+    /// throws if a user of that name exists and is not this tenant's.
+    public static func leftoverTenantUser(_ name: String, tenant: TenantName, root: String) throws -> UserIdentity? {
+        guard let existing = lookup(name) else { return nil }
+        guard comment(of: name) == marker(tenant, root: root) else {
+            throw FleetError.conflict("the OS user \(name) already exists and does not belong to this pgfleet tenant; remove it or choose another name")
+        }
+        return existing
+    }
+
+    /// An id from `tenantIDs` that is free both as a user id and as a group id, and not in
+    /// `excluding` (ids this daemon has promised but not yet made). Picked at random: useradd
+    /// allocates from the top of the range down, so another daemon creating a user at the same
+    /// moment is unlikely to want the same id (and if it does, one of the two useradds fails).
+    public static func freeTenantID(excluding: Set<Int>) -> Int? {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<1000 {
+            let id = Int.random(in: tenantIDs, using: &generator)
+            if !excluding.contains(id), name(of: uid_t(id)) == nil, !groupExists(gid_t(id)) { return id }
+        }
+        return nil
+    }
+
+    static func groupExists(_ gid: gid_t) -> Bool {
+        var entry = group()
+        var result: UnsafeMutablePointer<group>? = nil
+        var buffer = [CChar](repeating: 0, count: 16384)
+        return getgrgid_r(gid, &entry, &buffer, buffer.count, &result) == 0 && result != nil
+    }
+
+    /// Creates a tenant's user and its group, both with the id `id` (see `freeTenantID`). Its
+    /// files may be given to that id and its postmaster started before this finishes: the kernel
+    /// needs no name, and the user exists before anyone can log in to the cluster.
+    public static func createTenantUser(_ name: String, tenant: TenantName, root: String, home: String, id: Int) async throws -> UserIdentity {
+        guard tenantIDs.contains(id) else { throw FleetError.failed("OS user id \(id) is outside pgfleet's range \(tenantIDs)") }
+        let result = try await Command.run("/usr/sbin/useradd", [
+            "--system", "--user-group", "--no-create-home", "--home-dir", home, "--shell", "/usr/sbin/nologin",
+            // The user id given; the group's, by narrowing the range useradd picks it from to that one id.
+            "--uid", String(id), "-K", "SYS_GID_MIN=\(id)", "-K", "SYS_GID_MAX=\(id)",
+            "--no-log-init", "--comment", marker(tenant, root: root), name,
+        ])
+        guard result.succeeded else {
+            // 4: the user id is taken. Another program took it since it was chosen.
+            let taken = result.status == .exited(4) || result.stderr.contains("not unique") || result.stderr.contains("GID")
+            throw FleetError.failed(
+                taken
+                    ? "useradd \(name): the id \(id) chosen for it was taken meanwhile by another program; try again (\(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)))"
+                    : "useradd \(name) failed (exit \(result.status)): \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))"
+            )
+        }
+        guard let created = lookup(name) else { throw FleetError.failed("useradd \(name) succeeded but the user cannot be found") }
+        guard created.uid == uid_t(id), created.gid == gid_t(id) else {
+            throw FleetError.failed("useradd \(name) made ids \(created.uid):\(created.gid), not \(id):\(id)")
+        }
+        return created
+    }
+
     /// Creates the ready pool's user, or takes over the one an earlier daemon of this root made.
     public static func ensurePoolUser(_ name: String, root: String) async throws -> UserIdentity {
         try await ensureUser(name, marker: poolMarker(root: root), home: "/nonexistent", owner: "this pgfleet root's ready pool")

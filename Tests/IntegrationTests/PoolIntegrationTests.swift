@@ -68,8 +68,10 @@ struct PoolIntegrationTests {
                 #expect(try await harness.mustQuery(tenant, password: password, "show cluster_name") == name)
                 identifiers.insert(try await harness.mustQuery(tenant, password: password, "select system_identifier from pg_control_system()"))
 
-                // Every file is the tenant's, the data directory private to it.
+                // Every file is the tenant's, the data directory private to it. Its user and
+                // group share one id from pgfleet's range (chosen before useradd ran).
                 let owner = try #require(OSUsers.lookup(tenant.osUser))
+                #expect(owner.uid == owner.gid && OSUsers.tenantIDs.contains(Int(owner.uid)), "\(owner)")
                 #expect(stat(tenant.dataDirectory, &info) == 0)
                 #expect(info.st_mode & 0o777 == 0o700)
                 let notOwned = try Harness.filesNotOwned(by: owner.uid, under: tenant.dataDirectory)
