@@ -286,28 +286,33 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             connectDirect(socketPath: socketPath, request: request, negotiate: negotiate, context: context)
             return
         }
+        // The tenant's pg_hba.conf asks every login through the proxy for SCRAM-SHA-256 (see
+        // ClusterConfig.hba), so the client gets that request now and answers it while the
+        // verifier is looked up: the two round trips overlap. Without a verifier the client
+        // authenticates with the tenant directly, which asks the same first.
+        var out = context.channel.allocator.buffer(capacity: 64)
+        negotiate?.encode(into: &out)
+        AuthenticationRequest.sasl(mechanisms: [Scram.mechanism]).encode(into: &out)
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
         shared.pools.lookupSecret(tenant: request.tenant, socketPath: socketPath, role: user, on: context.eventLoop)
             .assumeIsolated().whenSuccess { secret in
                 guard case .connecting = self.phase, context.channel.isActive else { return }
                 guard let secret, let verifier = ScramVerifier(secret) else {
-                    self.connectDirect(socketPath: socketPath, request: request, negotiate: negotiate, context: context)
+                    self.connectDirect(socketPath: socketPath, request: request, negotiate: nil, clientAskedForSCRAM: true, context: context)
                     return
                 }
                 self.startPooledLogin(
                     PooledLogin(exchange: ScramServerExchange(verifier: verifier),
                                 key: PoolKey(tenant: request.tenant, socketPath: socketPath, parameters: request.parameters), user: user),
-                    negotiate: negotiate, context: context
+                    context: context
                 )
             }
     }
 
-    private func startPooledLogin(_ login: PooledLogin, negotiate: NegotiateProtocolVersion?, context: ChannelHandlerContext) {
+    /// The client was asked for SCRAM already (see `connect`); what it sent since is its answer.
+    private func startPooledLogin(_ login: PooledLogin, context: ChannelHandlerContext) {
         self.login = login
         phase = .authenticating
-        var out = context.channel.allocator.buffer(capacity: 64)
-        negotiate?.encode(into: &out)
-        AuthenticationRequest.sasl(mechanisms: [Scram.mechanism]).encode(into: &out)
-        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
         for var pending in pendingToServer {
             if authBuffer == nil { authBuffer = pending } else { authBuffer!.writeBuffer(&pending) }
         }
@@ -469,7 +474,12 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         }
     }
 
-    private func connectDirect(socketPath: String, request: RouteRequest, negotiate: NegotiateProtocolVersion?, context: ChannelHandlerContext) {
+    /// `clientAskedForSCRAM`: the client has been sent the SASL request already; the server's
+    /// own is not passed on.
+    private func connectDirect(
+        socketPath: String, request: RouteRequest, negotiate: NegotiateProtocolVersion?, clientAskedForSCRAM: Bool = false,
+        context: ChannelHandlerContext
+    ) {
         shared.metrics.serverSession(.direct)
         let client = NIOLoopBound(self, eventLoop: context.eventLoop)
         let clientContext = NIOLoopBound(context, eventLoop: context.eventLoop)
@@ -479,7 +489,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ServerHandshakeHandler(client: client.value, clientContext: clientContext.value, tenant: tenant, socketPath: socketPath)
+                        ServerHandshakeHandler(
+                            client: client.value, clientContext: clientContext.value, tenant: tenant, socketPath: socketPath,
+                            clientAskedForSCRAM: clientAskedForSCRAM
+                        )
                     )
                 }
             }
@@ -548,6 +561,13 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         context.close(promise: nil)
     }
 
+    /// The server asked for another authentication than the SCRAM the client was asked for.
+    func serverAuthenticationMismatch(_ what: String, context: ChannelHandlerContext) {
+        fail(.unsupportedAuthentication(
+            "the tenant's server asks for \(what), not SCRAM-SHA-256 as pgfleet configures it; check its pg_hba.conf"
+        ), context: context)
+    }
+
     private func forwardCancel(_ key: CancelRegistry.Key, eventLoop: any EventLoop) {
         guard let target = shared.cancels.lookup(key) else {
             shared.metrics.cancelForwarded(false)
@@ -602,12 +622,15 @@ final class ServerHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
     private let socketPath: String
     private var buffer: ByteBuffer?
     private var switched = false
+    /// The client has the SASL request already: the server's first one is checked and dropped.
+    private var clientAskedForSCRAM: Bool
 
-    init(client: ClientConnectionHandler, clientContext: ChannelHandlerContext, tenant: TenantName, socketPath: String) {
+    init(client: ClientConnectionHandler, clientContext: ChannelHandlerContext, tenant: TenantName, socketPath: String, clientAskedForSCRAM: Bool = false) {
         self.client = client
         self.clientContext = clientContext
         self.tenant = tenant
         self.socketPath = socketPath
+        self.clientAskedForSCRAM = clientAskedForSCRAM
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -618,6 +641,10 @@ final class ServerHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
             while !switched, let message = try MessageFramer.next(&bytes, maxLength: ProxyConfiguration.handshakeMessageLimit) {
                 try forward(message, context: context)
             }
+        } catch AuthenticationMismatch.asked(let what) {
+            client.serverAuthenticationMismatch(what, context: clientContext)
+            context.close(promise: nil)
+            return
         } catch {
             client.serverClosedDuringHandshake(context: clientContext)
             context.close(promise: nil)
@@ -638,7 +665,16 @@ final class ServerHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
         var out = context.channel.allocator.buffer(capacity: message.body.readableBytes + 5)
         switch message.type {
         case BackendMessageType.authentication:
-            if case .sasl(let mechanisms) = try AuthenticationRequest(body: message.body) {
+            let request = try AuthenticationRequest(body: message.body)
+            if clientAskedForSCRAM {
+                clientAskedForSCRAM = false
+                guard case .sasl(let mechanisms) = request else { throw AuthenticationMismatch.asked(Self.describe(request)) }
+                guard mechanisms.contains(Scram.mechanism) else {
+                    throw AuthenticationMismatch.asked("SASL with \(mechanisms.joined(separator: ", "))")
+                }
+                return
+            }
+            if case .sasl(let mechanisms) = request {
                 AuthenticationRequest.sasl(mechanisms: mechanisms.filter { $0 != "SCRAM-SHA-256-PLUS" }).encode(into: &out)
             } else {
                 message.encode(into: &out)
@@ -652,6 +688,20 @@ final class ServerHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
             message.encode(into: &out)
         }
         clientContext.write(NIOAny(out), promise: nil)
+    }
+
+    private enum AuthenticationMismatch: Error {
+        case asked(String)
+    }
+
+    private static func describe(_ request: AuthenticationRequest) -> String {
+        switch request {
+        case .ok: "no password (trust)"
+        case .cleartextPassword: "a cleartext password"
+        case .md5Password: "an MD5 password"
+        case .other(let code, _): "authentication request \(code)"
+        case .sasl, .saslContinue, .saslFinal: "an unexpected SASL step"
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -57,7 +57,7 @@ final class ProxyContext: Sendable {
 
     init(
         configuration: ProxyConfiguration, routes: any RouteProvider, tls: NIOSSLContext?, cancels: CancelRegistry, limits: ConnectionLimits,
-        logger: Logger, loops: [any EventLoop]
+        logger: Logger
     ) {
         self.configuration = configuration
         self.routes = routes
@@ -65,6 +65,6 @@ final class ProxyContext: Sendable {
         self.cancels = cancels
         self.limits = limits
         self.logger = logger
-        self.pools = ServerPools(configuration: configuration.pool, logger: logger, loops: loops)
+        self.pools = ServerPools(configuration: configuration.pool, logger: logger)
     }
 }

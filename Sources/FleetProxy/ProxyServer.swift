@@ -20,7 +20,7 @@ public final class ProxyServer: Service, Sendable {
         self.shared = ProxyContext(
             configuration: configuration, routes: routes, tls: tls, cancels: CancelRegistry(),
             limits: ConnectionLimits(maxTotal: configuration.maxConnections, maxPerTenant: configuration.maxConnectionsPerTenant),
-            logger: logger, loops: Array(group.makeIterator())
+            logger: logger
         )
         self.group = group
     }

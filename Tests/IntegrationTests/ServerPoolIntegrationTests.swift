@@ -68,6 +68,21 @@ struct ServerPoolIntegrationTests {
             #expect(!barred.succeeded && barred.stderr.contains("not permitted to log in"), "\(barred.stderr)")
             let ghost = try await through("ghost@pooled", "x", "select 1")
             #expect(!ghost.succeeded && ghost.stderr.contains("password authentication failed for user \"ghost\""), "\(ghost.stderr)")
+            // A password stored as MD5 is no SCRAM verifier: the client authenticates with the
+            // tenant directly, which asked for SCRAM (its pg_hba.conf) and says no, as PostgreSQL does.
+            try await harness.mustQuery(tenant, password: password, "set password_encryption = 'md5'; create role carol login password 'carol-pw'")
+            let md5 = try await through("carol@pooled", "carol-pw", "select 1")
+            #expect(!md5.succeeded && md5.stderr.contains("password authentication failed for user \"carol\""), "\(md5.stderr)")
+            // The client is asked for SCRAM before the tenant is: were pg_hba.conf changed to ask
+            // for something else, the client gets a clear error, never a stuck login.
+            let hba = tenant.dataDirectory + "/pg_hba.conf"
+            let original = try String(contentsOfFile: hba, encoding: .utf8)
+            try original.replacingOccurrences(of: "scram-sha-256", with: "md5").write(toFile: hba, atomically: false, encoding: .utf8)
+            try await harness.mustQuery(tenant, password: password, "select pg_reload_conf()")
+            let changed = try await through("carol@pooled", "carol-pw", "select 1")
+            #expect(!changed.succeeded && changed.stderr.contains("asks for an MD5 password, not SCRAM-SHA-256"), "\(changed.stderr)")
+            try original.write(toFile: hba, atomically: false, encoding: .utf8)
+            try await harness.mustQuery(tenant, password: password, "select pg_reload_conf()")
 
             // One tenant's password does not open another's pooled sessions.
             let crossed = try await through("postgres@neighbour", password, "select 1")
