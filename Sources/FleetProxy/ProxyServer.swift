@@ -11,7 +11,10 @@ import Synchronization
 public final class ProxyServer: Service, Sendable {
     private let shared: ProxyContext
     private let group: any EventLoopGroup
-    private let bound = Mutex<(any Channel)?>(nil)
+    /// One listening socket per event loop (SO_REUSEPORT): the kernel spreads new connections
+    /// over them, and each connection stays on the loop that accepted it, with no hand-over to
+    /// another thread on the way in.
+    private let bound = Mutex<[any Channel]>([])
 
     public init(
         configuration: ProxyConfiguration, routes: any RouteProvider, tls: NIOSSLContext?, logger: Logger,
@@ -25,41 +28,71 @@ public final class ProxyServer: Service, Sendable {
         self.group = group
     }
 
-    /// Binds the listening socket; `run()` binds on its own if this was not called first.
+    /// Binds the listening sockets; `run()` binds on its own if this was not called first.
     public func bind() async throws -> SocketAddress? {
-        if let channel = bound.withLock({ $0 }) { return channel.localAddress }
+        if let first = bound.withLock({ $0.first }) { return first.localAddress }
         let shared = shared
-        let channel: any Channel
+        let (host, port) = (shared.configuration.host, shared.configuration.port)
+        var channels: [any Channel] = []
         do {
-            channel = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 4096)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelOption(.allowRemoteHalfClosure, value: true)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let overLimit = !shared.limits.acquireConnection()
-                        try channel.pipeline.syncOperations.addHandler(ClientConnectionHandler(shared: shared, overLimit: overLimit))
+            // SO_REUSEPORT would let a second daemon on the same port share it silently (as
+            // root, both are the same user): a plain bind first says if the port is taken.
+            try Self.checkFree(host: host, port: port)
+            var address: SocketAddress? = nil
+            for loop in group.makeIterator() {
+                let channel = try await ServerBootstrap(group: loop, childGroup: loop)
+                    .serverChannelOption(.backlog, value: 4096)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .serverChannelOption(ChannelOptions.Types.SocketOption(level: .socket, name: NIOBSDSocket.Option(rawValue: CInt(SO_REUSEPORT))), value: 1)
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelOption(.allowRemoteHalfClosure, value: true)
+                    .childChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            let overLimit = !shared.limits.acquireConnection()
+                            try channel.pipeline.syncOperations.addHandler(ClientConnectionHandler(shared: shared, overLimit: overLimit))
+                        }
                     }
-                }
-                .bind(host: shared.configuration.host, port: shared.configuration.port)
-                .get()
+                    // Port 0: the first socket's port, for the others.
+                    .bind(to: address ?? (try SocketAddress.makeAddressResolvingHost(host, port: port)))
+                    .get()
+                channels.append(channel)
+                if address == nil { address = channel.localAddress }
+            }
         } catch {
-            throw FleetError.failed("the proxy cannot listen on \(shared.configuration.host):\(shared.configuration.port): \(error)")
+            for channel in channels { try? await channel.close() }
+            throw FleetError.failed("the proxy cannot listen on \(host):\(port): \(error)")
         }
-        bound.withLock { $0 = channel }
+        bound.withLock { $0 = channels }
         shared.logger.info("proxy listening", metadata: [
-            "address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "tls": "\(shared.tls == nil ? "disable" : shared.configuration.tlsMode.rawValue)",
+            "address": "\(channels.first?.localAddress.map { "\($0)" } ?? "?")", "tls": "\(shared.tls == nil ? "disable" : shared.configuration.tlsMode.rawValue)",
+            "sockets": "\(channels.count)",
         ])
-        return channel.localAddress
+        return channels.first?.localAddress
+    }
+
+    /// Throws if something listens on `host:port` already (port 0: nothing to check).
+    private static func checkFree(host: String, port: Int) throws {
+        guard port != 0 else { return }
+        let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        let fd = socket(Int32(address.protocol.rawValue), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var one: Int32 = 1
+        // SO_REUSEADDR only lets a port in TIME_WAIT be reused, not one that is listened on.
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let result = address.withSockAddr { pointer, size in Glibc.bind(fd, pointer, socklen_t(size)) }
+        if result != 0 && errno == EADDRINUSE {
+            throw FleetError.failed("address already in use (is another pgfleet or PostgreSQL listening there?)")
+        }
     }
 
     public func run() async throws {
         _ = try await bind()
-        guard let channel = bound.withLock({ $0 }) else { return }
+        let channels = bound.withLock { $0 }
+        guard !channels.isEmpty else { return }
         try? await gracefulShutdown()
         shared.logger.info("proxy stops accepting connections")
-        try? await channel.close()
+        for channel in channels { try? await channel.close() }
     }
 
     /// For tests and metrics: connections open now.

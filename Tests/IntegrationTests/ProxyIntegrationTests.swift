@@ -111,6 +111,11 @@ struct ProxyIntegrationTests {
             for holder in holders { #expect(try await holder.value.succeeded) }
             #expect(try await psql(tls, password: password, "select 1").succeeded)
 
+            // The proxy listens with SO_REUSEPORT (a socket per event loop); a second one on the
+            // same port must still be refused, not share the port's connections.
+            let second = try await Command.run("/usr/bin/timeout", ["20", Harness.binary, "proxy", "--root", harness.root, "--listen", "127.0.0.1:\(port)"])
+            #expect(second.status == .exited(1) && second.stderr.contains("address already in use"), "\(second.status) \(second.stderr)")
+
             kill(proxy, SIGTERM)
             #expect(await ProcessWatcher.shared.waitForExit(pid: proxy, isChild: true) == .exited(0))
         }
