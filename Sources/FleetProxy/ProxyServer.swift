@@ -95,6 +95,13 @@ public final class ProxyServer: Service, Sendable {
         for channel in channels { try? await channel.close() }
     }
 
+    /// A tenant that just came into being will have clients soon: each event loop opens its
+    /// verifier-lookup connection now, so the first login does not wait for a backend to start.
+    /// Unused, they close after the pool's idle timeout.
+    public func prepare(tenant: TenantName, socketPath: String) {
+        shared.pools.prepareLookups(tenant: tenant, socketPath: socketPath, on: Array(group.makeIterator()))
+    }
+
     /// For tests and metrics: connections open now.
     public var openConnections: Int { shared.limits.total }
 

@@ -67,6 +67,14 @@ final class ServerPools: Sendable {
         pool(on: loop).lookupSecret(tenant: tenant, socketPath: socketPath, role: role)
     }
 
+    /// Opens `tenant`'s lookup connection on each of `loops`, unless it is open or off.
+    func prepareLookups(tenant: TenantName, socketPath: String, on loops: [any EventLoop]) {
+        guard configuration.enabled else { return }
+        for loop in loops {
+            loop.execute { self.pool(on: loop).prepareLookup(tenant: tenant, socketPath: socketPath) }
+        }
+    }
+
     /// The pool of `loop`; call on `loop`.
     func pool(on loop: any EventLoop) -> ServerPool {
         let id = ObjectIdentifier(loop)
@@ -284,6 +292,14 @@ final class ServerPool {
             }
             return nil
         }.nonisolated()
+    }
+
+    /// Opens the lookup connection to a tenant if there is none, so that its first login does
+    /// not wait for a backend to start (see `ProxyServer.prepare`).
+    func prepareLookup(tenant: TenantName, socketPath: String) {
+        guard lookups[socketPath] == nil else { return }
+        lookups[socketPath] = .connecting(waiting: [])
+        connectLookup(tenant: tenant, socketPath: socketPath)
     }
 
     private func connectLookup(tenant: TenantName, socketPath: String) {

@@ -69,6 +69,8 @@ public actor Fleet: FleetControl {
     /// Client connections the proxy holds for a tenant; idle suspension counts on it.
     private var proxyConnections: (@Sendable (TenantName) -> Int)?
     private var proxyServerSessions: (@Sendable (TenantName) -> Int)?
+    /// Tells the proxy that a tenant was just created (see `ProxyServer.prepare`).
+    var proxyPrepare: (@Sendable (TenantName, String) -> Void)?
 
     public init(options: FleetOptions, catalog: Catalog, logger: Logger, probe: HealthProbe = HealthProbe()) {
         self.options = options
@@ -284,9 +286,13 @@ public actor Fleet: FleetControl {
 
     /// Lets idle suspension see the proxy's connection counts: its clients, and the server
     /// sessions its pools hold (which are on the tenant's socket but are nobody's client).
-    public func setProxyConnections(clients: @escaping @Sendable (TenantName) -> Int, serverSessions: @escaping @Sendable (TenantName) -> Int) {
+    public func setProxyConnections(
+        clients: @escaping @Sendable (TenantName) -> Int, serverSessions: @escaping @Sendable (TenantName) -> Int,
+        prepare: (@Sendable (TenantName, String) -> Void)? = nil
+    ) {
         proxyConnections = clients
         proxyServerSessions = serverSessions
+        proxyPrepare = prepare
     }
 
     /// Suspends every running tenant that has had no client for its suspend-after period: none

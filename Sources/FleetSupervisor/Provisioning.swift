@@ -197,6 +197,7 @@ extension Fleet {
         }
         created = true
         busy.remove(name)
+        if let socketPath = running.socketPath(of: name) { proxyPrepare?(name, socketPath) }
         logger.info("tenant created", metadata: [
             "tenant": "\(name)", "bundle": "\(bundleRecord.id)", "cluster": "\(claimed ? "claimed from the pool" : "initialised")",
             "start": "\(Self.milliseconds(runningAt - startedAt))", "personalise": "\(Self.milliseconds(clock.now - runningAt))",

@@ -140,7 +140,8 @@ struct Serve: AsyncParsableCommand {
                 _ = try await proxy.bind()
                 await fleet.setProxyConnections(
                     clients: { [proxy] tenant in proxy.connections(of: tenant) },
-                    serverSessions: { [proxy] tenant in proxy.pooledServerConnections(of: tenant) }
+                    serverSessions: { [proxy] tenant in proxy.pooledServerConnections(of: tenant) },
+                    prepare: { [proxy] tenant, socketPath in proxy.prepare(tenant: tenant, socketPath: socketPath) }
                 )
             } catch {
                 printError(error)

@@ -19,6 +19,9 @@ struct ServerPoolIntegrationTests {
             let (tenant, password) = try await harness.createTenant("pooled")
             let (_, otherPassword) = try await harness.createTenant("neighbour")
             try await harness.mustQuery(tenant, password: password, "create role alice login password 'alice-pw'; create table kept(x int); grant all on kept to alice")
+            // A new tenant gets its verifier-lookup connection (one per proxy thread) right after
+            // its create, before any client: the first login does not wait for a backend to start.
+            #expect(try await harness.mustQuery(tenant, password: password, "select count(*) from pg_stat_activity where application_name = 'pgfleet-proxy'") == "1")
 
             func through(_ user: String, _ pw: String, _ commands: String...) async throws -> CommandResult {
                 try await psqlCommands("host=127.0.0.1 port=\(port) user=\(user) dbname=postgres", password: pw, commands)
