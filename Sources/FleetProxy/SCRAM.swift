@@ -137,7 +137,8 @@ struct ScramServerExchange {
 
     /// client-first-message → server-first-message.
     mutating func receiveClientFirst(_ data: [UInt8]) throws(ScramError) -> [UInt8] {
-        guard let text = String(validating: data, as: UTF8.self), !text.contains("\0") else { throw .malformed("not UTF-8") }
+        // (Byte searches here, not String.contains: that goes through Foundation's NSString.)
+        guard !data.contains(0), let text = String(validating: data, as: UTF8.self) else { throw .malformed("not UTF-8") }
         // gs2-header: a channel-binding flag and an optional authzid, each followed by a comma.
         let pieces = text.split(separator: ",", maxSplits: 2, omittingEmptySubsequences: false)
         guard pieces.count == 3 else { throw .malformed("no GS2 header") }
@@ -166,7 +167,16 @@ struct ScramServerExchange {
     mutating func receiveClientFinal(_ data: [UInt8]) throws(ScramError) -> (serverFinal: [UInt8], clientKey: [UInt8]) {
         guard !serverFirst.isEmpty else { throw .malformed("client-final-message before client-first-message") }
         guard let text = String(validating: data, as: UTF8.self) else { throw .malformed("not UTF-8") }
-        guard let proofStart = text.range(of: ",p=", options: .backwards) else { throw .malformed("no proof") }
+        // The proof is the last attribute: the last ",p=".
+        let bytes = text.utf8
+        var at = bytes.endIndex
+        var proofMarker: String.Index? = nil
+        while at > bytes.startIndex, proofMarker == nil {
+            at = bytes.index(before: at)
+            if bytes[at] == UInt8(ascii: ","), bytes[at...].starts(with: ",p=".utf8) { proofMarker = at }
+        }
+        guard let proofMarker else { throw .malformed("no proof") }
+        let proofStart = proofMarker..<bytes.index(proofMarker, offsetBy: 3)
         let withoutProof = text[..<proofStart.lowerBound]
         guard let attributes = Scram.attributes(withoutProof), attributes.count >= 2,
             attributes[0].0 == "c", attributes[1].0 == "r"
