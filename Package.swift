@@ -107,13 +107,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The CLI's side of the API: HTTP/1.1 over the unix socket.
+        // The CLI's side of the API: HTTP/1.1 over the unix socket, on a plain blocking socket
+        // (NIOCore and NIOHTTP1 only for the ByteBuffer and HTTPMethod in its interface).
         .target(
             name: "FleetClient",
             dependencies: [
                 "FleetCore",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

@@ -5,7 +5,7 @@
 #
 #   bench_init NAME          temp dir $BENCH_TMP (0711, under /tmp), EXIT/INT/TERM trap, stale-run sweep
 #   bench_defer CMD...       run CMD at exit (last deferred runs first); failures are ignored
-#   bench_build_pgfleet      sets $PGFLEET (release build, reused when up to date; $PGFLEET_BIN wins)
+#   bench_build_pgfleet      sets $PGFLEET (static-stdlib release build, reused when up to date; $PGFLEET_BIN wins)
 #   bench_install_pkg PKG    apt-get install without letting the package start its service
 #   bench_free_port          prints a free TCP port on 127.0.0.1
 #   bench_add_user NAME      a throwaway system user, removed at exit
@@ -149,14 +149,18 @@ bench_build_pgfleet() {
         return
     fi
     PGFLEET="$BENCH_REPO/.build/release/pgfleet"
-    if [ -x "$PGFLEET" ] && [ -z "$(cd "$BENCH_REPO" && find Sources Package.swift Package.resolved -newer "$PGFLEET" -print -quit)" ]; then
+    # The Swift runtime and Foundation are linked statically: every CLI call starts a process,
+    # and loading a dozen shared Swift libraries cost ~4 ms of each. A release build made
+    # without the flag (by hand) links them dynamically and is rebuilt.
+    if [ -x "$PGFLEET" ] && [ -z "$(cd "$BENCH_REPO" && find Sources Package.swift Package.resolved -newer "$PGFLEET" -print -quit)" ] \
+        && ! { command -v readelf >/dev/null && readelf -d "$PGFLEET" | grep -q 'NEEDED.*libswiftCore'; }; then
         bench_log "reusing the release build $PGFLEET (newer than every source file)"
         return
     fi
     command -v swift >/dev/null || bench_die "swift is not on PATH; build pgfleet or set PGFLEET_BIN"
-    bench_log "building pgfleet in release mode (swift build -c release --product pgfleet);"
-    bench_log "  the first build takes 5-10 minutes on 2 cores, and waits if another build holds .build/"
-    (cd "$BENCH_REPO" && swift build -c release --product pgfleet >&2)
+    bench_log "building pgfleet in release mode (swift build -c release --static-swift-stdlib --product pgfleet);"
+    bench_log "  the first build takes 5-15 minutes on 2 cores, and waits if another build holds .build/"
+    (cd "$BENCH_REPO" && swift build -c release --static-swift-stdlib --product pgfleet >&2)
     [ -x "$PGFLEET" ] || bench_die "the build did not produce $PGFLEET"
 }
 

@@ -12,6 +12,7 @@ struct BundleCommand: AsyncParsableCommand {
 
     struct Import: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "import",
             abstract: "Import a PostgreSQL build into the root.",
             discussion: """
                 PATH is an installed PostgreSQL (a directory with bin/postgres, such as \
@@ -49,7 +50,7 @@ struct BundleCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List imported bundles.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List imported bundles.")
 
         @OptionGroup var rootOptions: RootOptions
 

@@ -14,6 +14,7 @@ import ServiceLifecycle
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "serve",
         abstract: "Run the pgfleet daemon: catalog, supervisor and HTTP API.",
         discussion: """
             Serves the API on ROOT/run/api.sock (mode 0600) and supervises every tenant. Stop it with \

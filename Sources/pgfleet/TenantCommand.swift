@@ -13,6 +13,7 @@ struct TenantCommand: AsyncParsableCommand {
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "create",
             abstract: "Create a tenant: initdb, configure, start.",
             discussion: """
                 Without --password the daemon generates one and this command prints it once: it \
@@ -98,7 +99,7 @@ struct TenantCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List tenants with their state, processes and paths.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List tenants with their state, processes and paths.")
 
         @OptionGroup var rootOptions: RootOptions
 
@@ -120,7 +121,7 @@ struct TenantCommand: AsyncParsableCommand {
     }
 
     struct Info: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show everything about one tenant.")
+        static let configuration = CommandConfiguration(commandName: "info", abstract: "Show everything about one tenant.")
 
         @OptionGroup var rootOptions: RootOptions
 
@@ -144,7 +145,7 @@ struct TenantCommand: AsyncParsableCommand {
     }
 
     struct Start: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Start a tenant and wait until it accepts connections.")
+        static let configuration = CommandConfiguration(commandName: "start", abstract: "Start a tenant and wait until it accepts connections.")
 
         @OptionGroup var rootOptions: RootOptions
 
@@ -158,6 +159,7 @@ struct TenantCommand: AsyncParsableCommand {
 
     struct Stop: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "stop",
             abstract: "Stop a tenant (fast shutdown); it stays stopped until started again."
         )
 
@@ -173,6 +175,7 @@ struct TenantCommand: AsyncParsableCommand {
 
     struct Suspend: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "suspend",
             abstract: "Suspend a running tenant now (clean shutdown); the next connection through the proxy wakes it.",
             discussion: "Unlike `stop`, a suspended tenant is still wanted: it starts again on demand. A stopped one refuses connections until `tenant start`."
         )
@@ -235,7 +238,7 @@ struct TenantCommand: AsyncParsableCommand {
     }
 
     struct Restart: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Restart a tenant and wait until it accepts connections.")
+        static let configuration = CommandConfiguration(commandName: "restart", abstract: "Restart a tenant and wait until it accepts connections.")
 
         @OptionGroup var rootOptions: RootOptions
 
@@ -249,6 +252,7 @@ struct TenantCommand: AsyncParsableCommand {
 
     struct Drop: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "drop",
             abstract: "Stop a tenant and delete it with all its data.",
             discussion: "Without --yes, asks you to type the tenant's name (and refuses when stdin is not a terminal)."
         )
@@ -283,6 +287,7 @@ struct TenantCommand: AsyncParsableCommand {
 
     struct Logs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "logs",
             abstract: "Print a tenant's PostgreSQL log.",
             discussion: "With --follow, keeps printing what is appended (across log rotation) until Ctrl-C."
         )
