@@ -26,12 +26,19 @@ enum APICoding {
     static let prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 
     static func jsonResponse(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
-        var data = try makeEncoder().encode(value)
-        data.append(UInt8(ascii: "\n"))
+        jsonResponse(bytes: try makeEncoder().encode(value), status: status)
+    }
+
+    /// A JSON document already encoded, followed by a newline as every answer is.
+    static func jsonResponse(bytes: some Collection<UInt8>, status: HTTPResponse.Status = .ok) -> Response {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(bytes.count + 1)
+        buffer.writeBytes(bytes)
+        buffer.writeInteger(UInt8(ascii: "\n"))
         return Response(
             status: status,
             headers: [.contentType: jsonContentType],
-            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data))
+            body: ResponseBody(byteBuffer: buffer)
         )
     }
 

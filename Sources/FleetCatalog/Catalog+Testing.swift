@@ -26,4 +26,15 @@ extension Catalog {
             }
         }
     }
+
+    /// All tenants through GRDB's `Decodable` support, as `tenants()` read them before it read
+    /// by position.
+    func tenantsDecodedByGRDB() throws -> [TenantRecord] {
+        try writer.read { db in try TenantRecord.order(TenantRecord.Columns.name).fetchAll(db) }
+    }
+
+    /// The tenant table's columns, in the table's order.
+    func tenantColumns() throws -> [String] {
+        try writer.read { db in try db.columns(in: TenantRecord.databaseTableName).map(\.name) }
+    }
 }

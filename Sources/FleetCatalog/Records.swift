@@ -150,6 +150,31 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
     }
 }
 
+extension TenantRecord {
+    /// Every column, in the order `init(selectedRow:)` reads them.
+    static let selection = """
+        id, name, bundle_id, superuser, os_user, uid, gid, directory, data_directory, socket_directory, log_file, port, \
+        desired_state, created_at, failure_reason, suspended, suspend_after
+        """
+
+    /// A row of `SELECT \(selection)`, read by position. Values convert as GRDB's `Decodable`
+    /// support converts them (dates too); a NULL or a mistyped value throws as it does there.
+    init(selectedRow row: Row) throws {
+        let desiredState = try row.decode(String.self, atIndex: 12)
+        guard let desired = DesiredState(rawValue: desiredState) else {
+            throw FleetError.failed("catalog: tenant row with an unknown desired state \"\(desiredState.debugClipped)\"")
+        }
+        self.init(
+            id: try row.decode(atIndex: 0), name: try row.decode(atIndex: 1), bundleID: try row.decode(atIndex: 2),
+            superuser: try row.decode(atIndex: 3), osUser: try row.decode(atIndex: 4), uid: try row.decode(atIndex: 5),
+            gid: try row.decode(atIndex: 6), directory: try row.decode(atIndex: 7), dataDirectory: try row.decode(atIndex: 8),
+            socketDirectory: try row.decode(atIndex: 9), logFile: try row.decode(atIndex: 10), port: try row.decode(atIndex: 11),
+            desiredState: desired, createdAt: try row.decode(atIndex: 13), failureReason: try row.decode(atIndex: 14),
+            suspended: try row.decode(atIndex: 15), suspendAfter: try row.decode(atIndex: 16)
+        )
+    }
+}
+
 /// A daemon fact (table `meta`), e.g. "instance_id".
 struct MetaRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
     var key: String

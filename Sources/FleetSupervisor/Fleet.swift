@@ -216,17 +216,19 @@ public actor Fleet: FleetControl {
 
     public func listTenants() async throws -> [TenantInfo] {
         let bundleRecords = Dictionary(uniqueKeysWithValues: try catalog.bundles().map { ($0.id, $0) })
-        return try catalog.tenants().map { info(for: $0, bundle: bundleRecords[$0.bundleID]) }
+        // One look at the board for the whole list, not a lock per tenant.
+        let snapshots = board.current()
+        return try catalog.tenants().map { info(for: $0, bundle: bundleRecords[$0.bundleID], snapshot: { snapshots[$0] }) }
     }
 
     public func tenantInfo(_ name: TenantName) async throws -> TenantInfo {
         let record = try existing(name)
-        return info(for: record, bundle: try catalog.bundle(id: record.bundleID))
+        return info(for: record, bundle: try catalog.bundle(id: record.bundleID), snapshot: board.snapshot(of:))
     }
 
-    private func info(for record: TenantRecord, bundle: BundleRecord?) -> TenantInfo {
+    private func info(for record: TenantRecord, bundle: BundleRecord?, snapshot: (TenantName) -> SupervisorSnapshot?) -> TenantInfo {
         let name = try? TenantName(validating: record.name)
-        let snapshot = name.flatMap { supervisors[$0] == nil ? nil : board.snapshot(of: $0) }
+        let snapshot = name.flatMap { supervisors[$0] == nil ? nil : snapshot($0) }
         let state: TenantState = name.map { busy.contains($0) } == true ? .starting : snapshot?.state ?? .stopped
         var info = TenantInfo(
             name: record.name, version: bundle?.version ?? "?", major: bundle?.major ?? 0, bundle: record.bundleID,

@@ -57,6 +57,54 @@ import Testing
         #expect(lines.allSatisfy { !$0.hasSuffix(" ") })
     }
 
+    /// TextTable as it rendered before it wrote bytes: the reference for the faster one.
+    static func referenceRender(_ table: TextTable) -> String {
+        var widths = table.headers.map(\.count)
+        for row in table.rows {
+            for (index, cell) in row.enumerated() where index < widths.count {
+                widths[index] = max(widths[index], cell.count)
+            }
+        }
+        func line(_ cells: [String]) -> String {
+            var out = ""
+            for (index, cell) in cells.enumerated() {
+                out += cell
+                if index < cells.count - 1 {
+                    out += String(repeating: " ", count: max(widths[index] + 2 - cell.count, 0))
+                }
+            }
+            return out
+        }
+        var lines = [line(table.headers)]
+        for (index, row) in table.rows.enumerated() {
+            lines.append(line(row))
+            for note in table.notes[index] ?? [] {
+                lines.append("  └─ " + note)
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Widths count Characters, not bytes: accents, CJK, emoji, combining marks and control
+    /// characters pad as they did.
+    @Test func tableRendersAsBefore() {
+        let pieces = ["", "a", "abc", "/var/lib/pgfleet/tenants/x/socket", "é", "e\u{301}", "日本語", "😀", "👩‍👩‍👧", "a\tb", "\r\n", "x\u{7F}"]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let columns = Int.random(in: 1...5, using: &generator)
+            func cell() -> String { (0..<Int.random(in: 0...3, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined() }
+            var table = TextTable(headers: (0..<columns).map { "H\($0)" + cell() })
+            for row in 0..<Int.random(in: 0...6, using: &generator) {
+                table.rows.append((0..<columns).map { _ in cell() })
+                if Bool.random(using: &generator) { table.notes[row] = [cell(), "failed: " + cell()] }
+            }
+            #expect(table.render() == Self.referenceRender(table), "\(table)")
+        }
+        let tenants = (0..<50).map { FakeFleet.tenant(String(format: "t%02d", $0)) }
+        let text = Presentation.tenantTable(tenants, now: Date(timeIntervalSince1970: 1_700_000_500))
+        #expect(text.split(separator: "\n").count == 51)
+    }
+
     @Test func connectCommandQuotesForLibpqAndTheShell() {
         var tenant = FakeFleet.tenant("acme")
         #expect(Presentation.connectCommand(tenant)

@@ -72,6 +72,30 @@ import Testing
         #expect(fleet.calls == ["listBundles", "listTenants"])
     }
 
+    /// The list is written by hand; clients that read it see the bytes JSONEncoder would write.
+    @Test func theTenantListIsWhatJSONEncoderWrites() async throws {
+        var odd = FakeFleet.tenant("odd")
+        odd.state = .failed
+        odd.pid = nil
+        odd.failureReason = "could not bind \"/run/x\": \\ é 日本 😀\n\t\u{1}"
+        odd.proxy = ProxyEndpoint(host: "127.0.0.1", port: 6432, tls: "disable", sniDomain: nil)
+        odd.suspendAfter = 0
+        let fleet = FakeFleet(tenants: [FakeFleet.tenant("acme"), odd])
+        let router = buildRouter(fleet: fleet, metrics: registry, logger: logs.logger())
+        let app = Application(router: router, logger: logs.logger("hummingbird"))
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let expected = String(decoding: try encoder.encode(try await fleet.listTenants()), as: UTF8.self) + "\n"
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/tenants", method: .get) { response throws in
+                #expect(response.status == .ok)
+                #expect(response.headers[.contentType] == "application/json; charset=utf-8")
+                #expect(String(buffer: response.body) == expected)
+            }
+        }
+    }
+
     @Test func tenantInfoAndLifecycle() async throws {
         try await withApp { client in
             try await client.execute(uri: "/v1/tenants/acme", method: .get) { response throws in

@@ -41,6 +41,43 @@ struct TenantTests {
         #expect(try catalog.tenants().map(\.name) == ["alpha", "bravo", "charlie", "delta"])
     }
 
+    /// `tenants()` reads rows by position; it must read what GRDB's Decodable support reads.
+    @Test func readingByPositionReadsWhatDecodableReads() throws {
+        let catalog = try catalogWithBundle()
+        var rows: [TenantRecord] = []
+        for index in 0..<50 {
+            var tenant = makeTenant(String(format: "t%02d", index), uid: 60000 + index)
+            tenant.createdAt = Date(timeIntervalSince1970: 1_700_000_000 + Double(index) * 1_234.567_891)
+            tenant.failureReason = index % 3 == 0 ? nil : "failed: \"x\" \\ é 😀\n\(index)"
+            tenant.suspended = index % 2 == 0
+            tenant.suspendAfter = index % 4 == 0 ? nil : index % 4 == 1 ? 0 : 300 * index
+            tenant.desiredState = index % 5 == 0 ? .stopped : .running
+            tenant.port = 5432 + index
+            rows.append(tenant)
+        }
+        try catalog.insertTenantsInOneTransaction(rows.shuffled())
+        let read = try catalog.tenants()
+        #expect(read == (try catalog.tenantsDecodedByGRDB()))
+        #expect(read.map(\.name) == rows.map(\.name))
+        #expect(read.map(\.failureReason) == rows.map(\.failureReason))
+        #expect(read.map(\.suspendAfter) == rows.map(\.suspendAfter))
+    }
+
+    /// A column added by a migration must be added to what `tenants()` selects.
+    @Test func theSelectionNamesEveryColumn() throws {
+        let catalog = try catalogWithBundle()
+        let selected = TenantRecord.selection.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        #expect(selected == (try catalog.tenantColumns()))
+    }
+
+    @Test func anUnknownDesiredStateIsAnErrorNotACrash() throws {
+        let catalog = try catalogWithBundle()
+        _ = try catalog.insertTenant(makeTenant("alpha"))
+        try catalog.executeRawSQL("PRAGMA ignore_check_constraints = ON")
+        try catalog.executeRawSQL("UPDATE tenant SET desired_state = 'paused'")
+        #expect(throws: (any Error).self) { try catalog.tenants() }
+    }
+
     /// The daemon's once-a-second idle check reads the rows of its running tenants by name: a
     /// few hundred among thousands, found through the unique index on name, not a full scan.
     @Test func tenantsByNameAmongThousands() throws {

@@ -42,4 +42,19 @@ import Testing
         // Only the tenants asked about: a name with no entry is not counted.
         #expect(board.counts(of: names.prefix(20) + [acme]) { $0 } == ["running": 2, "suspended": 18])
     }
+
+    /// A list reads the board once; what is published afterwards shows in the next list.
+    @Test func currentIsTheBoardAtOneMoment() {
+        let board = SnapshotBoard<String>()
+        let owner = Owner()
+        board.claim(acme, by: ObjectIdentifier(owner), "running")
+        let before = board.current()
+        board.publish(acme, by: ObjectIdentifier(owner), "suspended")
+        board.claim(beta, by: ObjectIdentifier(owner), "starting")
+        #expect(before[acme] == "running")
+        #expect(before[beta] == nil)
+        let after = board.current()
+        #expect(after[acme] == "suspended")
+        #expect(after[beta] == "starting")
+    }
 }
