@@ -30,8 +30,9 @@ tenant drop`, `pg_dropcluster --stop`.
 It also prints where pgfleet's time goes, from the create command's progress lines, each
 timestamped as it arrived: CLI and request, until the cluster is claimed from the pool (a
 rename; useradd runs meanwhile) or, without one, initialised (useradd, then initdb +
-postgres --single + syncfs), configuration files (with a claim also the wait for useradd and
-the chown -R), start until running with the superuser set, first query.
+postgres --single + syncfs), configuration files (with a claim also the chown -R to the user id
+chosen for the tenant), start until running with the superuser set (useradd finishes meanwhile;
+the superuser is set once it has), first query.
 
 It uses the release build of pgfleet (built if missing or older than the sources, 5-10 minutes the
 first time; PGFLEET_BIN skips that), starts a throwaway daemon under /tmp, and removes it, every
@@ -143,8 +144,8 @@ declare -A PHASE_LABEL=(
     [request]="CLI start-up and request"
     [osuser]="until the cluster is claimed (useradd starts meanwhile)"
     [cluster]="the claimed cluster's mode; or initdb (no pool)"
-    [configure]="configuration files, waiting for useradd, chown -R"
-    [start]="start until running, superuser set, answer, CLI exit"
+    [configure]="configuration files, chown -R (useradd still running)"
+    [start]="start until running (waits for useradd), superuser set, answer, CLI exit"
     [query]="first query through the proxy"
 )
 CLAIMED=0

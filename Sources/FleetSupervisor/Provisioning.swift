@@ -23,7 +23,7 @@ extension Fleet {
             throw FleetError.invalidRequest("suspend-after must be 0 (never) or a positive number of seconds")
         }
         let bundleRecord = try chooseBundle(id: request.bundle, major: request.pg)
-        let bundle = try bundles.load(id: bundleRecord.id)
+        let bundle = try loadBundle(id: bundleRecord.id)
 
         await pool.createStarted()
         do {

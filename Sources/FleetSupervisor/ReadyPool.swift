@@ -25,6 +25,7 @@ public actor ReadyPool {
     private let logger: Logger
     private var state: ReadyPoolState
     private var createsInProgress = 0
+    private var lastCreateFinished: ContinuousClock.Instant?
     private var poolUser: UserIdentity?
     private let clock = ContinuousClock()
     private let epoch = ContinuousClock.now
@@ -79,8 +80,13 @@ public actor ReadyPool {
 
     func createFinished() {
         createsInProgress -= 1
+        lastCreateFinished = clock.now
         poke()
     }
+
+    /// After a create the pool waits this long before it builds: the new tenant's first
+    /// connections (a backend start each) should not wait behind an initdb's file writes.
+    static let settleAfterCreate: Duration = .seconds(1)
 
     /// Something changed that may call for a build: a bundle was imported, say.
     public nonisolated func wake() {
@@ -132,6 +138,10 @@ public actor ReadyPool {
         while !Task.isCancelled {
             let bundleIDs = ((try? catalog.bundles()) ?? []).map(\.id)
             removeGone(keeping: Set(bundleIDs))
+            if let last = lastCreateFinished, clock.now - last < Self.settleAfterCreate {
+                await sleep(upTo: Self.settleAfterCreate - (clock.now - last))
+                continue
+            }
             if let bundle = state.nextBuild(bundles: bundleIDs, createsInProgress: createsInProgress, now: now) {
                 await build(bundle: bundle)
                 continue

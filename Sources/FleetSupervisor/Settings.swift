@@ -16,7 +16,7 @@ extension Fleet {
         let record = try existing(name)
         try notBusy(name)
         guard !request.settings.isEmpty else { throw FleetError.invalidRequest("no settings given: use name=value") }
-        let bundle = try bundles.load(id: record.bundleID)
+        let bundle = try loadBundle(id: record.bundleID)
         let owner = options.isolated ? UserIdentity(name: record.osUser, uid: uid_t(record.uid), gid: gid_t(record.gid)) : nil
         let environment = Self.environment(for: bundle)
 
