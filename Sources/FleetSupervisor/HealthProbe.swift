@@ -1,3 +1,4 @@
+import Synchronization
 import FleetCore
 import NIOCore
 import NIOPosix
@@ -40,32 +41,50 @@ public struct HealthProbe: Sendable {
     /// Runs `sql` (one or more statements: one transaction) as the daemon's role; nil when it
     /// succeeded, else why not. The statement text is never logged: it may carry a password verifier.
     public func execute(_ sql: String, socketDirectory: String, port: Int = FleetLayout.tenantPort) async -> String? {
-        switch await query(sql, socketDirectory: socketDirectory, port: port, needsRow: false).outcome {
-        case .ready: return nil
-        case .notReady(let why): return why
+        await executeTracked(sql, socketDirectory: socketDirectory, port: port).problem
+    }
+
+    /// `execute`, also saying whether the statement reached the server: a failure before that
+    /// (no socket yet, "the database system is starting up") can be retried safely.
+    func executeTracked(_ sql: String, socketDirectory: String, port: Int = FleetLayout.tenantPort) async -> (problem: String?, sent: Bool) {
+        let answer = await query(sql, socketDirectory: socketDirectory, port: port, needsRow: false)
+        switch answer.outcome {
+        case .ready: return (nil, true)
+        case .notReady(let why): return (why, answer.sent)
         }
     }
 
     /// Runs one simple query and returns whether it worked and the first column of its first row.
-    func query(_ sql: String, socketDirectory: String, port: Int, needsRow: Bool = true) async -> (outcome: Outcome, value: String?) {
+    /// `sent`: the query went out (so it may have run, even if the answer says otherwise or
+    /// never came); a timeout counts as sent.
+    func query(_ sql: String, socketDirectory: String, port: Int, needsRow: Bool = true) async -> (outcome: Outcome, value: String?, sent: Bool) {
         let path = "\(socketDirectory)/.s.PGSQL.\(port)"
+        let sent = SentFlag()
         do {
-            return try await withThrowingTaskGroup(of: (outcome: Outcome, value: String?).self) { group in
-                group.addTask { try await self.run(path: path, sql: sql, needsRow: needsRow) }
+            let answer = try await withThrowingTaskGroup(of: (outcome: Outcome, value: String?).self) { group in
+                group.addTask { try await self.run(path: path, sql: sql, needsRow: needsRow, sent: sent) }
                 group.addTask {
                     try await Task.sleep(for: .nanoseconds(self.timeout.nanoseconds))
+                    sent.set()
                     return (.notReady("no answer within \(self.timeout.nanoseconds / 1_000_000) ms"), nil)
                 }
                 let first = try await group.next() ?? (.notReady("cancelled"), nil)
                 group.cancelAll()
                 return first
             }
+            return (answer.outcome, answer.value, sent.value)
         } catch {
-            return (.notReady("\(error)"), nil)
+            return (.notReady("\(error)"), nil, sent.value)
         }
     }
 
-    private func run(path: String, sql: String, needsRow: Bool) async throws -> (outcome: Outcome, value: String?) {
+    private final class SentFlag: Sendable {
+        private let flag = Mutex(false)
+        func set() { flag.withLock { $0 = true } }
+        var value: Bool { flag.withLock { $0 } }
+    }
+
+    private func run(path: String, sql: String, needsRow: Bool, sent sentFlag: SentFlag) async throws -> (outcome: Outcome, value: String?) {
         let channel = try await ClientBootstrap(group: eventLoopGroup)
             .connect(unixDomainSocketPath: path) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -108,6 +127,7 @@ public struct HealthProbe: Sendable {
                             query.writeInteger(UInt8(ascii: "Q"))
                             query.writeInteger(Int32(4 + sql.utf8.count + 1))
                             query.writeNullTerminatedString(sql)
+                            sentFlag.set()
                             try await outbound.write(query)
                             sentQuery = true
                         } else {

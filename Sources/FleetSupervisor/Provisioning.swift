@@ -4,6 +4,7 @@ import FleetCore
 import FleetSystem
 import Foundation
 import Logging
+import Synchronization
 
 extension Fleet {
     public func createTenant(_ request: CreateTenantRequest, progress: @escaping ProgressReporter) async throws -> (TenantInfo, String?) {
@@ -66,6 +67,8 @@ extension Fleet {
             suspendAfter: suspendAfter
         ))
         phases.mark("catalog row")
+        // The password's SCRAM verifier (4,096 PBKDF2 rounds) is computed while the cluster is claimed and started.
+        let verifierTask = Task.detached { try ScramVerifier.make(password: password) }
         // The tenant's OS user, when isolated: its id is chosen here, so that a claimed cluster
         // can be given to it and started while useradd runs (about 30 ms, mostly fsyncs of
         // /etc/passwd and friends). A fresh initdb waits for the user: initdb looks itself up.
@@ -157,8 +160,12 @@ extension Fleet {
         // The configuration reaches the disk while the postmaster starts (it only reads it).
         let files = configurationFiles
         let configurationSync = Task.detached { try Files.sync(files) }
-        let snapshot = await supervisor.start()
-        let runningAt = clock.now
+        // The supervisor starts the postmaster and probes it until it answers; meanwhile useradd
+        // and the sync finish, and the superuser is set as soon as the server answers (see
+        // `personaliseWhenReady`), beside the probe rather than after it.
+        let starting = Task { await supervisor.start() }
+        let startFinished = DoneFlag()
+        Task.detached { _ = await starting.value; startFinished.set() }
         // Before anyone can log in: the user exists (it owns the files already) and the
         // configuration is on disk.
         var setupError: (any Error)? = nil
@@ -169,6 +176,12 @@ extension Fleet {
         }
         do { try await configurationSync.value } catch { setupError = setupError ?? error }
         phases.mark("useradd and sync")
+        var personaliseError: (any Error)? = nil
+        if setupError == nil {
+            personaliseError = await personaliseWhenReady(record: record, verifier: verifierTask, startFinished: startFinished)
+        }
+        let snapshot = await starting.value
+        let runningAt = clock.now
         if snapshot.state != .running, setupError == nil {
             created = true
             busy.remove(name)
@@ -179,7 +192,7 @@ extension Fleet {
         }
         do {
             if let setupError { throw setupError }
-            try await personalise(record: record, password: password)
+            if let personaliseError { throw personaliseError }
         } catch {
             // Nobody can log in to it: remove it, as any other failed create.
             logger.error("tenant creation failed; cleaning up", metadata: ["tenant": "\(name)", "error": "\(error)"])
@@ -200,7 +213,7 @@ extension Fleet {
         if let socketPath = running.socketPath(of: name) { proxyPrepare?(name, socketPath) }
         logger.info("tenant created", metadata: [
             "tenant": "\(name)", "bundle": "\(bundleRecord.id)", "cluster": "\(claimed ? "claimed from the pool" : "initialised")",
-            "start": "\(Self.milliseconds(runningAt - startedAt))", "personalise": "\(Self.milliseconds(clock.now - runningAt))",
+            "running and personalised": "\(Self.milliseconds(runningAt - startedAt))",
             "phases": "\(phases.summary)",
         ])
         return (await info(forName: name), generated)
@@ -265,15 +278,24 @@ extension Fleet {
         return left.lexicographicallyPrecedes(right)
     }
 
-    /// Gives a new, running cluster its tenant's superuser: renamed from the one initdb made,
-    /// with the password as a SCRAM verifier computed here; then the daemon's role is no longer a
+    /// Gives a new cluster its tenant's superuser: renamed from the one initdb made, with the
+    /// password as a SCRAM verifier computed here; then the daemon's role is no longer a
     /// superuser. Until this ran nobody could log in with a password, so the proxy routing to
-    /// the tenant a moment early lets nobody in.
-    private func personalise(record: TenantRecord, password: String) async throws {
-        let verifier = try ScramVerifier.make(password: password)
-        let sql = ClusterConfig.personaliseSQL(superuser: record.superuser, verifier: verifier)
-        if let problem = await probe.execute(sql, socketDirectory: record.socketDirectory) {
-            throw FleetError.failed("setting up the superuser \(record.superuser) failed: \(problem)")
+    /// the tenant a moment early lets nobody in. Tried as soon as the server answers, while its
+    /// supervisor still probes it: attempts that fail before the statement reached the server
+    /// (no socket yet, "the database system is starting up") are repeated every 5 ms until the
+    /// start is over; one that reached it is never repeated.
+    private func personaliseWhenReady(
+        record: TenantRecord, verifier: Task<String, any Error>, startFinished: DoneFlag
+    ) async -> (any Error)? {
+        let sql: String
+        do { sql = ClusterConfig.personaliseSQL(superuser: record.superuser, verifier: try await verifier.value) } catch { return error }
+        while true {
+            let finished = startFinished.value
+            let (problem, sent) = await probe.executeTracked(sql, socketDirectory: record.socketDirectory)
+            guard let problem else { return nil }
+            if sent || finished { return FleetError.failed("setting up the superuser \(record.superuser) failed: \(problem)") }
+            try? await Task.sleep(for: .milliseconds(5))
         }
     }
 
@@ -357,4 +379,11 @@ struct PhaseClock {
     var summary: String {
         marks.map { "\($0.0) \(Fleet.milliseconds($0.1))" }.joined(separator: ", ")
     }
+}
+
+/// Set once, read from anywhere.
+final class DoneFlag: Sendable {
+    private let done = Mutex(false)
+    func set() { done.withLock { $0 = true } }
+    var value: Bool { done.withLock { $0 } }
 }
