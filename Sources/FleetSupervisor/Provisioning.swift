@@ -115,7 +115,7 @@ extension Fleet {
                     if let plannedOwner { try Files.setOwnerRecursively(record.directory, plannedOwner) }
                     phases.mark("chown")
                 } else {
-                    let owner = try await userCreation?.value
+                    let owner = try await userCreation?.value ?? plannedOwner
                     if let owner {
                         for directory in [record.directory, record.socketDirectory, layout.tenantLogDirectory(name)] {
                             try Files.setOwner(directory, owner)
