@@ -20,12 +20,13 @@ struct UnixHTTPTransportTests {
         let cut = answer.utf8.count / 2
         try await withServer([
             .readRequest, .send(String(answer.prefix(20))), .pause(milliseconds: 20), .send(String(answer.dropFirst(20).prefix(cut))),
-            .pause(milliseconds: 20), .send(String(answer.dropFirst(20 + cut))), .pause(milliseconds: 500),
+            .pause(milliseconds: 20), .send(String(answer.dropFirst(20 + cut))), .pause(milliseconds: 3000),
         ]) { server in
-            // The answer is complete at its last byte: the client does not wait for the close.
+            // The answer is complete at its last byte: the client does not wait for the close,
+            // which comes 3 s later (a wide margin: the suite runs beside others on 2 cores).
             let started = ContinuousClock.now
             let status = try await server.client.status()
-            #expect(ContinuousClock.now - started < .milliseconds(400))
+            #expect(ContinuousClock.now - started < .milliseconds(2000))
             #expect(status == Self.status)
         } after: { server in
             let request = String(decoding: server.request, as: UTF8.self)

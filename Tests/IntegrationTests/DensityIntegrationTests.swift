@@ -50,10 +50,11 @@ struct DensityIntegrationTests {
             let listed = try await harness.list()
             let ready = ContinuousClock.now - start
             #expect(listed.count == count + 1)
-            // Parsing the bundle manifest once per tenant took about 20 s on a quiet machine; once
-            // per bundle it is well under a second. The bound leaves room for other suites running
-            // beside this one.
-            #expect(ready < .seconds(12), "the daemon took \(ready) to list \(count + 1) tenants after its start")
+            // Parsing the bundle manifest once per tenant took about 20 s on a quiet machine (far
+            // more in this debug build); once per bundle it is well under a second. The bound
+            // leaves room for other suites running beside this one on 2 cores: 12 s was exceeded
+            // (13 s) at a load average of 10.
+            #expect(ready < .seconds(20), "the daemon took \(ready) to list \(count + 1) tenants after its start")
             let states = Dictionary(grouping: listed, by: \.state).mapValues(\.count)
             #expect(states == [.suspended: count, .running: 1])
 
