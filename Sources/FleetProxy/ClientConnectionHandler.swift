@@ -564,7 +564,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// The server asked for another authentication than the SCRAM the client was asked for.
     func serverAuthenticationMismatch(_ what: String, context: ChannelHandlerContext) {
         fail(.unsupportedAuthentication(
-            "the tenant's server asks for \(what), not SCRAM-SHA-256 as pgfleet configures it; check its pg_hba.conf"
+            "the tenant's server asks for \(what), not SCRAM-SHA-256 as pgfleet configures it: "
+                + "its pg_hba.conf was changed; put back pgfleet's line `local all all scram-sha-256` and reload it"
         ), context: context)
     }
 

@@ -82,7 +82,7 @@ public final class ProxyServer: Service, Sendable {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         let result = address.withSockAddr { pointer, size in Glibc.bind(fd, pointer, socklen_t(size)) }
         if result != 0 && errno == EADDRINUSE {
-            throw FleetError.failed("address already in use (is another pgfleet or PostgreSQL listening there?)")
+            throw FleetError.failed("address already in use (is another pgfleet or PostgreSQL listening there?); stop it or choose another --listen")
         }
     }
 

@@ -1,4 +1,3 @@
-import Synchronization
 import FleetCore
 import NIOCore
 import NIOPosix
@@ -59,7 +58,7 @@ public struct HealthProbe: Sendable {
     /// never came); a timeout counts as sent.
     func query(_ sql: String, socketDirectory: String, port: Int, needsRow: Bool = true) async -> (outcome: Outcome, value: String?, sent: Bool) {
         let path = "\(socketDirectory)/.s.PGSQL.\(port)"
-        let sent = SentFlag()
+        let sent = DoneFlag()
         do {
             let answer = try await withThrowingTaskGroup(of: (outcome: Outcome, value: String?).self) { group in
                 group.addTask { try await self.run(path: path, sql: sql, needsRow: needsRow, sent: sent) }
@@ -78,13 +77,7 @@ public struct HealthProbe: Sendable {
         }
     }
 
-    private final class SentFlag: Sendable {
-        private let flag = Mutex(false)
-        func set() { flag.withLock { $0 = true } }
-        var value: Bool { flag.withLock { $0 } }
-    }
-
-    private func run(path: String, sql: String, needsRow: Bool, sent sentFlag: SentFlag) async throws -> (outcome: Outcome, value: String?) {
+    private func run(path: String, sql: String, needsRow: Bool, sent sentFlag: DoneFlag) async throws -> (outcome: Outcome, value: String?) {
         let channel = try await ClientBootstrap(group: eventLoopGroup)
             .connect(unixDomainSocketPath: path) { channel in
                 channel.eventLoop.makeCompletedFuture {

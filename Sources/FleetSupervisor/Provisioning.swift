@@ -84,7 +84,9 @@ extension Fleet {
                     plannedOwner = leftover
                 } else {
                     guard let id = OSUsers.freeTenantID(excluding: promisedUserIDs) else {
-                        throw FleetError.failed("no free OS user id in pgfleet's range \(OSUsers.tenantIDs)")
+                        throw FleetError.failed(
+                            "no free OS user id found in pgfleet's range \(OSUsers.tenantIDs) after 1,000 tries; remove the OS users left there by tenants that no longer exist"
+                        )
                     }
                     promisedID = id
                     promisedUserIDs.insert(id)
@@ -109,7 +111,7 @@ extension Fleet {
                     await progress(.progress("claimed a ready PostgreSQL \(bundleRecord.version) cluster from the pool"))
                     try Files.setMode(record.dataDirectory, 0o700)
                     await progress(.progress("configuring"))
-                    configurationFiles = try writeConfiguration(name: name, record: record, owner: nil, sync: false)
+                    configurationFiles = try writeConfiguration(name: name, record: record, owner: nil)
                     phases.mark("configuration")
                     // The pool's user made the cluster; from now on all of it is the tenant's alone.
                     if let plannedOwner { try Files.setOwnerRecursively(record.directory, plannedOwner) }
@@ -131,7 +133,7 @@ extension Fleet {
                     )
                     try Files.setMode(record.dataDirectory, 0o700)
                     await progress(.progress("configuring"))
-                    configurationFiles = try writeConfiguration(name: name, record: record, owner: plannedOwner, sync: false)
+                    configurationFiles = try writeConfiguration(name: name, record: record, owner: plannedOwner)
                 }
             } catch {
                 _ = try? await userCreation?.value
@@ -299,10 +301,10 @@ extension Fleet {
         }
     }
 
-    /// Writes a new cluster's configuration; returns the files written, which the caller syncs
-    /// (`Files.sync`) when `sync` is false.
-    @discardableResult
-    private func writeConfiguration(name: TenantName, record: TenantRecord, owner: UserIdentity?, sync: Bool) throws -> [String] {
+    /// Writes a new cluster's configuration without waiting for the disk; returns the files
+    /// written, which the caller syncs together (`Files.sync`) while the postmaster starts.
+    private func writeConfiguration(name: TenantName, record: TenantRecord, owner: UserIdentity?) throws -> [String] {
+        let sync = false
         let data = record.dataDirectory
         let files = [ClusterConfig.includeFile, "pg_hba.conf", "pg_ident.conf", "postgresql.conf", ClusterConfig.settingsFile].map { data + "/" + $0 }
         try Files.write(ClusterConfig.settings(name: name, socketDirectory: record.socketDirectory), to: files[0], mode: 0o600, owner: owner, sync: sync)
@@ -381,7 +383,7 @@ struct PhaseClock {
     }
 }
 
-/// Set once, read from anywhere.
+/// Set once, read from anywhere (a start that finished, a query that went out).
 final class DoneFlag: Sendable {
     private let done = Mutex(false)
     func set() { done.withLock { $0 = true } }

@@ -42,17 +42,16 @@ public enum Files {
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { throw FleetError.failed("cannot write \(path): \(String(cString: strerror(errno)))") }
         var problem: String?
-        var bytes = Array(contents.utf8)
+        let bytes = Array(contents.utf8)
         var offset = 0
         while offset < bytes.count, problem == nil {
-            let written = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
             if written < 0 {
                 if errno != EINTR { problem = "write: \(String(cString: strerror(errno)))" }
             } else {
                 offset += written
             }
         }
-        bytes = []
         if problem == nil, fchmod(fd, mode) != 0 { problem = "chmod: \(String(cString: strerror(errno)))" }
         if problem == nil, let owner, fchown(fd, owner.uid, owner.gid) != 0 { problem = "chown: \(String(cString: strerror(errno)))" }
         if problem == nil, sync, fsync(fd) != 0 { problem = "fsync: \(String(cString: strerror(errno)))" }

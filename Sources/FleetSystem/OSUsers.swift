@@ -60,18 +60,19 @@ public enum OSUsers {
     /// Debian policy leaves 65536-4294967293 to dynamically allocated accounts.
     public static let tenantIDs: ClosedRange<Int> = 2_000_000_000...2_000_999_999
 
-    /// Creates the system user (and its own group) for a tenant, or takes over one that an earlier,
-    /// interrupted create of the same tenant left behind. Refuses to touch any other existing user.
-    public static func ensureTenantUser(_ name: String, tenant: TenantName, root: String, home: String) async throws -> UserIdentity {
-        try await ensureUser(name, marker: marker(tenant, root: root), home: home, owner: "this pgfleet tenant")
+    /// The user an earlier, interrupted create of `tenant` left behind, nil when there is none;
+    /// throws if a user of that name exists and is not this tenant's. (A new one is made by
+    /// `createTenantUser`.)
+    public static func leftoverTenantUser(_ name: String, tenant: TenantName, root: String) throws -> UserIdentity? {
+        try existingUser(name, marker: marker(tenant, root: root), owner: "this pgfleet tenant")
     }
 
-    /// The user an earlier, interrupted create of `tenant` left behind, nil when there is none;
-    /// throws if a user of that name exists and is not this tenant's.
-    public static func leftoverTenantUser(_ name: String, tenant: TenantName, root: String) throws -> UserIdentity? {
+    /// The user `name` if it exists and carries `marker`; nil if there is none; throws if it
+    /// belongs to someone else.
+    private static func existingUser(_ name: String, marker: String, owner: String) throws -> UserIdentity? {
         guard let existing = lookup(name) else { return nil }
-        guard comment(of: name) == marker(tenant, root: root) else {
-            throw FleetError.conflict("the OS user \(name) already exists and does not belong to this pgfleet tenant; remove it or choose another name")
+        guard comment(of: name) == marker else {
+            throw FleetError.conflict("the OS user \(name) already exists and does not belong to \(owner); remove it or choose another name")
         }
         return existing
     }
@@ -129,14 +130,7 @@ public enum OSUsers {
     }
 
     private static func ensureUser(_ name: String, marker: String, home: String, owner: String) async throws -> UserIdentity {
-        if let existing = lookup(name) {
-            guard comment(of: name) == marker else {
-                throw FleetError.conflict(
-                    "the OS user \(name) already exists and does not belong to \(owner); remove it or choose another name"
-                )
-            }
-            return existing
-        }
+        if let existing = try existingUser(name, marker: marker, owner: owner) { return existing }
         let (low, high) = (tenantIDs.lowerBound, tenantIDs.upperBound)
         try await Command.run(
             "/usr/sbin/useradd",
