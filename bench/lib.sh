@@ -374,6 +374,9 @@ bench_busy_note() {
 #   bench_timer_poll ID SECONDS  connect + `select 1` until one succeeds: prints "END_US ATTEMPTS",
 #                                END_US the wall clock (µs since the epoch, as $EPOCHREALTIME) when
 #                                the row of the first successful `select 1` arrived
+#   bench_timer_spawn SECONDS STAMPS PWREGEX CONNINFO PEERUSER COMMAND…
+#                                runs COMMAND, then polls as bench_timer_poll, all in the timer
+#                                (see the function): "START_US EXIT_US END_US ATTEMPTS"
 #   bench_elapsed_ms START [END] ms between two $EPOCHREALTIME values (END: now), one decimal
 #   bench_percentile P N...      the P-th percentile (linear between ranks, so P=50 is the median), one decimal
 #   bench_loadavg                the 1/5/15-minute load average
@@ -464,6 +467,60 @@ for line in sys.stdin:
                     reply("error", "no successful select 1 within %s s after %d attempts; last error: %s" % (parts[2], attempts, last))
                     break
                 time.sleep(0.005)
+        elif parts[0] == "spawn":
+            # spawn ID SECONDS STAMPS PWREGEX CONNINFO PEER ARGV...: runs the command, then at once
+            # polls as "poll" does. The password (group 1 of PWREGEX on its stdout) stays in here.
+            ident, seconds, stamps, pattern, conninfo, peer = parts[1:7]
+            argv = parts[7:]
+            import re, subprocess, threading
+            lines = []
+
+            def collect(stream):
+                for raw in stream:
+                    lines.append((time.time_ns() // 1000, raw.decode(errors="replace").rstrip("\n")))
+
+            start_us = time.time_ns() // 1000
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            reader = threading.Thread(target=collect, args=(proc.stderr,))
+            reader.start()
+            stdout = proc.stdout.read().decode(errors="replace")
+            status = proc.wait()
+            exit_us = time.time_ns() // 1000
+            reader.join()
+            if stamps:
+                with open(stamps, "w") as f:
+                    for stamp, text in lines:
+                        f.write("%d.%06d\t%s\n" % (stamp // 1000000, stamp % 1000000, text))
+                    f.write("%d.%06d\teof\n" % (exit_us // 1000000, exit_us % 1000000))
+            if status != 0:
+                reply("error", "%s exited with %d: %s" % (argv[0], status, " | ".join(text for _, text in lines[-15:]) + " | " + stdout[-2000:]))
+                continue
+            password = None
+            if pattern:
+                found = re.search(pattern, stdout, re.M)
+                if not found:
+                    reply("error", "%s printed nothing that matches %s" % (argv[0], pattern))
+                    continue
+                password = found.group(1)
+            stdout = ""
+            if peer:
+                import pwd
+                entry = pwd.getpwnam(peer)
+                peer = (entry.pw_uid, entry.pw_gid)
+            target, deadline = {"conninfo": conninfo, "password": password, "peer": peer or None}, time.monotonic() + float(seconds)
+            attempts, last = 0, ""
+            while True:
+                attempts += 1
+                try:
+                    _, wall = once(target)
+                    reply("ok", start_us, exit_us, wall, attempts)
+                    break
+                except psycopg.Error as error:
+                    last = str(error).strip()
+                if time.monotonic() > deadline:
+                    reply("error", "no successful select 1 within %s s after %d attempts; last error: %s" % (seconds, attempts, last))
+                    break
+                time.sleep(0.005)
         elif parts[0] == "forget":
             targets.pop(parts[1], None)
             reply("ok")
@@ -539,6 +596,27 @@ bench_timer_poll() {
         return 1
     fi
     printf '%s %s\n' "${reply[1]}" "${reply[2]}"
+}
+
+# bench_timer_spawn SECONDS STAMPS PWREGEX CONNINFO PEERUSER COMMAND ARGS…: the timer runs the
+# command itself (no shell in between, so both kinds of sample pay the same harness costs), writes
+# its stderr lines, each with the time it arrived, to STAMPS ("eof" last; empty: not written),
+# takes the password from its stdout (group 1 of PWREGEX; empty: none), then connects + `select 1`
+# until one succeeds. Prints "START_US EXIT_US END_US ATTEMPTS" (wall clock, µs since the epoch).
+bench_timer_spawn() {
+    local seconds="$1" line reply=() arg
+    line="spawn"$'\t'"-"$'\t'"$1"$'\t'"$2"$'\t'"$3"$'\t'"$4"$'\t'"$5"
+    shift 5
+    for arg in "$@"; do
+        case "$arg" in *$'\t'* | *$'\n'*) bench_die "bench_timer_spawn: a tab or newline in an argument" ;; esac
+        line+=$'\t'"$arg"
+    done
+    _bench_timer_call reply "$((seconds + 120))" "$line"
+    if [ "${reply[0]}" != ok ]; then
+        printf '%s\n' "${reply[*]:1}" >&2
+        return 1
+    fi
+    printf '%s %s %s %s\n' "${reply[1]}" "${reply[2]}" "${reply[3]}" "${reply[4]}"
 }
 
 bench_timer_forget() {

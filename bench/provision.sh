@@ -22,8 +22,9 @@ one run, and prints the medians and the ratio. The target: pgfleet's create -> f
 
 A sample runs from just before the command starts (its process start-up included: that is what
 an operator waits for) until the row of the first successful `select 1` arrived; the query is
-retried every 5 ms until it succeeds. The queries come from one long-lived python3 process with
-psycopg (libpq), so the client's start-up is not counted. The samples are interleaved, their
+retried every 5 ms until it succeeds. One long-lived python3 process with psycopg (libpq) runs
+each command and, as soon as it exits, connects: no shell and no client start-up in between, the
+same for both kinds. The samples are interleaved, their
 order alternating, and every cluster is dropped right after its sample (not timed): `pgfleet
 tenant drop`, `pg_dropcluster --stop`.
 
@@ -126,13 +127,6 @@ wait_pool_full
 
 # --- one sample of each ---------------------------------------------------------------------------
 
-# Reads progress lines, each prefixed with the time it arrived; "eof" last.
-stamp_lines() {
-    local line
-    while IFS= read -r line; do printf '%s\t%s\n' "$EPOCHREALTIME" "$line"; done
-    printf '%s\teof\n' "$EPOCHREALTIME"
-}
-
 # The time (µs-precision epoch seconds) of the first progress line matching PATTERN, or empty.
 stamp_of() {
     awk -F'\t' -v pattern="$2" '$2 ~ pattern {print $1; exit}' "$1"
@@ -153,35 +147,25 @@ INITIALISED=0
 PGCC_PHASES_CMD=()
 PGCC_PHASES_QUERY=()
 
-# Each sets $SAMPLE_MS.
+# "START_US EXIT_US END_US" (µs since the epoch) to seconds.microseconds, as $EPOCHREALTIME.
+epoch_of() { printf '%s.%s' "${1:0:-6}" "${1: -6}"; }
+
+# Each sets $SAMPLE_MS. The timer process runs the command and then polls (bench_timer_spawn):
+# both kinds of sample pay exactly the same harness costs, and no shell runs in between.
 sample_pgfleet() {
-    local tag="$1" name="$PREFIX$1" start end out password status stamps result attempts i t_osuser t_cluster t_config t_start t_exit
+    local tag="$1" name="$PREFIX$1" start end stamps result attempts t_osuser t_cluster t_config t_start t_exit
     stamps="$BENCH_TMP/create-$name.stamps"
     # The OS user the daemon will create, recorded first so that a sweep finds it whatever happens.
     _bench_record users "$BENCH_USER_PREFIX$name"
-    status=0
-    start="$EPOCHREALTIME"
-    out="$(bench_pgfleet tenant create "$name" --pg "$PG" 2> >(stamp_lines >"$stamps"))" || status=$?
-    t_exit="$EPOCHREALTIME"
-    for ((i = 0; i < 500; i++)); do
-        [ "$(tail -n1 "$stamps" 2>/dev/null | cut -f2)" = eof ] && break
-        sleep 0.01
-    done
-    if [ "$status" -ne 0 ]; then
-        cut -f2 "$stamps" | grep -v '^eof$' >&2 || true
+    if ! result="$(bench_timer_spawn 60 "$stamps" '^password for [^:]*: (.*)$' \
+        "host=127.0.0.1 port=$PROXY_PORT user=postgres@$name dbname=postgres sslmode=disable gssencmode=disable connect_timeout=10 application_name=pgfleet-bench-provision" "" \
+        "$PGFLEET" tenant create "$name" --pg "$PG" --root "$BENCH_ROOT")"; then
         printf -- '--- the last lines of pgfleet serve'"'"'s log:\n' >&2
         tail -n 15 "$BENCH_TMP/serve.log" >&2
-        bench_die "pgfleet tenant create $name failed"
+        bench_die "pgfleet tenant create $name, or its first select 1 through the proxy, failed"
     fi
-    password="$(sed -n 's/^password for [^:]*: //p' <<<"$out" | head -n1)"
-    out=""
-    [ -n "$password" ] || bench_die "tenant create printed no generated password (has its output changed?)"
-    bench_timer_target "$tag" "host=127.0.0.1 port=$PROXY_PORT user=postgres@$name dbname=postgres sslmode=disable gssencmode=disable connect_timeout=10 application_name=pgfleet-bench-provision" password
-    password=""
-    result="$(bench_timer_poll "$tag" 60)" || bench_die "tenant $name never answered select 1 through the proxy"
-    read -r end attempts <<<"$result"
-    bench_timer_forget "$tag"
-    end="${end:0:-6}.${end: -6}"
+    read -r start t_exit end attempts <<<"$result"
+    start="$(epoch_of "$start")" t_exit="$(epoch_of "$t_exit")" end="$(epoch_of "$end")"
     SAMPLE_MS="$(bench_elapsed_ms "$start" "$end")"
     [ "$attempts" -eq 1 ] || bench_log "  (tenant $name: select 1 succeeded at attempt $attempts)"
 
@@ -207,17 +191,13 @@ sample_pgcc() {
     local tag="$1" name port start t_exit end result attempts
     name="$(bench_pgcc_name "$tag")"
     port="$(bench_free_port)"
-    start="$EPOCHREALTIME"
-    if ! pg_createcluster "$PG" "$name" -p "$port" --start >"$BENCH_TMP/pgcc-$name.log" 2>&1; then
-        tail -n 20 "$BENCH_TMP/pgcc-$name.log" >&2
-        bench_die "pg_createcluster $PG $name -p $port --start failed"
+    if ! result="$(bench_timer_spawn 60 "$BENCH_TMP/pgcc-$name.log" "" \
+        "host=/var/run/postgresql port=$port user=postgres dbname=postgres sslmode=disable gssencmode=disable connect_timeout=10 application_name=pgfleet-bench-provision" postgres \
+        pg_createcluster "$PG" "$name" -p "$port" --start)"; then
+        bench_die "pg_createcluster $PG $name -p $port --start, or its first select 1, failed"
     fi
-    t_exit="$EPOCHREALTIME"
-    bench_timer_target "$tag" "host=/var/run/postgresql port=$port user=postgres dbname=postgres sslmode=disable gssencmode=disable connect_timeout=10 application_name=pgfleet-bench-provision" "" postgres
-    result="$(bench_timer_poll "$tag" 60)" || bench_die "cluster $PG/$name never answered select 1 on its socket"
-    read -r end attempts <<<"$result"
-    bench_timer_forget "$tag"
-    end="${end:0:-6}.${end: -6}"
+    read -r start t_exit end attempts <<<"$result"
+    start="$(epoch_of "$start")" t_exit="$(epoch_of "$t_exit")" end="$(epoch_of "$end")"
     SAMPLE_MS="$(bench_elapsed_ms "$start" "$end")"
     [ "$attempts" -eq 1 ] || bench_log "  (cluster $name: select 1 succeeded at attempt $attempts)"
     PGCC_PHASES_CMD+=("$(bench_elapsed_ms "$start" "$t_exit")")
