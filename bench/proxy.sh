@@ -7,20 +7,26 @@ usage() {
     cat <<'EOF'
 Usage: bench/proxy.sh [options]
 
-Measures pgbench throughput (TPS) to one pgfleet tenant four ways, select-only (-S) and
+Measures pgbench throughput (TPS) to one pgfleet tenant five ways, select-only (-S) and
 connect-per-transaction (-S -C), and prints the median of several rounds with ratios:
 
   direct socket   the tenant's own unix socket (the baseline)
   direct TCP      a sibling cluster: same bundle, same settings, listening on 127.0.0.1
                   (the tenant itself has no TCP listener)
   PgBouncer       session pooling, TCP in, the tenant's unix socket out
+  HAProxy         a plain byte pump for reference: `mode tcp`, TCP in, the tenant's unix socket
+                  out, no pooling (each client connection is a new backend), no parsing at all
   pgfleet proxy   `pgfleet serve --listen 127.0.0.1:PORT --tls disable`, user postgres@TENANT
+
+Then it times logins phase by phase through PgBouncer and pgfleet (bench/login_phases.py: a raw
+socket client doing SCRAM itself, the two in turn) and prints the medians and ratios.
 
 Within a round every variant runs once per workload, in an order that rotates from round to
 round, so a slow phase of the machine spreads over all variants instead of hitting one.
 
-It builds pgfleet in release mode if needed (5-10 minutes the first time), installs pgbouncer if
-missing, starts a throwaway daemon, tenant, sibling cluster and PgBouncer under /tmp, and removes
+It builds pgfleet in release mode if needed (5-10 minutes the first time), installs pgbouncer and
+haproxy if missing, starts a throwaway daemon, tenant, sibling cluster, PgBouncer and HAProxy
+under /tmp, and removes
 all of them, and the OS users it created, when it exits (also on Ctrl-C or an error).
 A run killed with SIGKILL is swept by the next one.
 
@@ -31,6 +37,8 @@ Options:
   -j, --jobs N       pgbench threads (default 2)
   -s, --scale N      pgbench -i scale (default 10)
   -w, --warmup S     seconds of untimed select-only load per variant first (default 2; 0: none)
+      --no-haproxy   leave HAProxy out (four variants)
+  -l, --logins N     logins of each timed phase by phase (default 300; 0: none)
   -h, --help         this text
 
 Environment: PGFLEET_BIN (use this pgfleet binary, do not build), PGBENCH (pgbench binary,
@@ -45,6 +53,8 @@ CLIENTS=16
 JOBS=2
 SCALE=10
 WARMUP=2
+HAPROXY_VARIANT=1
+LOGINS=300
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -54,11 +64,13 @@ while [ $# -gt 0 ]; do
     -j | --jobs) JOBS="${2:?$1 needs a value}"; shift 2 ;;
     -s | --scale) SCALE="${2:?$1 needs a value}"; shift 2 ;;
     -w | --warmup) WARMUP="${2:?$1 needs a value}"; shift 2 ;;
+    --no-haproxy) HAPROXY_VARIANT=0; shift ;;
+    -l | --logins) LOGINS="${2:?$1 needs a value}"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) printf 'error: unknown argument %s (see --help)\n' "$1" >&2; exit 2 ;;
     esac
 done
-for value in "$DURATION" "$ROUNDS" "$CLIENTS" "$JOBS" "$SCALE" "$WARMUP"; do
+for value in "$DURATION" "$ROUNDS" "$CLIENTS" "$JOBS" "$SCALE" "$WARMUP" "$LOGINS"; do
     [[ "$value" =~ ^[0-9]+$ ]] || { printf 'error: %s is not a whole number (see --help)\n' "$value" >&2; exit 2; }
 done
 if [ "$DURATION" -lt 1 ] || [ "$ROUNDS" -lt 1 ] || [ "$CLIENTS" -lt 1 ] || [ "$JOBS" -lt 1 ] || [ "$SCALE" -lt 1 ]; then
@@ -69,7 +81,7 @@ fi
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-for tool in psql jq setpriv ss; do
+for tool in psql jq setpriv ss python3; do
     command -v "$tool" >/dev/null || bench_die "$tool is missing (psql: apt-get install postgresql-client-15)"
 done
 
@@ -78,6 +90,11 @@ bench_build_pgfleet
 bench_install_pkg pgbouncer
 PGBOUNCER="$(command -v pgbouncer || echo /usr/sbin/pgbouncer)"
 [ -x "$PGBOUNCER" ] || bench_die "pgbouncer is not installed"
+if [ "$HAPROXY_VARIANT" -eq 1 ]; then
+    bench_install_pkg haproxy
+    HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
+    [ -x "$HAPROXY" ] || bench_die "haproxy is not installed"
+fi
 
 # libpq defaults would try GSS and then TLS first on TCP; every variant here is plaintext, and one
 # wasted round trip per connection would distort connect-per-transaction.
@@ -112,18 +129,25 @@ declare -A LABEL=(
     [socket]="direct, unix socket"
     [tcp]="direct TCP (sibling cluster)"
     [pgbouncer]="PgBouncer, session pool"
+    [haproxy]="HAProxy, byte pump"
     [pgfleet]="pgfleet proxy"
 )
 VARIANTS=(socket tcp pgbouncer pgfleet)
+[ "$HAPROXY_VARIANT" -eq 1 ] && VARIANTS=(socket tcp pgbouncer haproxy pgfleet)
 SIBLING_PORT="$(bench_free_port)"
 PGBOUNCER_PORT="$(bench_free_port)"
 while [ "$PGBOUNCER_PORT" = "$SIBLING_PORT" ] || [ "$PGBOUNCER_PORT" = "$PROXY_PORT" ]; do PGBOUNCER_PORT="$(bench_free_port)"; done
+HAPROXY_PORT="$(bench_free_port)"
+while [ "$HAPROXY_PORT" = "$SIBLING_PORT" ] || [ "$HAPROXY_PORT" = "$PROXY_PORT" ] || [ "$HAPROXY_PORT" = "$PGBOUNCER_PORT" ]; do
+    HAPROXY_PORT="$(bench_free_port)"
+done
 
 connect_env() {
     case "$1" in
     socket) echo "PGHOST=$SOCKET_DIR PGPORT=$TENANT_PORT PGUSER=postgres" ;;
     tcp) echo "PGHOST=127.0.0.1 PGPORT=$SIBLING_PORT PGUSER=postgres" ;;
     pgbouncer) echo "PGHOST=127.0.0.1 PGPORT=$PGBOUNCER_PORT PGUSER=postgres" ;;
+    haproxy) echo "PGHOST=127.0.0.1 PGPORT=$HAPROXY_PORT PGUSER=postgres" ;;
     pgfleet) echo "PGHOST=127.0.0.1 PGPORT=$PROXY_PORT PGUSER=postgres@$TENANT" ;;
     esac
 }
@@ -169,6 +193,9 @@ rm -f "$SIBLING_DIR/.pw"
 # The tenant's own settings files, then only what must differ: where it listens.
 install -m 0600 -o "$SIBLING_USER" -g "$SIBLING_USER" "$TENANT_DATA/pgfleet.conf" "$SIBLING_DIR/data/pgfleet.conf"
 install -m 0600 -o "$SIBLING_USER" -g "$SIBLING_USER" "$TENANT_DATA/postgresql.auto.conf" "$SIBLING_DIR/data/postgresql.auto.conf"
+# What `pgfleet tenant set` wrote (max_connections above), so that both have the same limits.
+[ -f "$TENANT_DATA/pgfleet.settings.conf" ] &&
+    install -m 0600 -o "$SIBLING_USER" -g "$SIBLING_USER" "$TENANT_DATA/pgfleet.settings.conf" "$SIBLING_DIR/data/pgfleet.settings.conf"
 cat >"$SIBLING_DIR/data/bench-sibling.conf" <<EOF
 # pgfleet bench: the tenant's settings (pgfleet.conf), but on TCP.
 listen_addresses = '127.0.0.1'
@@ -177,7 +204,7 @@ unix_socket_directories = '$SIBLING_DIR/socket'
 cluster_name = 'bench-sibling'
 EOF
 chown "$SIBLING_USER:" "$SIBLING_DIR/data/bench-sibling.conf"
-printf "\ninclude 'pgfleet.conf'\ninclude 'bench-sibling.conf'\n" >>"$SIBLING_DIR/data/postgresql.conf"
+printf "\ninclude 'pgfleet.conf'\ninclude_if_exists 'pgfleet.settings.conf'\ninclude 'bench-sibling.conf'\n" >>"$SIBLING_DIR/data/postgresql.conf"
 bench_defer "bench_log 'stopping the sibling cluster'; bench_as $SIBLING_USER $BIN/pg_ctl -D $SIBLING_DIR/data -m fast -w -t 60 stop >/dev/null 2>&1"
 bench_as "$SIBLING_USER" "$BIN/pg_ctl" -D "$SIBLING_DIR/data" -l "$SIBLING_DIR/postgresql.log" -w -t 60 start >/dev/null ||
     { tail -n 20 "$SIBLING_DIR/postgresql.log" >&2; bench_die "the sibling cluster did not start"; }
@@ -244,18 +271,55 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
+# --- HAProxy ----------------------------------------------------------------------------------------
+
+# A reference for what a plain byte pump costs here: as the tenant's OS user (its socket directory
+# is its own), in the foreground, threads as many as cores (HAProxy's default), no logging.
+if [ "$HAPROXY_VARIANT" -eq 1 ]; then
+    HAP_DIR="$BENCH_TMP/haproxy"
+    install -d -m 0700 -o "$TENANT_USER" -g "$(id -g "$TENANT_USER")" "$HAP_DIR"
+    cat >"$HAP_DIR/haproxy.cfg" <<EOF
+global
+    maxconn $((CLIENTS * 4 > 100 ? CLIENTS * 4 : 100))
+
+defaults
+    mode tcp
+    timeout connect 10s
+    timeout client 1h
+    timeout server 1h
+
+frontend bench
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend tenant
+
+backend tenant
+    server tenant unix@$SOCKET_DIR/.s.PGSQL.$TENANT_PORT
+EOF
+    chown "$TENANT_USER:" "$HAP_DIR/haproxy.cfg"
+    bench_log "starting HAProxy ($("$HAPROXY" -v | head -n1 | awk '{print $3}')) on 127.0.0.1:$HAPROXY_PORT as $TENANT_USER, mode tcp"
+    bench_spawn "$HAP_DIR/stderr.log" setpriv --reuid="$(id -u "$TENANT_USER")" --regid="$(id -g "$TENANT_USER")" --clear-groups \
+        --reset-env -- "$HAPROXY" -db -f "$HAP_DIR/haproxy.cfg"
+    HAPROXY_PID=$BENCH_LAST_PID
+    bench_defer "bench_log 'stopping HAProxy'; kill -TERM $HAPROXY_PID 2>/dev/null; _bench_wait_gone $HAPROXY_PID 10"
+    for _ in $(seq 1 100); do
+        query haproxy "select 1" >/dev/null 2>&1 && break
+        [ -d "/proc/$HAPROXY_PID" ] || break
+        sleep 0.1
+    done
+fi
+
 # --- every variant reaches the right server -------------------------------------------------------
 
 for variant in "${VARIANTS[@]}"; do
     name="$(query "$variant" "select current_setting('cluster_name')" 2>"$BENCH_TMP/check.err")" || {
-        cat "$BENCH_TMP/check.err" "$PGB_DIR/pgbouncer.log" "$PGB_DIR/stderr.log" 2>/dev/null | tail -n 20 >&2
+        cat "$BENCH_TMP/check.err" "$PGB_DIR/pgbouncer.log" "$PGB_DIR/stderr.log" "${HAP_DIR:-/nonexistent}/stderr.log" 2>/dev/null | tail -n 20 >&2
         bench_die "cannot connect: ${LABEL[$variant]}"
     }
     want="$TENANT"
     [ "$variant" = tcp ] && want=bench-sibling
     [ "$name" = "$want" ] || bench_die "${LABEL[$variant]} reached cluster '$name', not '$want'"
 done
-bench_log "all four ways connect (the sibling answers as bench-sibling, the others as tenant $TENANT)"
+bench_log "all ${#VARIANTS[@]} ways connect (the sibling answers as bench-sibling, the others as tenant $TENANT)"
 BUSY_NOTE="$(bench_busy_note)"
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -290,6 +354,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
 done
 
+LOGIN_PHASES=""
+if [ "$LOGINS" -gt 0 ]; then
+    bench_log "timing $LOGINS logins phase by phase through PgBouncer and pgfleet, in turn"
+    LOGIN_PHASES="$(PGPASSWORD="$PASSWORD" python3 "$(dirname "${BASH_SOURCE[0]}")/login_phases.py" "$LOGINS" \
+        "pgbouncer=127.0.0.1:$PGBOUNCER_PORT:postgres" "pgfleet=127.0.0.1:$PROXY_PORT:postgres@$TENANT")" ||
+        bench_die "timing the logins failed"
+fi
+
 # --- report ---------------------------------------------------------------------------------------
 
 declare -A MEDIAN=()
@@ -303,6 +375,7 @@ echo "pgfleet proxy benchmark: pgbench -S, $CLIENTS clients (-j $JOBS), $DURATIO
 echo "PostgreSQL $PG_VERSION (bundle $BUNDLE), $("$PGBENCH" --version); pgfleet proxy with --tls disable; all clients sslmode=disable"
 echo "direct TCP: a sibling cluster (same bundle, initdb arguments and pgfleet.conf as the tenant, on 127.0.0.1), $SIBLING_NOTE"
 echo "PgBouncer $("$PGBOUNCER" --version | head -n1 | awk '{print $2}'): pool_mode=session, default_pool_size=$POOL_SIZE, max_client_conn=$MAX_CLIENTS, auth_type=scram-sha-256 (userlist holds the tenant's SCRAM verifier, server login by SCRAM pass-through)"
+[ "$HAPROXY_VARIANT" -eq 1 ] && echo "HAProxy $("$HAPROXY" -v | head -n1 | awk '{print $3}'): mode tcp, default threads, no pooling (every client connection a new backend; the client authenticates with the tenant itself)"
 for mode in "${MODES[@]}"; do
     echo
     echo "${MODE_LABEL[$mode]}"
@@ -314,6 +387,16 @@ for mode in "${MODES[@]}"; do
             "$(bench_ratio "$tps" "${MEDIAN[$mode.pgbouncer]}")" "${RESULTS[$mode.$variant]}"
     done
 done
+
+if [ -n "$LOGIN_PHASES" ]; then
+    echo
+    echo "one login, phase by phase (median µs of $LOGINS each; bench/login_phases.py, SCRAM-SHA-256, the client's PBKDF2 not shown)"
+    printf '%-46s %10s %10s %9s\n' phase PgBouncer pgfleet ratio
+    while IFS=$'\t' read -r label pgb pgf; do
+        pgb="${pgb#pgbouncer=}" pgf="${pgf#pgfleet=}"
+        printf '%-46s %10s %10s %9s\n' "$label" "$pgb" "$pgf" "$(bench_ratio "$pgf" "$pgb")"
+    done <<<"$LOGIN_PHASES"
+fi
 
 echo
 select_ratio="$(bench_ratio "${MEDIAN[select.pgfleet]}" "${MEDIAN[select.pgbouncer]}")"
