@@ -45,6 +45,11 @@ public struct FleetLayout: Sendable, Equatable {
     public func socketDirectory(_ name: TenantName) -> String { tenantDirectory(name) + "/socket" }
     public func tenantLogDirectory(_ name: TenantName) -> String { tenantDirectory(name) + "/log" }
     public func tenantLogFile(_ name: TenantName) -> String { tenantLogDirectory(name) + "/postgresql.log" }
+    /// Present while `tenant create NAME` runs, and after it if the create never finished (the
+    /// daemon died during it, or the new cluster did not start): see `Fleet.resumeTenants`.
+    /// Beside the tenants' directories, not in one: a tenant's files are its OS user's, this one
+    /// is the daemon's. Tenant names never start with a dot.
+    public func creationMarker(_ name: TenantName) -> String { tenantsDirectory + "/." + name.rawValue + ".creating" }
 
     /// Every tenant's postmaster listens on this port number, in its own socket directory only.
     public static let tenantPort = 5432

@@ -96,7 +96,19 @@ public actor Fleet: FleetControl {
 
     /// Brings every tenant back to its desired state, re-adopting live postmasters.
     public func resumeTenants() async throws {
-        let records = try catalog.tenants()
+        var records = try catalog.tenants()
+        removeStrayCreationMarkers(known: Set(records.map(\.name)))
+        for index in records.indices {
+            guard let name = try? TenantName(validating: records[index].name), creationInterrupted(name) else { continue }
+            // The daemon died during its create: never started as if it were usable. A postmaster
+            // that create had started is adopted below and stopped.
+            let reason = Self.interruptedCreation(name)
+            logger.error("tenant creation was interrupted; not starting it", metadata: ["tenant": "\(name)"])
+            try? catalog.setDesiredState(.stopped, forTenant: name.rawValue)
+            try? catalog.setFailureReason(reason, forTenant: name.rawValue)
+            records[index].desiredState = .stopped
+            records[index].failureReason = reason
+        }
         await withTaskGroup(of: Void.self) { group in
             for record in records {
                 guard let name = try? TenantName(validating: record.name) else { continue }
@@ -251,6 +263,7 @@ public actor Fleet: FleetControl {
     public func startTenant(_ name: TenantName) async throws -> TenantInfo {
         let record = try existing(name)
         try notBusy(name)
+        try notHalfCreated(name)
         try catalog.setDesiredState(.running, forTenant: name.rawValue)
         let snapshot = await (try supervisor(for: record, name: name)).start()
         try catalog.setSuspended(false, forTenant: name.rawValue)
@@ -332,6 +345,7 @@ public actor Fleet: FleetControl {
     public func restartTenant(_ name: TenantName) async throws -> TenantInfo {
         let record = try existing(name)
         try notBusy(name)
+        try notHalfCreated(name)
         try catalog.setDesiredState(.running, forTenant: name.rawValue)
         let snapshot = await (try supervisor(for: record, name: name)).restart()
         if snapshot.state == .failed {
@@ -342,6 +356,33 @@ public actor Fleet: FleetControl {
 
     func notBusy(_ name: TenantName) throws {
         if busy.contains(name) { throw FleetError.conflict("tenant \(name) is being created or dropped; try again when that has finished") }
+    }
+
+    /// Whether `name`'s create never finished: its marker is there although no create runs
+    /// (call after `notBusy`).
+    func creationInterrupted(_ name: TenantName) -> Bool {
+        !busy.contains(name) && FileManager.default.fileExists(atPath: options.layout.creationMarker(name))
+    }
+
+    static func interruptedCreation(_ name: TenantName) -> String {
+        "its creation did not finish (the daemon stopped during `pgfleet tenant create`, or the new cluster did not start), so its superuser may have no password "
+            + "and nobody may be able to log in; drop it with `pgfleet tenant drop \(name) --yes` and create it again"
+    }
+
+    /// Refuses to start a tenant whose create never finished.
+    private func notHalfCreated(_ name: TenantName) throws {
+        if creationInterrupted(name) { throw FleetError.conflict("tenant \(name) cannot be started: \(Self.interruptedCreation(name))") }
+    }
+
+    /// Markers of creates that died before their catalog row was written.
+    private func removeStrayCreationMarkers(known: Set<String>) {
+        let directory = options.layout.tenantsDirectory
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where entry.hasPrefix(".") && entry.hasSuffix(".creating") {
+            let name = String(entry.dropFirst().dropLast(".creating".count))
+            guard !known.contains(name) else { continue }
+            try? FileManager.default.removeItem(atPath: directory + "/" + entry)
+            logger.info("removed the marker of a create that died before it registered the tenant", metadata: ["tenant": "\(name)"])
+        }
     }
 
     /// A bundle with its manifest, parsed once (about 10 ms for a 340 kB manifest) and kept.

@@ -57,8 +57,14 @@ extension Fleet {
         var claimed = false
         var configurationFiles: [String] = []
         var phases = PhaseClock()
-        // The catalog row first: it reserves the name, and a create that dies half-way leaves a
-        // row that `tenant drop` can clean up.
+        // A marker first, then the catalog row: the row reserves the name, and a create that
+        // dies half-way (the daemon killed) leaves a row that `tenant drop` can clean up, which
+        // the marker tells the next daemon not to start (`resumeTenants`).
+        let marker = layout.creationMarker(name)
+        try Files.makeDirectory(layout.tenantsDirectory, mode: 0o711)
+        try Files.write("", to: marker, mode: 0o600, owner: nil, sync: false)
+        var markerStays = false
+        defer { if !markerStays { try? FileManager.default.removeItem(atPath: marker) } }
         var record = try catalog.insertTenant(TenantRecord(
             name: name.rawValue, bundleID: bundleRecord.id, superuser: superuser, osUser: osUserName,
             uid: Int(daemonUser.uid), gid: Int(daemonUser.gid), directory: layout.tenantDirectory(name),
@@ -159,8 +165,9 @@ extension Fleet {
         phases.mark("catalog desired state")
         let clock = ContinuousClock()
         let startedAt = clock.now
-        // The configuration reaches the disk while the postmaster starts (it only reads it).
-        let files = configurationFiles
+        // The configuration (and the creation marker) reaches the disk while the postmaster
+        // starts (it only reads it).
+        let files = configurationFiles + [marker]
         let configurationSync = Task.detached { try Files.sync(files) }
         // The supervisor starts the postmaster and probes it until it answers; meanwhile useradd
         // and the sync finish, and the superuser is set as soon as the server answers (see
@@ -187,9 +194,11 @@ extension Fleet {
         if snapshot.state != .running, setupError == nil {
             created = true
             busy.remove(name)
+            // Its superuser was never set up: it stays marked, so that it is not started as if it were usable.
+            markerStays = true
             throw FleetError.failed(
                 "tenant \(name) was created but did not start: \(snapshot.failureReason ?? "state \(snapshot.state.rawValue)")\n"
-                    + "See `pgfleet tenant logs \(name)`; drop it with `pgfleet tenant drop \(name) --yes`."
+                    + "Its superuser was never set up, so nobody can log in to it. See `pgfleet tenant logs \(name)`; drop it with `pgfleet tenant drop \(name) --yes` and create it again."
             )
         }
         do {
@@ -343,6 +352,7 @@ extension Fleet {
 
     private func removeTenantFiles(record: TenantRecord, name: TenantName) async throws {
         try Files.removeTree(record.directory)
+        try? FileManager.default.removeItem(atPath: options.layout.creationMarker(name))
         if options.isolated {
             let leftovers = ProcFS.processes(ofUID: uid_t(record.uid))
             if record.uid != 0, !leftovers.isEmpty {

@@ -128,6 +128,61 @@ struct FleetIntegrationTests {
         }
     }
 
+    @Test func aCreateCutShortByTheDaemonsDeathIsNotStartedAndCanBeDropped() async throws {
+        // No ready pool: the create runs initdb (about a second), time enough to kill the daemon in it.
+        try await withHarness(extraServeArguments: ["--no-system-bundles", "--pool-size", "0"]) { harness in
+            try await harness.startDaemon()
+            try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+            let marker = harness.layout.creationMarker(try TenantName(validating: "half"))
+            let create = Task { try await harness.cli(["tenant", "create", "half", "--password", "never-told"]) }
+            var registered = false
+            for _ in 0..<500 where !registered {
+                registered = try await harness.list().contains { $0.name == "half" }
+                if !registered { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            #expect(registered, "the create never showed up in the list")
+            #expect(FileManager.default.fileExists(atPath: marker))
+            try await Task.sleep(for: .milliseconds(150))
+            await harness.killDaemon()
+            let cut = try await create.value
+            #expect(!cut.succeeded, "the create finished before the daemon was killed: \(cut.stdout)")
+
+            // A stray marker (a create that died before its catalog row) is swept at start.
+            let stray = harness.layout.tenantsDirectory + "/.ghost.creating"
+            try Data().write(to: URL(fileURLWithPath: stray))
+
+            try await harness.startDaemon()
+            #expect(!FileManager.default.fileExists(atPath: stray))
+            let half = try await harness.info("half")
+            #expect(half.state == .stopped && half.desiredState == .stopped, "\(half.state) / \(half.desiredState)")
+            #expect(half.failureReason?.contains("creation did not finish") == true, "\(half.failureReason ?? "no reason")")
+            // The killed daemon's initdb may still be running on its own (its postgres children
+            // count here); once it is over, no postgres is left and none is started.
+            for _ in 0..<200 where !Harness.postmasters(of: half.dataDirectory).isEmpty {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(Harness.postmasters(of: half.dataDirectory).isEmpty)
+            #expect(try await harness.info("half").state == .stopped)
+            let start = try await harness.cli(["tenant", "start", "half"])
+            #expect(!start.succeeded)
+            #expect(start.stderr.contains("cannot be started") && start.stderr.contains("tenant drop half"), "\(start.stderr)")
+            // Still so after another restart of the daemon.
+            _ = try await harness.stopDaemon()
+            try await harness.startDaemon()
+            #expect(try await harness.info("half").failureReason?.contains("creation did not finish") == true)
+
+            try await harness.mustRun(["tenant", "drop", "half", "--yes"])
+            #expect(!FileManager.default.fileExists(atPath: marker))
+            #expect(!FileManager.default.fileExists(atPath: half.dataDirectory))
+            #expect(getpwnam(half.osUser) == nil, "the OS user \(half.osUser) is still there")
+            // The name is free again, and a create that finishes leaves no marker.
+            let (again, password) = try await harness.createTenant("half")
+            #expect(!FileManager.default.fileExists(atPath: marker))
+            #expect(try await harness.mustQuery(again, password: password, "select 1") == "1")
+        }
+    }
+
     @Test func killingServeLeavesTenantsRunningAndTheNextServeReadoptsThem() async throws {
         try await withHarness(extraServeArguments: ["--no-system-bundles"]) { harness in
             try await harness.startDaemon()
