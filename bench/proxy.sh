@@ -228,6 +228,22 @@ bench_log "loading pgbench data into the sibling cluster (pgbench -i -s $SCALE, 
 as_client tcp "$PGBENCH" -i -q -s "$SCALE" >"$BENCH_TMP/init-sibling.log" 2>&1 ||
     { tail -n 20 "$BENCH_TMP/init-sibling.log" >&2; bench_die "pgbench -i into the sibling cluster failed"; }
 
+# start_as_tenant VARIANT LOG COMMAND ARGS…: a pooler or proxy in the background as the tenant's OS
+# user (its socket directory is its own; PgBouncer refuses root anyway), stopped at exit; waits up
+# to 10 s until `select 1` through it works. Sets $BENCH_LAST_PID.
+start_as_tenant() {
+    local variant="$1" log="$2" pid
+    shift 2
+    bench_spawn "$log" setpriv --reuid="$(id -u "$TENANT_USER")" --regid="$(id -g "$TENANT_USER")" --clear-groups --reset-env -- "$@"
+    pid=$BENCH_LAST_PID
+    bench_defer "bench_log 'stopping ${LABEL[$variant]}'; kill -TERM $pid 2>/dev/null; _bench_wait_gone $pid 10"
+    for _ in $(seq 1 100); do
+        query "$variant" "select 1" >/dev/null 2>&1 && break
+        [ -d "/proc/$pid" ] || break
+        sleep 0.1
+    done
+}
+
 # --- PgBouncer --------------------------------------------------------------------------------------
 
 # It runs as the tenant's OS user: the tenant's socket directory is 0700 and its own, and PgBouncer
@@ -261,15 +277,7 @@ log_connections = 0
 log_disconnections = 0
 EOF
 chown "$TENANT_USER:" "$PGB_DIR/userlist.txt" "$PGB_DIR/pgbouncer.ini"
-bench_spawn "$PGB_DIR/stderr.log" setpriv --reuid="$(id -u "$TENANT_USER")" --regid="$(id -g "$TENANT_USER")" --clear-groups \
-    --reset-env -- "$PGBOUNCER" "$PGB_DIR/pgbouncer.ini"
-PGBOUNCER_PID=$BENCH_LAST_PID
-bench_defer "bench_log 'stopping PgBouncer'; kill -TERM $PGBOUNCER_PID 2>/dev/null; _bench_wait_gone $PGBOUNCER_PID 10"
-for _ in $(seq 1 100); do
-    query pgbouncer "select 1" >/dev/null 2>&1 && break
-    [ -d "/proc/$PGBOUNCER_PID" ] || break
-    sleep 0.1
-done
+start_as_tenant pgbouncer "$PGB_DIR/stderr.log" "$PGBOUNCER" "$PGB_DIR/pgbouncer.ini"
 
 # --- HAProxy ----------------------------------------------------------------------------------------
 
@@ -297,15 +305,7 @@ backend tenant
 EOF
     chown "$TENANT_USER:" "$HAP_DIR/haproxy.cfg"
     bench_log "starting HAProxy ($("$HAPROXY" -v | head -n1 | awk '{print $3}')) on 127.0.0.1:$HAPROXY_PORT as $TENANT_USER, mode tcp"
-    bench_spawn "$HAP_DIR/stderr.log" setpriv --reuid="$(id -u "$TENANT_USER")" --regid="$(id -g "$TENANT_USER")" --clear-groups \
-        --reset-env -- "$HAPROXY" -db -f "$HAP_DIR/haproxy.cfg"
-    HAPROXY_PID=$BENCH_LAST_PID
-    bench_defer "bench_log 'stopping HAProxy'; kill -TERM $HAPROXY_PID 2>/dev/null; _bench_wait_gone $HAPROXY_PID 10"
-    for _ in $(seq 1 100); do
-        query haproxy "select 1" >/dev/null 2>&1 && break
-        [ -d "/proc/$HAPROXY_PID" ] || break
-        sleep 0.1
-    done
+    start_as_tenant haproxy "$HAP_DIR/stderr.log" "$HAPROXY" -db -f "$HAP_DIR/haproxy.cfg"
 fi
 
 # --- every variant reaches the right server -------------------------------------------------------
