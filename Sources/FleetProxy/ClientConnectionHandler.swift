@@ -585,6 +585,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     private func fail(_ error: ProxyError, context: ChannelHandlerContext) {
+        // The route led nowhere: the next client of this tenant asks for a fresh one.
+        if case .backendUnavailable = error, let tenant { shared.routes.forget(tenant) }
         shared.metrics.handshakeFailed(error)
         fail(error.errorResponse, label: error.metricLabel, context: context)
     }

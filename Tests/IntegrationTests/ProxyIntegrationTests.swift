@@ -111,6 +111,18 @@ struct ProxyIntegrationTests {
             for holder in holders { #expect(try await holder.value.succeeded) }
             #expect(try await psql(tls, password: password, "select 1").succeeded)
 
+            // Routes are kept for a few seconds, but a tenant suspended or stopped since is asked
+            // about again (its socket is gone): the next client wakes it, or is told it is stopped.
+            try await harness.mustRun(["tenant", "suspend", "solo"])
+            let woken = try await psql(tls, password: password, "select 'awake'")
+            #expect(woken.stdout.contains("awake"), "\(woken.stderr)")
+            #expect(try await harness.info("solo").state == .running)
+            try await harness.mustRun(["tenant", "stop", "solo"])
+            let stopped = try await psql(tls, password: password, "select 1")
+            #expect(!stopped.succeeded && stopped.stderr.contains("is stopped"), "\(stopped.stderr)")
+            try await harness.mustRun(["tenant", "start", "solo"])
+            #expect(try await psql(tls, password: password, "select 1").succeeded)
+
             // The proxy listens with SO_REUSEPORT (a socket per event loop); a second one on the
             // same port must still be refused, not share the port's connections.
             let second = try await Command.run("/usr/bin/timeout", ["20", Harness.binary, "proxy", "--root", harness.root, "--listen", "127.0.0.1:\(port)"])
