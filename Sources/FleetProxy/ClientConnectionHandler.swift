@@ -49,8 +49,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     // What the close callback cleans up; it outlives this handler's stay in the pipeline.
     private var tenant: TenantName?
     private var cancelKey: CancelRegistry.Key?
+    /// Client bytes passed on to the server (bounded before ReadyForQuery).
     private var clientBytes = 0
-    private var serverBytes = 0
+    private var byteCounters: ProxyMetrics.ByteCounters?
 
     init(shared: ProxyContext, overLimit: Bool) {
         self.shared = shared
@@ -96,7 +97,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             }
             processAuthentication(context: context)
         case .relaying(let server):
-            clientBytes += incoming.readableBytes
+            countClientBytes(incoming.readableBytes)
             // Before ReadyForQuery a client only sends authentication messages, a few hundred bytes;
             // more is someone trying to make the proxy buffer on a server that does not read yet.
             if clientBytes > ProxyConfiguration.authenticationBytesLimit {
@@ -227,6 +228,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         }
         self.tenant = tenant
         shared.metrics.opened(tenant, open: shared.limits.connections(of: tenant))
+        byteCounters = shared.metrics.byteCounters(tenant)
         phase = .routing
         let routes = shared.routes
         if let known = routes.cachedRoute(for: tenant) {
@@ -440,7 +442,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
         let session = PooledSession(server: server, pool: pool) { [weak self] in self?.releaseCancelKey() }
         let (clientGlue, serverGlue) = GlueHandler.matchedPair(
-            onClientBytes: { self.clientBytes += $0 }, onServerBytes: { self.serverBytes += $0 }, observer: session
+            onClientBytes: { self.countClientBytes($0) }, onServerBytes: { self.countServerBytes($0) }, observer: session
         )
         session.attach(serverGlue: serverGlue)
         do {
@@ -457,7 +459,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         authBuffer = nil
         pendingToServer = []
         for bytes in early {
-            clientBytes += bytes.readableBytes
+            countClientBytes(bytes.readableBytes)
             let forward = session.clientSent(bytes)
             if forward > 0 { server.channel.write(bytes.getSlice(at: bytes.readerIndex, length: forward)!, promise: nil) }
         }
@@ -518,7 +520,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                     StartupCodec.encode(.startup(version: .v3_0, parameters: request.parameters), into: &startup)
                     server.write(startup, promise: nil)
                     for pending in self.pendingToServer {
-                        self.clientBytes += pending.readableBytes
+                        self.countClientBytes(pending.readableBytes)
                         server.write(pending, promise: nil)
                     }
                     self.pendingToServer = []
@@ -541,8 +543,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// ReadyForQuery: from here on bytes flow untouched in both directions.
     func switchToGlue(server: any Channel, serverHandler: ServerHandshakeHandler, clientContext: ChannelHandlerContext) {
         let (clientGlue, serverGlue) = GlueHandler.matchedPair(
-            onClientBytes: { self.clientBytes += $0 },
-            onServerBytes: { self.serverBytes += $0 }
+            onClientBytes: { self.countClientBytes($0) },
+            onServerBytes: { self.countServerBytes($0) }
         )
         do {
             try clientContext.pipeline.syncOperations.addHandler(clientGlue, position: .after(self))
@@ -603,13 +605,22 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         }
     }
 
+    private func countClientBytes(_ count: Int) {
+        clientBytes += count
+        byteCounters?.clientToServer.increment(by: count)
+    }
+
+    private func countServerBytes(_ count: Int) {
+        byteCounters?.serverToClient.increment(by: count)
+    }
+
     private func connectionClosed() {
         timeout?.cancel()
         if !overLimit { shared.limits.releaseConnection() }
         if let key = cancelKey { shared.cancels.remove(key) }
         if let tenant {
             shared.limits.release(tenant: tenant)
-            shared.metrics.closed(tenant, open: shared.limits.connections(of: tenant), clientToServer: clientBytes, serverToClient: serverBytes)
+            shared.metrics.closed(tenant, open: shared.limits.connections(of: tenant))
         }
     }
 }

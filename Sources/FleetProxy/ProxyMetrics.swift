@@ -8,12 +8,22 @@ struct ProxyMetrics: Sendable {
         Gauge(label: "pgfleet_proxy_connections", dimensions: [("tenant", tenant.rawValue)]).record(open)
     }
 
-    func closed(_ tenant: TenantName, open: Int, clientToServer: Int, serverToClient: Int) {
+    func closed(_ tenant: TenantName, open: Int) {
         Gauge(label: "pgfleet_proxy_connections", dimensions: [("tenant", tenant.rawValue)]).record(open)
-        Counter(label: "pgfleet_proxy_bytes_total", dimensions: [("tenant", tenant.rawValue), ("direction", "client_to_server")])
-            .increment(by: clientToServer)
-        Counter(label: "pgfleet_proxy_bytes_total", dimensions: [("tenant", tenant.rawValue), ("direction", "server_to_client")])
-            .increment(by: serverToClient)
+    }
+
+    /// A connection's byte counters, made once when its tenant is known and counted as bytes
+    /// flow (an atomic add each), so a long session shows its traffic while it lasts.
+    struct ByteCounters {
+        let clientToServer: Counter
+        let serverToClient: Counter
+    }
+
+    func byteCounters(_ tenant: TenantName) -> ByteCounters {
+        ByteCounters(
+            clientToServer: Counter(label: "pgfleet_proxy_bytes_total", dimensions: [("tenant", tenant.rawValue), ("direction", "client_to_server")]),
+            serverToClient: Counter(label: "pgfleet_proxy_bytes_total", dimensions: [("tenant", tenant.rawValue), ("direction", "server_to_client")])
+        )
     }
 
     enum ServerSessionKind: String {

@@ -71,6 +71,14 @@ struct ProxyIntegrationTests {
             #expect(checks.succeeded, "\(checks.stdout)\n\(checks.stderr)")
             #expect(checks.stdout.contains("all checks passed"))
 
+            // Bytes are counted as they flow: a session still open shows the megabytes it received.
+            let before = try await proxyBytes(harness, tenant: "acme", direction: "server_to_client")
+            let long = Task { try await psql(conn, password: acmePassword, "select repeat('x', 2000000); select pg_sleep(4)") }
+            try await Task.sleep(for: .milliseconds(2000))
+            let during = try await proxyBytes(harness, tenant: "acme", direction: "server_to_client")
+            #expect(during - before >= 1_000_000, "\(before) bytes before, \(during) during the session")
+            #expect(try await long.value.succeeded)
+
             // The metrics tell per-tenant connections, failures by kind and bytes.
             let metrics = try await harness.mustRun(["status", "--metrics"])
             #expect(metrics.contains("pgfleet_proxy_connections_total{tenant=\"acme\"}"), "\(metrics.prefix(2000))")
@@ -132,6 +140,15 @@ struct ProxyIntegrationTests {
             #expect(await ProcessWatcher.shared.waitForExit(pid: proxy, isChild: true) == .exited(0))
         }
     }
+}
+
+/// The value of `pgfleet_proxy_bytes_total` for one tenant and direction (0 before the first byte).
+private func proxyBytes(_ harness: Harness, tenant: String, direction: String) async throws -> Int {
+    let metrics = try await harness.mustRun(["status", "--metrics"])
+    let line = metrics.split(separator: "\n").first {
+        $0.hasPrefix("pgfleet_proxy_bytes_total{") && $0.contains("tenant=\"\(tenant)\"") && $0.contains("direction=\"\(direction)\"")
+    }
+    return line.flatMap { $0.split(separator: " ").last.flatMap { Int($0) } } ?? 0
 }
 
 // MARK: Clients
