@@ -468,10 +468,10 @@ for line in sys.stdin:
                     break
                 time.sleep(0.005)
         elif parts[0] == "spawn":
-            # spawn ID SECONDS STAMPS PWREGEX CONNINFO PEER ARGV...: runs the command, then at once
+            # spawn SECONDS STAMPS PWREGEX CONNINFO PEER ARGV...: runs the command, then at once
             # polls as "poll" does. The password (group 1 of PWREGEX on its stdout) stays in here.
-            ident, seconds, stamps, pattern, conninfo, peer = parts[1:7]
-            argv = parts[7:]
+            seconds, stamps, pattern, conninfo, peer = parts[1:6]
+            argv = parts[6:]
             import re, subprocess, threading
             lines = []
 
@@ -605,7 +605,7 @@ bench_timer_poll() {
 # until one succeeds. Prints "START_US EXIT_US END_US ATTEMPTS" (wall clock, µs since the epoch).
 bench_timer_spawn() {
     local seconds="$1" line reply=() arg
-    line="spawn"$'\t'"-"$'\t'"$1"$'\t'"$2"$'\t'"$3"$'\t'"$4"$'\t'"$5"
+    line="spawn"$'\t'"$1"$'\t'"$2"$'\t'"$3"$'\t'"$4"$'\t'"$5"
     shift 5
     for arg in "$@"; do
         case "$arg" in *$'\t'* | *$'\n'*) bench_die "bench_timer_spawn: a tab or newline in an argument" ;; esac

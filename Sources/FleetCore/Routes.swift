@@ -63,14 +63,21 @@ public final class RouteCache: Sendable {
 
     /// The cached route, if it is fresh and its socket is there.
     public func route(for tenant: TenantName) -> TenantRoute? {
-        guard let entry = entries.withLock({ $0[tenant] }) else { return nil }
-        guard entry.until > now(), socketExists(entry.socketPath) else {
-            entries.withLock { current in
-                if current[tenant]?.socketPath == entry.socketPath && current[tenant]?.until == entry.until { current[tenant] = nil }
+        let now = now()
+        let socketPath = entries.withLock { current -> String? in
+            guard let entry = current[tenant] else { return nil }
+            guard entry.until > now else {
+                current[tenant] = nil
+                return nil
             }
+            return entry.socketPath
+        }
+        guard let socketPath else { return nil }
+        guard socketExists(socketPath) else {
+            forget(tenant)
             return nil
         }
-        return .available(socketPath: entry.socketPath)
+        return .available(socketPath: socketPath)
     }
 
     /// Keeps `route` if it is an available one; any other answer removes what was kept.

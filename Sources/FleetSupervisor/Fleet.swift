@@ -97,9 +97,9 @@ public actor Fleet: FleetControl {
     /// Brings every tenant back to its desired state, re-adopting live postmasters.
     public func resumeTenants() async throws {
         var records = try catalog.tenants()
-        removeStrayCreationMarkers(known: Set(records.map(\.name)))
-        for index in records.indices {
-            guard let name = try? TenantName(validating: records[index].name), creationInterrupted(name) else { continue }
+        let marked = creationMarkers(known: Set(records.map(\.name)))
+        for index in records.indices where marked.contains(records[index].name) {
+            guard let name = try? TenantName(validating: records[index].name) else { continue }
             // The daemon died during its create: never started as if it were usable. A postmaster
             // that create had started is adopted below and stopped.
             let reason = Self.interruptedCreation(name)
@@ -358,31 +358,32 @@ public actor Fleet: FleetControl {
         if busy.contains(name) { throw FleetError.conflict("tenant \(name) is being created or dropped; try again when that has finished") }
     }
 
-    /// Whether `name`'s create never finished: its marker is there although no create runs
-    /// (call after `notBusy`).
-    func creationInterrupted(_ name: TenantName) -> Bool {
-        !busy.contains(name) && FileManager.default.fileExists(atPath: options.layout.creationMarker(name))
-    }
-
     static func interruptedCreation(_ name: TenantName) -> String {
         "its creation did not finish (the daemon stopped during `pgfleet tenant create`, or the new cluster did not start), so its superuser may have no password "
             + "and nobody may be able to log in; drop it with `pgfleet tenant drop \(name) --yes` and create it again"
     }
 
-    /// Refuses to start a tenant whose create never finished.
+    /// Refuses to start a tenant whose create never finished: its marker is there although no
+    /// create runs (call after `notBusy`).
     private func notHalfCreated(_ name: TenantName) throws {
-        if creationInterrupted(name) { throw FleetError.conflict("tenant \(name) cannot be started: \(Self.interruptedCreation(name))") }
+        if FileManager.default.fileExists(atPath: options.layout.creationMarker(name)) { throw FleetError.conflict("tenant \(name) cannot be started: \(Self.interruptedCreation(name))") }
     }
 
-    /// Markers of creates that died before their catalog row was written.
-    private func removeStrayCreationMarkers(known: Set<String>) {
+    /// The tenants of `known` whose create never finished, from one listing of the tenants'
+    /// directory; markers of creates that died before their catalog row are removed.
+    private func creationMarkers(known: Set<String>) -> Set<String> {
         let directory = options.layout.tenantsDirectory
+        var marked: Set<String> = []
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where entry.hasPrefix(".") && entry.hasSuffix(".creating") {
             let name = String(entry.dropFirst().dropLast(".creating".count))
-            guard !known.contains(name) else { continue }
-            try? FileManager.default.removeItem(atPath: directory + "/" + entry)
-            logger.info("removed the marker of a create that died before it registered the tenant", metadata: ["tenant": "\(name)"])
+            if known.contains(name) {
+                marked.insert(name)
+            } else {
+                try? FileManager.default.removeItem(atPath: directory + "/" + entry)
+                logger.info("removed the marker of a create that died before it registered the tenant", metadata: ["tenant": "\(name)"])
+            }
         }
+        return marked
     }
 
     /// A bundle with its manifest, parsed once (about 10 ms for a 340 kB manifest) and kept.

@@ -106,7 +106,6 @@ extension Fleet {
             }
             do {
                 // The daemon's own, private (0700) until they are all given to the tenant's user.
-                try Files.makeDirectory(layout.tenantsDirectory, mode: 0o711)
                 try Files.makeDirectory(record.directory, mode: 0o700)
                 try Files.makeDirectory(record.socketDirectory, mode: 0o700)
                 try Files.makeDirectory(layout.tenantLogDirectory(name), mode: 0o700)
