@@ -278,6 +278,7 @@ log_disconnections = 0
 EOF
 chown "$TENANT_USER:" "$PGB_DIR/userlist.txt" "$PGB_DIR/pgbouncer.ini"
 start_as_tenant pgbouncer "$PGB_DIR/stderr.log" "$PGBOUNCER" "$PGB_DIR/pgbouncer.ini"
+PGBOUNCER_PID=$BENCH_LAST_PID
 
 # --- HAProxy ----------------------------------------------------------------------------------------
 
@@ -306,6 +307,7 @@ EOF
     chown "$TENANT_USER:" "$HAP_DIR/haproxy.cfg"
     bench_log "starting HAProxy ($("$HAPROXY" -v | head -n1 | awk '{print $3}')) on 127.0.0.1:$HAPROXY_PORT as $TENANT_USER, mode tcp"
     start_as_tenant haproxy "$HAP_DIR/stderr.log" "$HAPROXY" -db -f "$HAP_DIR/haproxy.cfg"
+    HAPROXY_PID=$BENCH_LAST_PID
 fi
 
 # --- every variant reaches the right server -------------------------------------------------------
@@ -324,11 +326,32 @@ BUSY_NOTE="$(bench_busy_note)"
 
 # --- measuring ------------------------------------------------------------------------------------
 
-run_pgbench() { # VARIANT MODE SECONDS OUT: prints the TPS
-    local variant="$1" mode="$2" seconds="$3" out="$4"
+# The process in the middle of each pooled variant: its CPU time per transaction is what it takes
+# away from PostgreSQL and pgbench on a machine this small.
+declare -A MIDDLE_PID=([pgbouncer]="$PGBOUNCER_PID" [pgfleet]="$BENCH_DAEMON_PID")
+[ "$HAPROXY_VARIANT" -eq 1 ] && MIDDLE_PID[haproxy]="$HAPROXY_PID"
+CLOCK_TICKS="$(getconf CLK_TCK)"
+
+# cpu_ticks PID: user + system time of the process (all its threads) so far, in clock ticks.
+cpu_ticks() {
+    # After "pid (comm) " the fields start at the 3rd; utime and stime are the 14th and 15th.
+    sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}'
+}
+
+run_pgbench() { # VARIANT MODE SECONDS OUT: prints the TPS; OUT.cpu gets the middle's CPU µs per transaction
+    local variant="$1" mode="$2" seconds="$3" out="$4" pid before after tps count
     local args=(-n -S -c "$CLIENTS" -j "$JOBS" -T "$seconds")
     [ "$mode" = connect ] && args+=(-C)
-    as_client "$variant" bench_pgbench "$out" "${args[@]}"
+    pid="${MIDDLE_PID[$variant]:-}"
+    [ -n "$pid" ] && before="$(cpu_ticks "$pid")"
+    tps="$(as_client "$variant" bench_pgbench "$out" "${args[@]}")" || return 1
+    if [ -n "$pid" ]; then
+        after="$(cpu_ticks "$pid")"
+        count="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out" | head -n1)"
+        awk -v a="$before" -v b="$after" -v n="${count:-0}" -v hz="$CLOCK_TICKS" \
+            'BEGIN {if (n > 0 && b != "" && a != "") printf "%.1f\n", (b - a) * 1000000 / hz / n}' >"$out.cpu"
+    fi
+    echo "$tps"
 }
 
 if [ "$WARMUP" -gt 0 ]; then
@@ -340,7 +363,7 @@ fi
 
 MODES=(select connect)
 declare -A MODE_LABEL=([select]="select-only (pgbench -S)" [connect]="connect per transaction (pgbench -S -C)")
-declare -A RESULTS=()
+declare -A RESULTS=() CPU=()
 total=$((ROUNDS * ${#MODES[@]} * ${#VARIANTS[@]}))
 bench_log "measuring: $ROUNDS round(s) × ${#MODES[@]} workloads × ${#VARIANTS[@]} variants × ${DURATION} s ≈ $((total * (DURATION + 1) / 60 + 1)) min"
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -349,6 +372,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
             variant="${VARIANTS[$(((k + round - 1) % ${#VARIANTS[@]}))]}"
             tps="$(run_pgbench "$variant" "$mode" "$DURATION" "$BENCH_TMP/round$round-$mode-$variant.txt")"
             RESULTS[$mode.$variant]="${RESULTS[$mode.$variant]:-} $tps"
+            [ -s "$BENCH_TMP/round$round-$mode-$variant.txt.cpu" ] &&
+                CPU[$mode.$variant]="${CPU[$mode.$variant]:-} $(cat "$BENCH_TMP/round$round-$mode-$variant.txt.cpu")"
             bench_log "round $round/$ROUNDS, ${MODE_LABEL[$mode]}, ${LABEL[$variant]}: $tps TPS"
         done
     done
@@ -379,12 +404,15 @@ echo "PgBouncer $("$PGBOUNCER" --version | head -n1 | awk '{print $2}'): pool_mo
 for mode in "${MODES[@]}"; do
     echo
     echo "${MODE_LABEL[$mode]}"
-    printf '%-30s %9s %10s %7s %13s   %s\n' variant TPS "vs socket" "vs TCP" "vs PgBouncer" "TPS per round"
+    printf '%-30s %9s %10s %7s %13s %12s   %s\n' variant TPS "vs socket" "vs TCP" "vs PgBouncer" "CPU µs/txn" "TPS per round"
     for variant in "${VARIANTS[@]}"; do
         tps="${MEDIAN[$mode.$variant]}"
-        printf '%-30s %9s %10s %7s %13s  %s\n' "${LABEL[$variant]}" "$tps" \
+        cpu=-
+        # shellcheck disable=SC2086 # a list of numbers
+        [ -n "${CPU[$mode.$variant]:-}" ] && cpu="$(printf '%s\n' ${CPU[$mode.$variant]} | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')"
+        printf '%-30s %9s %10s %7s %13s %12s  %s\n' "${LABEL[$variant]}" "$tps" \
             "$(bench_ratio "$tps" "${MEDIAN[$mode.socket]}")" "$(bench_ratio "$tps" "${MEDIAN[$mode.tcp]}")" \
-            "$(bench_ratio "$tps" "${MEDIAN[$mode.pgbouncer]}")" "${RESULTS[$mode.$variant]}"
+            "$(bench_ratio "$tps" "${MEDIAN[$mode.pgbouncer]}")" "$cpu" "${RESULTS[$mode.$variant]}"
     done
 done
 

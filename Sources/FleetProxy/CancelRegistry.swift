@@ -27,10 +27,12 @@ public final class CancelRegistry: Sendable {
         var generator = SystemRandomNumberGenerator()
         return entries.withLock { entries in
             while true {
-                let key = Key(
-                    processID: Int32.random(in: 1...Int32.max, using: &generator),
-                    secret: (0..<4).map { _ in UInt8.random(in: 0...255, using: &generator) }
-                )
+                // One draw of the generator (one getrandom) for both halves.
+                let bits: UInt64 = generator.next()
+                let processID = Int32(truncatingIfNeeded: bits & 0x7FFF_FFFF)
+                guard processID != 0 else { continue }
+                let secret = withUnsafeBytes(of: (bits >> 32).littleEndian) { Array($0.prefix(4)) }
+                let key = Key(processID: processID, secret: secret)
                 if entries[key] == nil {
                     entries[key] = target
                     return key

@@ -51,7 +51,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var cancelKey: CancelRegistry.Key?
     /// Client bytes passed on to the server (bounded before ReadyForQuery).
     private var clientBytes = 0
-    private var byteCounters: ProxyMetrics.ByteCounters?
+    private var tenantMetrics: ProxyMetrics.TenantMetrics?
 
     init(shared: ProxyContext, overLimit: Bool) {
         self.shared = shared
@@ -227,8 +227,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             return
         }
         self.tenant = tenant
-        shared.metrics.opened(tenant, open: shared.limits.connections(of: tenant))
-        byteCounters = shared.metrics.byteCounters(tenant)
+        let metrics = shared.metrics.tenant(tenant)
+        tenantMetrics = metrics
+        shared.metrics.opened(metrics, open: shared.limits.connections(of: tenant))
         phase = .routing
         let routes = shared.routes
         if let known = routes.cachedRoute(for: tenant) {
@@ -607,11 +608,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     private func countClientBytes(_ count: Int) {
         clientBytes += count
-        byteCounters?.clientToServer.increment(by: count)
+        tenantMetrics?.bytes.clientToServer.increment(by: count)
     }
 
     private func countServerBytes(_ count: Int) {
-        byteCounters?.serverToClient.increment(by: count)
+        tenantMetrics?.bytes.serverToClient.increment(by: count)
     }
 
     private func connectionClosed() {
@@ -620,7 +621,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         if let key = cancelKey { shared.cancels.remove(key) }
         if let tenant {
             shared.limits.release(tenant: tenant)
-            shared.metrics.closed(tenant, open: shared.limits.connections(of: tenant))
+            if let tenantMetrics { shared.metrics.closed(tenantMetrics, open: shared.limits.connections(of: tenant)) }
         }
     }
 }

@@ -47,16 +47,18 @@ struct ScramVerifier: Equatable, Sendable {
 
     /// Nil for anything else: an MD5 hash, a plaintext password, a malformed verifier.
     init?(_ text: String) {
-        let prefix = "SCRAM-SHA-256$"
-        guard text.hasPrefix(prefix) else { return nil }
-        let parts = text.dropFirst(prefix.count).split(separator: "$", omittingEmptySubsequences: false)
+        // On the bytes: this runs on every login, for the verifier just looked up.
+        let prefix = "SCRAM-SHA-256$".utf8
+        let bytes = text.utf8
+        guard bytes.starts(with: prefix) else { return nil }
+        let parts = bytes.dropFirst(prefix.count).split(separator: UInt8(ascii: "$"), omittingEmptySubsequences: false)
         guard parts.count == 2 else { return nil }
-        let head = parts[0].split(separator: ":", omittingEmptySubsequences: false)
-        let keys = parts[1].split(separator: ":", omittingEmptySubsequences: false)
-        guard head.count == 2, keys.count == 2, let iterations = Int(head[0]), iterations > 0,
-            let salt = Scram.decode(head[1]), !salt.isEmpty,
-            let storedKey = Scram.decode(keys[0]), storedKey.count == Scram.keyLength,
-            let serverKey = Scram.decode(keys[1]), serverKey.count == Scram.keyLength
+        let head = parts[0].split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false)
+        let keys = parts[1].split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false)
+        guard head.count == 2, keys.count == 2, let iterations = Int(Substring(head[0])), iterations > 0,
+            let salt = Base64.decode(head[1]), !salt.isEmpty,
+            let storedKey = Base64.decode(keys[0]), storedKey.count == Scram.keyLength,
+            let serverKey = Base64.decode(keys[1]), serverKey.count == Scram.keyLength
         else { return nil }
         self.init(iterations: iterations, salt: salt, storedKey: storedKey, serverKey: serverKey)
     }
@@ -91,28 +93,41 @@ enum Scram {
     }
 
     static func encode(_ bytes: [UInt8]) -> String {
-        Data(bytes).base64EncodedString()
+        Base64.encode(bytes)
     }
 
     static func decode(_ text: some StringProtocol) -> [UInt8]? {
-        Data(base64Encoded: String(text)).map { Array($0) }
+        Base64.decode(text.utf8)
     }
 
     static func nonce() -> String {
+        // Eight bytes per call of the generator (one getrandom each), not one per byte.
         var generator = SystemRandomNumberGenerator()
-        return encode((0..<nonceLength).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(nonceLength + 7)
+        while bytes.count < nonceLength {
+            withUnsafeBytes(of: generator.next() as UInt64) { bytes.append(contentsOf: $0) }
+        }
+        return encode(Array(bytes.prefix(nonceLength)))
     }
 
     /// Splits `a=1,b=2` into ordered (name, value) pairs; nil unless every part is `x=…`.
-    static func attributes(_ text: some StringProtocol) -> [(Character, Substring)]? {
+    static func attributes(_ text: Substring) -> [(Character, Substring)]? {
+        // Split by bytes: every separator and attribute name is ASCII, and Character-wise
+        // splitting costs a grapheme-break check per character on every login.
         var result: [(Character, Substring)] = []
-        for part in String(text).split(separator: ",", omittingEmptySubsequences: false) {
-            guard part.count >= 2, let name = part.first, name.isASCII, name.isLetter,
-                part[part.index(after: part.startIndex)] == "="
+        result.reserveCapacity(4)
+        for part in text.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
+            guard part.count >= 2, let name = part.first, Base64.isASCIILetter(name),
+                part[part.index(after: part.startIndex)] == UInt8(ascii: "=")
             else { return nil }
-            result.append((name, part.dropFirst(2)))
+            result.append((Character(Unicode.Scalar(name)), Substring(part.dropFirst(2))))
         }
         return result
+    }
+
+    static func attributes(_ text: String) -> [(Character, Substring)]? {
+        attributes(text[...])
     }
 
     /// Printable ASCII except ',' (RFC 5802's "printable"), what a nonce may hold.
@@ -150,7 +165,7 @@ struct ScramServerExchange {
         guard pieces[1].isEmpty else { throw .unsupported("authorization identity") }
         gs2Header = "\(pieces[0]),,"
         clientFirstBare = String(pieces[2])
-        guard let attributes = Scram.attributes(clientFirstBare), attributes.count >= 2,
+        guard let attributes = Scram.attributes(pieces[2]), attributes.count >= 2,
             attributes[0].0 == "n", attributes[1].0 == "r"
         else {
             if clientFirstBare.hasPrefix("m=") { throw .unsupported("mandatory extension") }
@@ -181,12 +196,18 @@ struct ScramServerExchange {
         guard let attributes = Scram.attributes(withoutProof), attributes.count >= 2,
             attributes[0].0 == "c", attributes[1].0 == "r"
         else { throw .malformed("client-final-message") }
-        guard Scram.decode(attributes[0].1) == Array(gs2Header.utf8) else { throw .malformed("channel binding data") }
+        guard let binding = Scram.decode(attributes[0].1), binding.elementsEqual(gs2Header.utf8) else { throw .malformed("channel binding data") }
         guard attributes[1].1 == nonce else { throw .malformed("nonce") }
         guard let proof = Scram.decode(text[proofStart.upperBound...]), proof.count == Scram.keyLength else {
             throw .malformed("proof")
         }
-        let authMessage = "\(clientFirstBare),\(serverFirst),\(withoutProof)"
+        var authMessage: [UInt8] = []
+        authMessage.reserveCapacity(clientFirstBare.utf8.count + serverFirst.utf8.count + withoutProof.utf8.count + 2)
+        authMessage.append(contentsOf: clientFirstBare.utf8)
+        authMessage.append(UInt8(ascii: ","))
+        authMessage.append(contentsOf: serverFirst.utf8)
+        authMessage.append(UInt8(ascii: ","))
+        authMessage.append(contentsOf: withoutProof.utf8)
         let clientKey = Scram.xor(proof, Scram.hmac(key: verifier.storedKey, authMessage))
         guard Scram.constantTimeEqual(Scram.sha256(clientKey), verifier.storedKey) else { throw .wrongProof }
         let serverSignature = Scram.hmac(key: verifier.serverKey, authMessage)
@@ -238,5 +259,81 @@ struct ScramClientExchange {
         guard Scram.constantTimeEqual(signature, Scram.hmac(key: verifier.serverKey, authMessage)) else {
             throw .serverSignatureMismatch
         }
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 §4), as SCRAM and PostgreSQL's verifiers use it;
+/// strict: no whitespace, no missing padding. Foundation's codec went through `Data` and
+/// `NSString` on every login.
+enum Base64 {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    /// Byte → its 6-bit value; 0xFF: not in the alphabet.
+    private static let values: [UInt8] = {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (index, byte) in alphabet.enumerated() { table[Int(byte)] = UInt8(index) }
+        return table
+    }()
+
+    static func isASCIILetter(_ byte: UInt8) -> Bool {
+        (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+    }
+
+    static func encode(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var index = 0
+        while index + 3 <= bytes.count {
+            let chunk = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
+            out.append(alphabet[Int(chunk >> 18 & 63)])
+            out.append(alphabet[Int(chunk >> 12 & 63)])
+            out.append(alphabet[Int(chunk >> 6 & 63)])
+            out.append(alphabet[Int(chunk & 63)])
+            index += 3
+        }
+        let rest = bytes.count - index
+        if rest > 0 {
+            let chunk = UInt32(bytes[index]) << 16 | (rest == 2 ? UInt32(bytes[index + 1]) << 8 : 0)
+            out.append(alphabet[Int(chunk >> 18 & 63)])
+            out.append(alphabet[Int(chunk >> 12 & 63)])
+            out.append(rest == 2 ? alphabet[Int(chunk >> 6 & 63)] : UInt8(ascii: "="))
+            out.append(UInt8(ascii: "="))
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Nil unless `text` is whole 4-character groups of the alphabet, with `=` padding only at
+    /// the end of the last one.
+    static func decode<Text: Collection>(_ text: Text) -> [UInt8]? where Text.Element == UInt8 {
+        let count = text.count
+        guard count % 4 == 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(count / 4 * 3)
+        var group: UInt32 = 0
+        var filled = 0
+        var padding = 0
+        for byte in text {
+            if byte == UInt8(ascii: "=") {
+                padding += 1
+                group <<= 6
+            } else {
+                let value = values[Int(byte)]
+                guard value != 0xFF, padding == 0 else { return nil }
+                group = group << 6 | UInt32(value)
+            }
+            filled += 1
+            if filled == 4 {
+                out.append(UInt8(truncatingIfNeeded: group >> 16))
+                out.append(UInt8(truncatingIfNeeded: group >> 8))
+                out.append(UInt8(truncatingIfNeeded: group))
+                group = 0
+                filled = 0
+            }
+        }
+        // Padding: at most two characters, and only in the last group (it was the last bytes
+        // read, as nothing but padding may follow padding).
+        guard padding <= 2 else { return nil }
+        out.removeLast(padding)
+        return out
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import FleetProxy
@@ -114,5 +115,25 @@ import Testing
             _ = try? client.receiveServerFirst(first)
             try? client.receiveServerFinal(final)
         }
+    }
+
+    /// The proxy's own base64 agrees with Foundation's on every length and byte, refuses what
+    /// Foundation refuses, and padding in the middle too (as PostgreSQL does), which Foundation takes.
+    @Test func base64AgreesWithFoundation() {
+        var generator = SystemRandomNumberGenerator()
+        for length in 0..<70 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let encoded = Base64.encode(bytes)
+            #expect(encoded == Data(bytes).base64EncodedString())
+            #expect(Base64.decode(encoded.utf8) == bytes)
+        }
+        for bad in ["A", "AB", "ABC", "A===", "AB==CDEF", "AB C", "AB\nC", "ABC\u{00e9}", "AB-_", "=ABC"] {
+            #expect(Base64.decode(bad.utf8) == nil, "\(bad)")
+            #expect(Data(base64Encoded: bad) == nil, "Foundation accepts \(bad)")
+        }
+        for bad in ["AB=C", "===="] {
+            #expect(Base64.decode(bad.utf8) == nil, "\(bad)")
+        }
+        #expect(Base64.decode("".utf8) == [])
     }
 }
