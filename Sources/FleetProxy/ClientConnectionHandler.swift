@@ -434,7 +434,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         phase = .handedOver
         timeout?.cancel()
         var out = context.channel.allocator.buffer(capacity: 512)
-        for parameter in server.parameters { parameter.encode(into: &out) }
+        server.writeParameters(into: &out)
         if let key = server.backendKey {
             issueCancelKey(for: key, socketPath: server.key.socketPath).encode(into: &out)
         }

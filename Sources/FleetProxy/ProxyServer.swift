@@ -44,10 +44,13 @@ public final class ProxyServer: Service, Sendable {
                     .serverChannelOption(.backlog, value: 4096)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .serverChannelOption(ChannelOptions.Types.SocketOption(level: .socket, name: NIOBSDSocket.Option(rawValue: CInt(SO_REUSEPORT))), value: 1)
-                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .childChannelOption(.allowRemoteHalfClosure, value: true)
                     .childChannelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
+                            // Set here rather than as child channel options, which NIO applies
+                            // through a chain of futures on every accepted connection.
+                            let options = channel.syncOptions
+                            try options?.setOption(.socketOption(.tcp_nodelay), value: 1)
+                            try options?.setOption(.allowRemoteHalfClosure, value: true)
                             let overLimit = !shared.limits.acquireConnection()
                             try channel.pipeline.syncOperations.addHandler(ClientConnectionHandler(shared: shared, overLimit: overLimit))
                         }

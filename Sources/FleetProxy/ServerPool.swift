@@ -20,7 +20,11 @@ final class PooledServer {
     let key: PoolKey
     let backendKey: BackendKeyData?
     /// ParameterStatus values the server has reported, which the next client is told.
-    var parameters: [ParameterStatus]
+    var parameters: [ParameterStatus] {
+        didSet { encodedParameters = nil }
+    }
+    /// `parameters` as the ParameterStatus messages a client is sent, encoded once per change.
+    private var encodedParameters: ByteBuffer?
     var idleSince = NIODeadline.now()
 
     init(channel: any Channel, key: PoolKey, session: ServerSession) {
@@ -28,6 +32,16 @@ final class PooledServer {
         self.key = key
         self.backendKey = session.backendKey
         self.parameters = session.parameters
+    }
+
+    /// Writes the ParameterStatus messages for the next client.
+    func writeParameters(into out: inout ByteBuffer) {
+        if encodedParameters == nil {
+            var encoded = channel.allocator.buffer(capacity: 512)
+            for parameter in parameters { parameter.encode(into: &encoded) }
+            encodedParameters = encoded
+        }
+        out.writeImmutableBuffer(encodedParameters!)
     }
 }
 

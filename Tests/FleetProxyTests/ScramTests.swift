@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Testing
 
@@ -135,5 +136,20 @@ import Testing
             #expect(Base64.decode(bad.utf8) == nil, "\(bad)")
         }
         #expect(Base64.decode("".utf8) == [])
+    }
+
+    /// The proxy's HMAC-SHA-256 gives swift-crypto's bytes for keys shorter than, as long as and
+    /// longer than a block, and messages of every length around the block size.
+    @Test func hmacAgreesWithSwiftCrypto() {
+        var generator = SystemRandomNumberGenerator()
+        for keyLength in [0, 1, 32, 63, 64, 65, 100] {
+            let key = (0..<keyLength).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            for messageLength in [0, 1, 55, 56, 63, 64, 65, 200] {
+                let message = (0..<messageLength).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                let expected = Array(HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key)))
+                #expect(Scram.hmac(key: key, message) == expected, "key \(keyLength), message \(messageLength)")
+            }
+        }
+        #expect(Scram.sha256(Array("abc".utf8)) == Array(SHA256.hash(data: Array("abc".utf8))))
     }
 }
