@@ -102,7 +102,9 @@ public enum Presentation {
             "NAME", "VERSION", "PORT", "STATE", "PID", "UPTIME", "RESTARTS", "OS USER", "SOCKET DIR", "DATA DIR", "LOG FILE",
         ])
         for tenant in tenants {
-            if let reason = tenant.failureReason, tenant.state == .failed || tenant.state == .backoff {
+            // A stopped tenant keeps a reason when it was stopped by pgfleet, not by its operator
+            // (a create cut short by the daemon's death): the list says why, as for a failure.
+            if let reason = tenant.failureReason, tenant.state == .failed || tenant.state == .backoff || tenant.state == .stopped {
                 table.notes[table.rows.count] = ["\(tenant.state.rawValue): \(reason)"]
             }
             table.rows.append([

@@ -41,9 +41,18 @@ import Testing
         broken.pid = nil
         broken.restarts = 5
         broken.failureReason = "postgres exited 1: could not map shared memory"
-        let text = Presentation.tenantTable([acme, broken], now: Date(timeIntervalSince1970: 1_000 + 3_700))
+        var halfMade = FakeFleet.tenant("half-made")
+        halfMade.state = .stopped
+        halfMade.pid = nil
+        halfMade.failureReason = "its creation was cut short"
+        var stopped = FakeFleet.tenant("stopped")
+        stopped.state = .stopped
+        stopped.pid = nil
+        let text = Presentation.tenantTable([acme, broken, halfMade, stopped], now: Date(timeIntervalSince1970: 1_000 + 3_700))
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        #expect(lines.count == 4)
+        #expect(lines.count == 7)
+        #expect(lines[5].contains("stopped: its creation was cut short"))
+        #expect(lines[6].hasPrefix("stopped "))
         #expect(lines[0].hasPrefix("NAME        VERSION  PORT  STATE"))
         for header in ["PID", "UPTIME", "RESTARTS", "OS USER", "SOCKET DIR", "DATA DIR", "LOG FILE"] {
             #expect(lines[0].contains(header))
