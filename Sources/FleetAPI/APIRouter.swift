@@ -84,6 +84,12 @@ public func buildRouter(fleet: any FleetControl, metrics: PrometheusCollectorReg
         try APICoding.jsonResponse(try await fleet.restartTenant(try tenantName(context)))
     }
 
+    v1.post("tenants/:name/password") { request, context in
+        let name = try tenantName(context)
+        let body = try await APICoding.decodeBody(PasswordRequest.self, from: request)
+        return try APICoding.jsonResponse(try await fleet.resetPassword(name, body))
+    }
+
     v1.delete("tenants/:name") { request, context in
         let name = try tenantName(context)
         return ProgressStream.response(logger: logger, method: "DELETE", path: request.uri.path) { progress in

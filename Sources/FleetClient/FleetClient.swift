@@ -114,6 +114,10 @@ public struct FleetClient: Sendable {
         try await call(.POST, Self.tenantPath(name) + "/restart")
     }
 
+    public func resetPassword(_ name: TenantName, _ request: PasswordRequest) async throws -> PasswordResult {
+        try await call(.POST, Self.tenantPath(name) + "/password", body: try encode(request))
+    }
+
     /// Drops a tenant and its data; `onEvent` sees each progress event.
     public func dropTenant(
         _ name: TenantName,

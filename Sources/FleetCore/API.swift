@@ -14,6 +14,7 @@ import Foundation
 //   POST   /v1/tenants/{name}/suspend         -> TenantInfo
 //   POST   /v1/tenants/{name}/settings        SettingsRequest -> SettingsResult
 //   POST   /v1/tenants/{name}/restart         -> TenantInfo
+//   POST   /v1/tenants/{name}/password        PasswordRequest -> PasswordResult
 //   DELETE /v1/tenants/{name}                 -> NDJSON stream of StreamEvent
 //   GET    /v1/tenants/{name}/logs?lines=N&follow=true -> text/plain, streamed while following
 //   GET    /metrics                           -> Prometheus text format
@@ -197,6 +198,30 @@ public struct CreateTenantRequest: Codable, Sendable {
     }
 }
 
+/// `POST /v1/tenants/{name}/password`: a new password for the tenant's superuser.
+public struct PasswordRequest: Codable, Sendable {
+    /// Nil: the daemon generates one and returns it once.
+    public var password: String?
+
+    public init(password: String? = nil) {
+        self.password = password
+    }
+}
+
+public struct PasswordResult: Codable, Sendable {
+    public var tenant: TenantInfo
+    /// The generated password, when the request carried none.
+    public var password: String?
+    /// Whether the tenant was running and was restarted for the change.
+    public var restarted: Bool
+
+    public init(tenant: TenantInfo, password: String?, restarted: Bool) {
+        self.tenant = tenant
+        self.password = password
+        self.restarted = restarted
+    }
+}
+
 /// `POST /v1/tenants/{name}/settings`: PostgreSQL settings for one tenant.
 public struct SettingsRequest: Codable, Sendable, Equatable {
     /// Parameter name and value, in the order given.
@@ -341,6 +366,9 @@ public protocol FleetControl: Sendable {
     /// Validates settings with the tenant's own bundle, stores them, and reloads (or restarts).
     func setSettings(_ name: TenantName, _ request: SettingsRequest) async throws -> SettingsResult
     func restartTenant(_ name: TenantName) async throws -> TenantInfo
+    /// Sets a new password for the tenant's superuser (the tenant is stopped for it and started
+    /// again if it was running).
+    func resetPassword(_ name: TenantName, _ request: PasswordRequest) async throws -> PasswordResult
     func dropTenant(_ name: TenantName, progress: @escaping ProgressReporter) async throws
 }
 

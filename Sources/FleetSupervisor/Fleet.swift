@@ -50,7 +50,7 @@ public actor Fleet: FleetControl {
     /// 340 kB of JSON for Debian's PostgreSQL 15): parsed once per tenant, it made a daemon with
     /// 2,000 tenants spend seconds at start-up before it answered anything.
     private var loadedBundles: [String: FleetBundles.Bundle] = [:]
-    /// Tenants being created or dropped: other operations on them wait their turn by refusing.
+    /// Tenants being created, dropped or given a new password: other operations on them wait their turn by refusing.
     var busy: Set<TenantName> = []
     /// OS user ids chosen for tenants being created whose useradd has not finished yet.
     var promisedUserIDs: Set<Int> = []
@@ -355,7 +355,7 @@ public actor Fleet: FleetControl {
     }
 
     func notBusy(_ name: TenantName) throws {
-        if busy.contains(name) { throw FleetError.conflict("tenant \(name) is being created or dropped; try again when that has finished") }
+        if busy.contains(name) { throw FleetError.conflict("tenant \(name) is being created, dropped or given a new password; try again when that has finished") }
     }
 
     static func interruptedCreation(_ name: TenantName) -> String {

@@ -24,6 +24,8 @@ extension Fleet: RouteProvider {
     }
 
     public func wake(_ tenant: TenantName) async -> TenantRoute {
+        // Being created, dropped or given a new password (its postmaster must not start now).
+        if busy.contains(tenant) { return .unavailable(.starting) }
         guard let supervisor = supervisors[tenant] else { return await route(for: tenant) }
         let state = await supervisor.snapshot.state
         // Only a suspended tenant is woken (or one already starting, to wait for): a client must

@@ -8,7 +8,9 @@ struct TenantCommand: AsyncParsableCommand {
         commandName: "tenant",
         abstract: "Create, inspect, start, stop and drop tenants (one PostgreSQL cluster each).",
         discussion: "Tenant names match ^[a-z][a-z0-9-]{0,62}$.",
-        subcommands: [Create.self, List.self, Info.self, Start.self, Stop.self, Suspend.self, Restart.self, SetSettings.self, Drop.self, Logs.self]
+        subcommands: [
+            Create.self, List.self, Info.self, Start.self, Stop.self, Suspend.self, Restart.self, SetSettings.self, Password.self, Drop.self, Logs.self,
+        ]
     )
 
     struct Create: AsyncParsableCommand {
@@ -247,6 +249,57 @@ struct TenantCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await lifecycle(rootOptions, name, verb: "restarted") { client, name in try await client.restartTenant(name) }
+        }
+    }
+
+    struct Password: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "password",
+            abstract: "Give a tenant's superuser a new password.",
+            discussion: """
+                Without --password-stdin the daemon generates a password and this command prints \
+                it once: it is stored nowhere. With --password-stdin the first line of standard \
+                input is the password (pipe it in; a terminal would show it as you type). A \
+                running tenant is stopped for the change and started again, so its open sessions \
+                end; a stopped or suspended tenant stays so. The password reaches the tenant only \
+                as a SCRAM verifier.
+                """
+        )
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The tenant's name.", valueName: "name"))
+        var name: String
+
+        @Flag(help: "Read the new password from the first line of standard input.")
+        var passwordStdin = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let tenantName = try validatedTenantName(name)
+                var password: String? = nil
+                if passwordStdin {
+                    guard let line = readLine(strippingNewline: true), !line.isEmpty else {
+                        throw FleetError.invalidRequest("--password-stdin: the first line of standard input is empty or missing")
+                    }
+                    password = line
+                }
+                let result = try await FleetClient(layout: rootOptions.layout).resetPassword(tenantName, PasswordRequest(password: password))
+                let tenant = result.tenant
+                var lines = [
+                    "new password set for \(tenant.superuser) in tenant \(tenant.name): "
+                        + (result.restarted ? "restarted, \(tenant.state.rawValue)" : tenant.state.rawValue),
+                ]
+                if let generated = result.password {
+                    lines += [
+                        "",
+                        "password for \(tenant.superuser): \(generated)",
+                        "  save it now: it is not stored and cannot be shown again.",
+                    ]
+                }
+                lines += ["", "connect with:"] + Presentation.connectLines(tenant)
+                Terminal.out(lines.joined(separator: "\n"))
+            }
         }
     }
 

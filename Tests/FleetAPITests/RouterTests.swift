@@ -255,6 +255,28 @@ import Testing
         #expect(!logs.text.contains(FakeFleet.generatedPassword))
     }
 
+    @Test func aNewPasswordIsReturnedOnceAndNeverLogged() async throws {
+        let secret = "client-chosen-Secret-4242"
+        try await withApp { client in
+            try await client.execute(uri: "/v1/tenants/acme/password", method: .post, body: try Self.json(PasswordRequest())) { response throws in
+                #expect(response.status == .ok)
+                let result = try decodeJSON(PasswordResult.self, String(buffer: response.body))
+                #expect(result.password == "generated-secret" && result.restarted && result.tenant.name == "acme")
+            }
+            try await client.execute(uri: "/v1/tenants/acme/password", method: .post, body: try Self.json(PasswordRequest(password: secret))) { response throws in
+                #expect(try decodeJSON(PasswordResult.self, String(buffer: response.body)).password == nil)
+            }
+            try await client.execute(uri: "/v1/tenants/acme/password", method: .post, body: ByteBuffer(string: "{not json")) { response throws in
+                #expect(response.status == .badRequest)
+            }
+            try await client.execute(uri: "/v1/tenants/nope/password", method: .post, body: try Self.json(PasswordRequest())) { response throws in
+                #expect(response.status == .notFound)
+            }
+        }
+        #expect(fleet.calls == ["resetPassword acme", "resetPassword acme", "resetPassword nope"])
+        #expect(!logs.text.contains(secret) && !logs.text.contains("generated-secret"))
+    }
+
     @Test func importStreamsProgressAndBundle() async throws {
         try await withApp { client in
             let body = try Self.json(ImportBundleRequest(path: "/usr/lib/postgresql/17", makeDefault: true))

@@ -121,6 +121,11 @@ final class FakeFleet: FleetControl {
         return try setState(name, .running, pid: 1235)
     }
 
+    func resetPassword(_ name: TenantName, _ request: PasswordRequest) async throws -> PasswordResult {
+        try record("resetPassword \(name)")
+        return PasswordResult(tenant: try setState(name, .running, pid: 1236), password: request.password == nil ? "generated-secret" : nil, restarted: true)
+    }
+
     func dropTenant(_ name: TenantName, progress: @escaping ProgressReporter) async throws {
         try record("dropTenant \(name)")
         _ = try tenant(name)

@@ -89,6 +89,56 @@ struct ProxyIntegrationTests {
         }
     }
 
+    /// `tenant password`: a running tenant is restarted with the new password, a suspended one
+    /// stays suspended; the old password stops working through the proxy and on the socket, and
+    /// neither password shows up in the daemon's log.
+    @Test func aNewPasswordForTheSuperuser() async throws {
+        let port = try freePort()
+        try await withHarness(extraServeArguments: ["--no-system-bundles", "--listen", "127.0.0.1:\(port)", "--tls", "disable"]) { harness in
+            try await harness.startDaemon()
+            try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+            let (tenant, old) = try await harness.createTenant("keys")
+            let conninfo = "host=127.0.0.1 port=\(port) user=postgres@keys dbname=postgres sslmode=disable"
+            // A pooled server session of the old login exists when the password changes.
+            #expect(try await psql(conninfo, password: old, "select 1").succeeded)
+            let pidBefore = try #require(tenant.pid)
+
+            let reset = try await harness.mustRun(["tenant", "password", "keys"])
+            let line = try #require(reset.split(separator: "\n").first { $0.hasPrefix("password for postgres: ") })
+            let generated = String(line.dropFirst("password for postgres: ".count))
+            #expect(generated.count == 24, "\(reset)")
+            #expect(reset.contains("restarted, running"), "\(reset)")
+            let after = try await harness.info("keys")
+            #expect(after.state == .running && after.pid != pidBefore)
+            #expect(!(try await psql(conninfo, password: old, "select 1").succeeded), "the old password still works through the proxy")
+            #expect(!(try await harness.psql(after, password: old, "select 1").succeeded), "the old password still works on the socket")
+            #expect(try await psql(conninfo, password: generated, "select current_user").stdout.contains("postgres"))
+            #expect(try await harness.mustQuery(after, password: generated, "select 1") == "1")
+
+            // A chosen password from stdin, on a suspended tenant: it stays suspended, the next
+            // client wakes it with the new password.
+            try await harness.mustRun(["tenant", "suspend", "keys"])
+            let chosen = "chosen-\(UUID().uuidString.prefix(8))"
+            let piped = try await harness.cli(["tenant", "password", "keys", "--password-stdin"], stdin: chosen + "\n")
+            #expect(piped.succeeded, "\(piped.stderr)")
+            #expect(!piped.stdout.contains(chosen), "a chosen password is printed back")
+            #expect(try await harness.info("keys").state == .suspended)
+            #expect(try await psql(conninfo, password: chosen, "select 1").succeeded)
+            #expect(!(try await psql(conninfo, password: generated, "select 1").succeeded))
+
+            // Bad input: an empty line, an unknown tenant; nothing changes.
+            let empty = try await harness.cli(["tenant", "password", "keys", "--password-stdin"], stdin: "\n")
+            #expect(!empty.succeeded && empty.stderr.contains("empty or missing"), "\(empty.stderr)")
+            let unknown = try await harness.cli(["tenant", "password", "nobody"])
+            #expect(!unknown.succeeded && unknown.stderr.contains("nobody"), "\(unknown.stderr)")
+            #expect(try await psql(conninfo, password: chosen, "select 1").succeeded)
+
+            let log = harness.serveLog()
+            #expect(!log.contains(generated) && !log.contains(chosen) && !log.contains(old), "a password is in the daemon's log")
+            #expect(log.contains("tenant superuser password changed"))
+        }
+    }
+
     @Test func aStandaloneProxyWithTLSRequired() async throws {
         let port = try freePort()
         try await withHarness(extraServeArguments: ["--no-system-bundles", "--listen", "none"]) { harness in
