@@ -97,6 +97,11 @@ public enum Presentation {
 
     // MARK: Tenants
 
+    /// A password the daemon generated: shown once, with a blank line before it.
+    public static func generatedPasswordLines(superuser: String, password: String) -> [String] {
+        ["", "password for \(superuser): \(password)", "  save it now: it is not stored and cannot be shown again."]
+    }
+
     public static func tenantTable(_ tenants: [TenantInfo], now: Date) -> String {
         var table = TextTable(headers: [
             "NAME", "VERSION", "PORT", "STATE", "PID", "UPTIME", "RESTARTS", "OS USER", "SOCKET DIR", "DATA DIR", "LOG FILE",

@@ -88,11 +88,7 @@ struct TenantCommand: AsyncParsableCommand {
                     ]),
                 ]
                 if let generated = result.password {
-                    lines += [
-                        "",
-                        "password for \(tenant.superuser): \(generated)",
-                        "  save it now: it is not stored and cannot be shown again.",
-                    ]
+                    lines += Presentation.generatedPasswordLines(superuser: tenant.superuser, password: generated)
                 }
                 lines += ["", "connect with:"] + Presentation.connectLines(tenant)
                 Terminal.out(lines.joined(separator: "\n"))
@@ -291,11 +287,7 @@ struct TenantCommand: AsyncParsableCommand {
                         + (result.restarted ? "restarted, \(tenant.state.rawValue)" : tenant.state.rawValue),
                 ]
                 if let generated = result.password {
-                    lines += [
-                        "",
-                        "password for \(tenant.superuser): \(generated)",
-                        "  save it now: it is not stored and cannot be shown again.",
-                    ]
+                    lines += Presentation.generatedPasswordLines(superuser: tenant.superuser, password: generated)
                 }
                 lines += ["", "connect with:"] + Presentation.connectLines(tenant)
                 Terminal.out(lines.joined(separator: "\n"))
