@@ -384,7 +384,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         }
     }
 
-    private func checkOut(_ login: PooledLogin, clientKey: [UInt8], context: ChannelHandlerContext) {
+    /// A pooled session for `login`: an idle one of this event loop's pool, or a new one.
+    /// `attempt` counts the tries after the tenant ran out of connection slots.
+    private func checkOut(_ login: PooledLogin, clientKey: [UInt8], attempt: Int = 1, context: ChannelHandlerContext) {
         let pool = shared.pools.pool(on: context.eventLoop)
         if let server = pool.checkout(login.key) {
             do {
@@ -396,8 +398,14 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 server.channel.close(promise: nil)
             }
         }
-        openServer(login, clientKey: clientKey, pool: pool, attempt: 1, context: context)
+        openServer(login, clientKey: clientKey, pool: pool, attempt: attempt, context: context)
     }
+
+    /// Tries after the tenant said it has no connection slot left (53300), about 3 s in all
+    /// (25 ms more between tries, up to 200 ms): a burst of clients larger than max_connections
+    /// waits for sessions to come back instead of failing at once. Then the server's refusal is
+    /// passed on.
+    static let slotAttempts = 20
 
     private func openServer(_ login: PooledLogin, clientKey: [UInt8], pool: ServerPool, attempt: Int, context: ChannelHandlerContext) {
         let name = login.key.tenant.rawValue
@@ -410,13 +418,14 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 }
                 self.shared.metrics.serverSession(.opened)
                 self.begin(server, pool: pool, context: context)
-            case .failure(ServerLoginError.refused(let response)) where response.sqlstate == "53300" && attempt < 3:
-                // The tenant is out of connection slots: idle pooled sessions (of other users,
-                // databases or event loops) give theirs back, and this client tries again.
-                self.shared.pools.trim(login.key.tenant)
-                context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(50 * Int64(attempt))) {
+            case .failure(ServerLoginError.refused(let response)) where response.sqlstate == "53300" && attempt < Self.slotAttempts:
+                // The tenant is out of connection slots: idle pooled sessions that this client
+                // cannot use (other users, databases, event loops) give theirs back, and it tries
+                // again, first with a session of its own kind that came back meanwhile.
+                self.shared.pools.trim(login.key.tenant, keeping: login.key, on: context.eventLoop)
+                context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(25 * Int64(min(attempt, 8)))) {
                     guard case .checkingOut = self.phase, context.channel.isActive else { return }
-                    self.openServer(login, clientKey: clientKey, pool: pool, attempt: attempt + 1, context: context)
+                    self.checkOut(login, clientKey: clientKey, attempt: attempt + 1, context: context)
                 }
             case .failure(ServerLoginError.refused(let response)):
                 // The server's own refusal (too many connections, no such database, …), as it is.

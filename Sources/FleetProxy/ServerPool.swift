@@ -100,10 +100,12 @@ final class ServerPools: Sendable {
     }
 
     /// Closes the idle server connections of `tenant` on every event loop: the tenant ran out of
-    /// connection slots, and idle pooled sessions should not keep a client out.
-    func trim(_ tenant: TenantName) {
+    /// connection slots, and idle pooled sessions should not keep a client out. Those of `key`
+    /// on `keepLoop` stay: the client that asked can use them itself.
+    func trim(_ tenant: TenantName, keeping key: PoolKey? = nil, on keepLoop: (any EventLoop)? = nil) {
         for (loop, pool) in pools.withLock({ Array($0.values) }) {
-            loop.execute { pool.value.closeIdle(of: tenant) }
+            let spare = keepLoop.map { $0 === loop } == true ? key : nil
+            loop.execute { pool.value.closeIdle(of: tenant, except: spare) }
         }
     }
 
@@ -252,8 +254,8 @@ final class ServerPool {
         server.channel.pipeline.syncOperations.removeHandler(watcher, promise: nil)
     }
 
-    func closeIdle(of tenant: TenantName) {
-        for (key, list) in idle where key.tenant == tenant {
+    func closeIdle(of tenant: TenantName, except spare: PoolKey? = nil) {
+        for (key, list) in idle where key.tenant == tenant && key != spare {
             idle[key] = nil
             for server in list { server.channel.close(promise: nil) }
         }

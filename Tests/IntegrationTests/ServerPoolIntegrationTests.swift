@@ -107,6 +107,28 @@ struct ServerPoolIntegrationTests {
             #expect((Int(backends) ?? 99) <= 12, "\(backends) client backends")
         }
     }
+
+    /// More clients at once than the tenant has connection slots, each holding its session a
+    /// while: the proxy waits for sessions to come back (and closes idle ones it cannot use)
+    /// instead of passing "too many clients" on after a few tries.
+    @Test func aBurstLargerThanMaxConnectionsWaitsForSessions() async throws {
+        let port = try freePort()
+        try await withHarness(extraServeArguments: [
+            "--no-system-bundles", "--listen", "127.0.0.1:\(port)", "--tls", "disable", "--proxy-threads", "1",
+        ]) { harness in
+            try await harness.startDaemon()
+            try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+            let (_, password) = try await harness.createTenant("narrow")
+            try await harness.mustRun(["tenant", "set", "narrow", "max_connections=8", "--restart"])
+            let conninfo = "host=127.0.0.1 port=\(port) user=postgres@narrow dbname=postgres sslmode=disable"
+            let results = try await withThrowingTaskGroup(of: CommandResult.self) { group in
+                for _ in 0..<20 { group.addTask { try await psql(conninfo, password: password, "select pg_sleep(0.15)") } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let failed = results.filter { !$0.succeeded }
+            #expect(failed.isEmpty, "\(failed.count) of 20 failed: \(failed.first?.stderr ?? "")")
+        }
+    }
 }
 
 /// psql with several -c commands, each one's output on its own line.
