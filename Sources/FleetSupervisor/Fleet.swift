@@ -363,10 +363,10 @@ public actor Fleet: FleetControl {
             + "and nobody may be able to log in; drop it with `pgfleet tenant drop \(name) --yes` and create it again"
     }
 
-    /// Refuses to start a tenant whose create never finished: its marker is there although no
-    /// create runs (call after `notBusy`).
-    private func notHalfCreated(_ name: TenantName) throws {
-        if FileManager.default.fileExists(atPath: options.layout.creationMarker(name)) { throw FleetError.conflict("tenant \(name) cannot be started: \(Self.interruptedCreation(name))") }
+    /// Refuses to start (or otherwise use) a tenant whose create never finished: its marker is
+    /// there although no create runs (call after `notBusy`). `what`: what cannot be done.
+    func notHalfCreated(_ name: TenantName, _ what: String = "started") throws {
+        if FileManager.default.fileExists(atPath: options.layout.creationMarker(name)) { throw FleetError.conflict("tenant \(name) cannot be \(what): \(Self.interruptedCreation(name))") }
     }
 
     /// The tenants of `known` whose create never finished, from one listing of the tenants'

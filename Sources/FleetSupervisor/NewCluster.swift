@@ -32,18 +32,36 @@ enum NewCluster {
         try Files.write(ClusterConfig.hba(), to: dataDirectory + "/pg_hba.conf", mode: 0o600, owner: owner)
         try Files.write(ClusterConfig.ident(daemonUser: daemonUser), to: dataDirectory + "/pg_ident.conf", mode: 0o600, owner: owner)
 
-        let result = try await Command.run(
-            bundle.postgres, ["--single", "-D", dataDirectory, "-c", "log_min_messages=warning", "postgres"],
-            environment: environment, user: owner, stdin: Array(ClusterConfig.newClusterSQL.utf8), workingDirectory: dataDirectory,
+        try await singleUser(
+            ClusterConfig.newClusterSQL, doing: "creating the pgfleet role", bundle: bundle, dataDirectory: dataDirectory, owner: owner,
             background: background
         )
-        try result.check("postgres --single (creating the pgfleet role)")
-        // Single-user mode exits 0 even when a statement failed.
-        if result.stderr.contains("ERROR:") || result.stdout.contains("ERROR:") {
-            throw FleetError.failed("creating the pgfleet role failed:\n\(result.stderr)\(result.stdout)")
-        }
         // --no-sync skips thousands of fsyncs; one syncfs (coreutils `sync -f`, in a child so no
         // thread of the daemon blocks on it) makes the new cluster durable all the same.
         try await Command.run("/bin/sync", ["-f", dataDirectory], background: background).check("sync -f \(dataDirectory)")
+    }
+
+    /// Runs `sql` (a statement per line) in single-user mode on the stopped cluster at
+    /// `dataDirectory`, as `owner`. Throws naming `doing` with PostgreSQL's error messages when
+    /// a statement failed: single-user mode exits 0 all the same. A failing statement is not
+    /// echoed into that output (log_min_error_statement), so a statement may carry a verifier.
+    static func singleUser(
+        _ sql: String, doing: String, bundle: FleetBundles.Bundle, dataDirectory: String, owner: UserIdentity?, background: Bool = false
+    ) async throws {
+        let result = try await Command.run(
+            bundle.postgres,
+            ["--single", "-D", dataDirectory, "-c", "log_min_messages=warning", "-c", "log_min_error_statement=panic", "postgres"],
+            environment: Fleet.environment(for: bundle), user: owner, stdin: Array(sql.utf8), workingDirectory: dataDirectory,
+            background: background
+        )
+        try result.check("postgres --single (\(doing))")
+        // PostgreSQL's own words, without the log line prefix and the prompt's noise.
+        let errors = (result.stderr + "\n" + result.stdout).split(separator: "\n").compactMap { line -> String? in
+            guard let marker = line.range(of: "ERROR:") else { return nil }
+            return line[marker.upperBound...].trimmingCharacters(in: .whitespaces)
+        }
+        if !errors.isEmpty {
+            throw FleetError.failed("\(doing) failed: \(errors.joined(separator: "; "))")
+        }
     }
 }

@@ -14,12 +14,10 @@ extension Fleet {
     public func resetPassword(_ name: TenantName, _ request: PasswordRequest) async throws -> PasswordResult {
         let record = try existing(name)
         try notBusy(name)
-        if FileManager.default.fileExists(atPath: options.layout.creationMarker(name)) {
-            throw FleetError.conflict("tenant \(name): \(Self.interruptedCreation(name))")
-        }
+        try notHalfCreated(name, "given a new password")
         if let password = request.password {
             guard !password.isEmpty else { throw FleetError.invalidRequest("the password is empty; omit it to have one generated") }
-            guard !password.utf8.contains(0) else { throw FleetError.invalidRequest("the password contains a NUL byte") }
+            guard !password.utf8.contains(0) else { throw FleetError.invalidRequest("the password contains a NUL byte; choose another") }
         }
         let bundle = try loadBundle(id: record.bundleID)
         let supervisor = try supervisor(for: record, name: name)
@@ -38,35 +36,40 @@ extension Fleet {
             logger.info("stopping tenant to set its superuser's password", metadata: ["tenant": "\(name)"])
             let stopped = await supervisor.stop()
             guard stopped.state == .stopped else {
-                throw FleetError.failed("tenant \(name) did not stop (\(stopped.state.rawValue)); its password is unchanged")
+                throw FleetError.failed(
+                    "tenant \(name) did not stop (\(stopped.state.rawValue)); its password is unchanged. See `pgfleet tenant logs \(name)` and try again"
+                )
             }
         }
         let owner = options.isolated ? UserIdentity(name: record.osUser, uid: uid_t(record.uid), gid: gid_t(record.gid)) : nil
         let sql = "ALTER ROLE \(ClusterConfig.identifier(record.superuser)) PASSWORD \(ClusterConfig.literal(verifier));\n"
-        let result = try await Command.run(
-            // log_min_error_statement=panic: a failing statement is not echoed (it holds the verifier).
-            bundle.postgres, ["--single", "-D", record.dataDirectory, "-c", "log_min_messages=warning", "-c", "log_min_error_statement=panic", "postgres"],
-            environment: Self.environment(for: bundle), user: owner, stdin: Array(sql.utf8), workingDirectory: record.dataDirectory
-        )
-        // Single-user mode exits 0 even when the statement failed.
-        let failure = !result.succeeded || result.stderr.contains("ERROR:") || result.stdout.contains("ERROR:")
+        var failure: (any Error)? = nil
+        do {
+            try await NewCluster.singleUser(
+                sql, doing: "setting the password of \(record.superuser)", bundle: bundle, dataDirectory: record.dataDirectory, owner: owner
+            )
+        } catch {
+            failure = error
+        }
         var restarted = false
         if before == .running {
             // Started again whatever happened above: a failed change must not leave it down.
+            // Clients may wait for this start, as for any other.
             busy.remove(name)
             let snapshot = await supervisor.start()
             restarted = snapshot.state == .running
-            if !restarted && !failure {
+            if !restarted && failure == nil {
                 throw FleetError.failed(
                     "the password of \(record.superuser) was changed, but tenant \(name) did not start again: "
-                        + "\(snapshot.failureReason ?? snapshot.state.rawValue)\nSee `pgfleet tenant logs \(name)`."
+                        + "\(snapshot.failureReason ?? snapshot.state.rawValue)\nSee `pgfleet tenant logs \(name)`, then `pgfleet tenant start \(name)`."
                 )
             }
         }
-        if failure {
-            let detail = (result.stderr + result.stdout).split(separator: "\n").first { $0.contains("ERROR:") || $0.contains("FATAL:") }
-                .map { String($0).trimmingCharacters(in: .whitespaces) } ?? "postgres --single exited with status \(result.status)"
-            throw FleetError.failed("setting the password of \(record.superuser) in tenant \(name) failed: \(detail); the password is unchanged")
+        if let failure {
+            throw FleetError.failed(
+                "tenant \(name): \(failure); the password is unchanged (pgfleet knows the superuser by the name it was created with, "
+                    + "\(record.superuser): if it was renamed in SQL, rename it back first)"
+            )
         }
         logger.info("tenant superuser password changed", metadata: ["tenant": "\(name)", "role": "\(record.superuser)", "restarted": "\(restarted)"])
         return PasswordResult(tenant: try await tenantInfo(name), password: request.password == nil ? password : nil, restarted: restarted)

@@ -336,19 +336,6 @@ extension Fleet {
         try Files.write(conf, to: confPath, mode: 0o600, owner: owner, sync: sync)
     }
 
-    /// Creates the health-check role in single-user mode, before the postmaster ever listens.
-    private func bootstrapRoles(bundle: FleetBundles.Bundle, record: TenantRecord, owner: UserIdentity?) async throws {
-        let result = try await Command.run(
-            bundle.postgres, ["--single", "-D", record.dataDirectory, "-c", "log_min_messages=warning", "postgres"],
-            environment: Self.environment(for: bundle), user: owner, stdin: Array(ClusterConfig.bootstrapSQL.utf8), workingDirectory: record.dataDirectory
-        )
-        try result.check("postgres --single (creating the pgfleet health-check role)")
-        // Single-user mode exits 0 even when a statement failed.
-        if result.stderr.contains("ERROR:") || result.stdout.contains("ERROR:") {
-            throw FleetError.failed("creating the pgfleet health-check role failed:\n\(result.stderr)\(result.stdout)")
-        }
-    }
-
     private func removeTenantFiles(record: TenantRecord, name: TenantName) async throws {
         try Files.removeTree(record.directory)
         try? FileManager.default.removeItem(atPath: options.layout.creationMarker(name))

@@ -276,7 +276,7 @@ struct TenantCommand: AsyncParsableCommand {
                 var password: String? = nil
                 if passwordStdin {
                     guard let line = readLine(strippingNewline: true), !line.isEmpty else {
-                        throw FleetError.invalidRequest("--password-stdin: the first line of standard input is empty or missing")
+                        throw FleetError.invalidRequest("--password-stdin: the first line of standard input is empty or missing; pipe the new password in on one line")
                     }
                     password = line
                 }

@@ -167,6 +167,8 @@ struct FleetIntegrationTests {
             let start = try await harness.cli(["tenant", "start", "half"])
             #expect(!start.succeeded)
             #expect(start.stderr.contains("cannot be started") && start.stderr.contains("tenant drop half"), "\(start.stderr)")
+            let newPassword = try await harness.cli(["tenant", "password", "half"])
+            #expect(!newPassword.succeeded && newPassword.stderr.contains("cannot be given a new password"), "\(newPassword.stderr)")
             // Still so after another restart of the daemon.
             _ = try await harness.stopDaemon()
             try await harness.startDaemon()

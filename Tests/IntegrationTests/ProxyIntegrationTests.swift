@@ -136,6 +136,19 @@ struct ProxyIntegrationTests {
             let log = harness.serveLog()
             #expect(!log.contains(generated) && !log.contains(chosen) && !log.contains(old), "a password is in the daemon's log")
             #expect(log.contains("tenant superuser password changed"))
+
+            // The superuser renamed in SQL behind pgfleet's back: the change fails with
+            // PostgreSQL's reason and without the verifier, and the tenant runs again.
+            let running = try await harness.info("keys")
+            #expect(try await harness.mustQuery(running, password: chosen, "create role boss superuser login password 'boss-pw'").isEmpty)
+            let rename = try await harness.psql(running, password: "boss-pw", "alter role postgres rename to gone", user: "boss")
+            #expect(rename.succeeded, "\(rename.stderr)")
+            let refused = try await harness.cli(["tenant", "password", "keys"])
+            #expect(!refused.succeeded)
+            #expect(refused.stderr.contains("role \"postgres\" does not exist") && refused.stderr.contains("the password is unchanged"), "\(refused.stderr)")
+            #expect(!refused.stderr.contains("SCRAM-SHA-256$") && !refused.stdout.contains("SCRAM-SHA-256$"))
+            #expect(try await harness.info("keys").state == .running)
+            #expect(try await harness.psql(running, password: "boss-pw", "select 1", user: "boss").succeeded)
         }
     }
 
