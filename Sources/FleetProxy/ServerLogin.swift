@@ -140,7 +140,9 @@ final class ServerLoginHandler: ChannelInboundHandler, RemovableChannelHandler {
 
 /// The pgfleet role's connection to one tenant, on one event loop: reads role verifiers through
 /// `TenantRoles.authSecretFunction`, one extended-protocol round trip each (the role name is a
-/// parameter, never spliced into SQL). Requests are pipelined and answered in order.
+/// parameter, never spliced into SQL). Requests are pipelined and answered in order. The query
+/// is parsed once per connection, as a named statement sent with the first lookup: an error
+/// there fails that lookup and those behind it, and the pool closes the connection.
 final class AuthLookupHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -160,6 +162,9 @@ final class AuthLookupHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var pending = CircularBuffer<Pending>()
     private var buffer: ByteBuffer?
     private var context: ChannelHandlerContext?
+    /// The named statement was sent (with the first lookup); later lookups only bind it.
+    private var parsed = false
+    static let statement = "pgfleet_auth_secret"
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -178,14 +183,17 @@ final class AuthLookupHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         pending.append(Pending(promise: promise))
         var out = context.channel.allocator.buffer(capacity: 128)
-        out.writeMessage(type: FrontendMessageType.parse) { body in
-            body.writeCString("")
-            body.writeCString("SELECT \(TenantRoles.authSecretFunction)($1)")
-            body.writeInteger(Int16(0))
+        if !parsed {
+            parsed = true
+            out.writeMessage(type: FrontendMessageType.parse) { body in
+                body.writeCString(Self.statement)
+                body.writeCString("SELECT \(TenantRoles.authSecretFunction)($1)")
+                body.writeInteger(Int16(0))
+            }
         }
         out.writeMessage(type: FrontendMessageType.bind) { body in
             body.writeCString("")
-            body.writeCString("")
+            body.writeCString(Self.statement)
             body.writeInteger(Int16(0))  // parameter formats: all text
             body.writeInteger(Int16(1))
             let value = Array(role.utf8)

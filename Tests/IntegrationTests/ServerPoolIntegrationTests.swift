@@ -105,6 +105,14 @@ struct ServerPoolIntegrationTests {
             // four, one per earlier role, the lookup connection, this query, maybe one still resetting).
             let backends = try await harness.mustQuery(tenant, password: password, "select count(*) from pg_stat_activity where backend_type = 'client backend'")
             #expect((Int(backends) ?? 99) <= 12, "\(backends) client backends")
+
+            // Without the lookup function (a tenant made by an older pgfleet, or one whose
+            // superuser dropped it), the lookup connection's prepared statement fails: clients
+            // authenticate with the tenant directly, and wrong passwords are still refused.
+            try await harness.mustQuery(tenant, password: password, "drop function pgfleet.auth_secret(text)")
+            #expect(try await must("postgres@pooled", password, "select current_user") == ["postgres"])
+            let refused = try await through("postgres@pooled", "nope", "select 1")
+            #expect(!refused.succeeded && refused.stderr.contains("password authentication failed"), "\(refused.stderr)")
         }
     }
 
