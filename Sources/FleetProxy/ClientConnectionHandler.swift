@@ -41,6 +41,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var buffer: ByteBuffer?
     private var pendingToServer: [ByteBuffer] = []
     private var timeout: Scheduled<Void>?
+    /// Set when the tenant first refused a session for want of a connection slot: the client
+    /// waits for one until then (see `slotWait`).
+    private var slotDeadline: NIODeadline?
     private var serverName: String?
     private let overLimit: Bool
     private var login: PooledLogin?
@@ -398,14 +401,22 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 server.channel.close(promise: nil)
             }
         }
+        if attempt == 1 && pool.shouldWait(login.key) {
+            // The tenant just said it has no slot left, and sessions of this kind are lent.
+            waitForSession(login, clientKey: clientKey, pool: pool, attempt: attempt, context: context)
+            return
+        }
         openServer(login, clientKey: clientKey, pool: pool, attempt: attempt, context: context)
     }
 
-    /// Tries after the tenant said it has no connection slot left (53300), about 3 s in all
-    /// (25 ms more between tries, up to 200 ms): a burst of clients larger than max_connections
-    /// waits for sessions to come back instead of failing at once. Then the server's refusal is
-    /// passed on.
-    static let slotAttempts = 20
+    /// How long a client waits for a connection slot after its tenant first said it has none
+    /// (53300): a burst of clients larger than max_connections waits for sessions to come back
+    /// instead of failing at once. Then the tenant's refusal is passed on.
+    static let slotWait = TimeAmount.seconds(3)
+    /// While sessions of the client's kind are lent, it waits for one to come back, and asks the
+    /// tenant again only this often (or when a server connection of the pool closes): each
+    /// refused ask starts a backend for nothing and writes a FATAL line in the tenant's log.
+    static let slotProbeInterval = TimeAmount.seconds(1)
 
     private func openServer(_ login: PooledLogin, clientKey: [UInt8], pool: ServerPool, attempt: Int, context: ChannelHandlerContext) {
         let name = login.key.tenant.rawValue
@@ -418,22 +429,52 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 }
                 self.shared.metrics.serverSession(.opened)
                 self.begin(server, pool: pool, context: context)
-            case .failure(ServerLoginError.refused(let response)) where response.sqlstate == "53300" && attempt < Self.slotAttempts:
-                // The tenant is out of connection slots: idle pooled sessions that this client
-                // cannot use (other users, databases, event loops) give theirs back, and it tries
-                // again, first with a session of its own kind that came back meanwhile.
+            case .failure(ServerLoginError.refused(let response)) where response.sqlstate == "53300":
+                let deadline = self.slotDeadline ?? .now() + Self.slotWait
+                self.slotDeadline = deadline
+                guard case .checkingOut = self.phase, context.channel.isActive else { return }
+                guard NIODeadline.now() < deadline else {
+                    self.fail(response, label: "server_refused", context: context)
+                    return
+                }
+                // Idle pooled sessions this client cannot use (other users, databases, event
+                // loops) give their slots back.
                 self.shared.pools.trim(login.key.tenant, keeping: login.key, on: context.eventLoop)
-                context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(25 * Int64(min(attempt, 8)))) {
-                    guard case .checkingOut = self.phase, context.channel.isActive else { return }
-                    self.checkOut(login, clientKey: clientKey, attempt: attempt + 1, context: context)
+                if pool.refusedForSlots(login.key) {
+                    self.waitForSession(login, clientKey: clientKey, pool: pool, attempt: attempt, context: context)
+                } else {
+                    // None of its kind lent here: only a slot freed elsewhere helps; ask again soon.
+                    context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(25 * Int64(min(attempt, 8)))) {
+                        guard case .checkingOut = self.phase, context.channel.isActive else { return }
+                        self.checkOut(login, clientKey: clientKey, attempt: attempt + 1, context: context)
+                    }
                 }
             case .failure(ServerLoginError.refused(let response)):
-                // The server's own refusal (too many connections, no such database, …), as it is.
+                // The server's own refusal (no such database, …), as it is.
                 self.fail(response, label: "server_refused", context: context)
             case .failure(let error):
                 self.shared.logger.warning("cannot open a server session", metadata: ["tenant": "\(name)", "error": "\(error)"])
                 self.fail(.backendUnavailable(name), context: context)
             }
+        }
+    }
+
+    /// Queues the client for the next session of its kind that comes back to this event loop's
+    /// pool; if none has within `slotProbeInterval` (or a server connection closed), it tries again.
+    private func waitForSession(_ login: PooledLogin, clientKey: [UInt8], pool: ServerPool, attempt: Int, context: ChannelHandlerContext) {
+        var timeout = Self.slotProbeInterval
+        if let deadline = slotDeadline {
+            timeout = .nanoseconds(max(min(timeout.nanoseconds, (deadline - .now()).nanoseconds), 0))
+        }
+        pool.wait(for: login.key, timeout: timeout) { server in
+            guard case .checkingOut = self.phase, context.channel.isActive else { return false }
+            if let server {
+                self.shared.metrics.serverSession(.reused)
+                self.begin(server, pool: pool, context: context)
+            } else {
+                self.checkOut(login, clientKey: clientKey, attempt: attempt + 1, context: context)
+            }
+            return true
         }
     }
 

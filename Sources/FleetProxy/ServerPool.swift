@@ -26,6 +26,8 @@ final class PooledServer {
     /// `parameters` as the ParameterStatus messages a client is sent, encoded once per change.
     private var encodedParameters: ByteBuffer?
     var idleSince = NIODeadline.now()
+    /// Lent to a client, or being reset after one (counted in `ServerPool`'s `lent`).
+    fileprivate(set) var isLent = false
 
     init(channel: any Channel, key: PoolKey, session: ServerSession) {
         self.channel = channel
@@ -139,6 +141,27 @@ final class ServerPool {
     private var idle: [PoolKey: [PooledServer]] = [:]
     private var lookups: [String: Lookup] = [:]
     private var sweeper: RepeatedTask?
+    /// Sessions of each key lent to clients, or being reset after one.
+    private var lent: [PoolKey: Int] = [:]
+    /// Clients waiting for a session of their key to come back, first come first served: the
+    /// tenant had no connection slot left for a new one.
+    private var waiters: [PoolKey: CircularBuffer<Waiter>] = [:]
+    /// Keys whose last new session was refused for want of a connection slot while sessions of
+    /// theirs were lent: the next client of the key waits for one to come back before it asks
+    /// the tenant for another (each refused login is a backend started for nothing and a FATAL
+    /// line in the tenant's log).
+    private var saturated: Set<PoolKey> = []
+
+    /// A client in `waiters`. `resume` gets a session (true: the client took it) or nil (time
+    /// to ask the tenant again); it is called once.
+    private final class Waiter {
+        let resume: (PooledServer?) -> Bool
+        var timeout: Scheduled<Void>?
+
+        init(resume: @escaping (PooledServer?) -> Bool) {
+            self.resume = resume
+        }
+    }
 
     private enum Lookup {
         case connecting(waiting: [(role: String, promise: EventLoopPromise<String?>)])
@@ -160,18 +183,96 @@ final class ServerPool {
         }
     }
 
-    /// An idle connection for `key`, taken out of the pool, or nil.
+    /// An idle connection for `key`, taken out of the pool and lent, or nil.
     func checkout(_ key: PoolKey) -> PooledServer? {
         while var list = idle[key], let server = list.popLast() {
             idle[key] = list.isEmpty ? nil : list
-            if server.channel.isActive { return server }
+            if server.channel.isActive {
+                lend(server)
+                return server
+            }
         }
         return nil
     }
 
-    /// Opens and logs in a new server connection for `key`, proving `clientKey`.
+    /// Opens and logs in a new server connection for `key`, proving `clientKey`; it is lent.
     func open(_ key: PoolKey, verifier: ScramVerifier, clientKey: [UInt8]) -> EventLoopFuture<PooledServer> {
-        connect(key, scram: ScramClientExchange(verifier: verifier, clientKey: clientKey))
+        connect(key, scram: ScramClientExchange(verifier: verifier, clientKey: clientKey)).assumeIsolated().map { server in
+            self.saturated.remove(key)
+            self.lend(server)
+            server.channel.closeFuture.assumeIsolated().whenComplete { _ in self.closed(server) }
+            return server
+        }.nonisolated()
+    }
+
+    // MARK: Waiting for a session to come back
+
+    /// Whether a client of `key` should wait for a lent session before asking the tenant for a
+    /// new one: the last ask was refused for want of a slot, and sessions of `key` are lent.
+    func shouldWait(_ key: PoolKey) -> Bool {
+        saturated.contains(key) && lent[key, default: 0] > 0
+    }
+
+    /// The tenant refused a new session of `key` for want of a connection slot. True if
+    /// sessions of `key` are lent, so one will come back to this pool.
+    func refusedForSlots(_ key: PoolKey) -> Bool {
+        guard lent[key, default: 0] > 0 else { return false }
+        saturated.insert(key)
+        return true
+    }
+
+    /// Queues a client for the next session of `key` that comes back; after `timeout`, or
+    /// when none is lent any more, `resume(nil)` says to ask the tenant again.
+    func wait(for key: PoolKey, timeout: TimeAmount, resume: @escaping (PooledServer?) -> Bool) {
+        let waiter = Waiter(resume: resume)
+        waiters[key, default: []].append(waiter)
+        waiter.timeout = loop.assumeIsolated().scheduleTask(in: timeout) { [weak self, weak waiter] in
+            guard let self, let waiter, var queue = self.waiters[key], let index = queue.firstIndex(where: { $0 === waiter }) else { return }
+            queue.remove(at: index)
+            self.waiters[key] = queue.isEmpty ? nil : queue
+            _ = waiter.resume(nil)
+        }
+    }
+
+    private func lend(_ server: PooledServer) {
+        server.isLent = true
+        lent[server.key, default: 0] += 1
+    }
+
+    /// `server` is back (idle, or closed): no longer lent. With none of its key lent any more,
+    /// nothing will come back to the clients waiting for one: they ask the tenant again.
+    private func unlend(_ server: PooledServer) {
+        guard server.isLent else { return }
+        server.isLent = false
+        let left = lent[server.key, default: 1] - 1
+        lent[server.key] = left > 0 ? left : nil
+        if left <= 0 {
+            saturated.remove(server.key)
+            while let waiter = nextWaiter(server.key) { resumeLater(waiter) }
+        }
+    }
+
+    /// Tells `waiter` to ask the tenant again, on the next tick: not from inside the pool's
+    /// own bookkeeping, which the client's next checkout would run into.
+    private func resumeLater(_ waiter: Waiter) {
+        loop.assumeIsolated().execute { _ = waiter.resume(nil) }
+    }
+
+    private func nextWaiter(_ key: PoolKey) -> Waiter? {
+        guard var queue = waiters[key], let waiter = queue.popFirst() else { return nil }
+        waiters[key] = queue.isEmpty ? nil : queue
+        waiter.timeout?.cancel()
+        return waiter
+    }
+
+    /// A session of `server.key` came back reset: the first waiting client that is still there
+    /// takes it, and it stays lent. False if none did.
+    private func handOver(_ server: PooledServer) -> Bool {
+        guard server.channel.isActive else { return false }
+        while let waiter = nextWaiter(server.key) {
+            if waiter.resume(server) { return true }
+        }
+        return false
     }
 
     private func connect(_ key: PoolKey, scram: ScramClientExchange?) -> EventLoopFuture<PooledServer> {
@@ -229,7 +330,18 @@ final class ServerPool {
         }
     }
 
+    /// A server connection of the pool's closed: a lent one is no longer, and the tenant has a
+    /// connection slot free again, which the first client waiting for the key may take, or else
+    /// one waiting for another key of the tenant (`trim` closes idle sessions for them).
+    private func closed(_ server: PooledServer) {
+        unlend(server)
+        let other = { self.waiters.keys.first { $0.tenant == server.key.tenant }.flatMap { self.nextWaiter($0) } }
+        if let waiter = nextWaiter(server.key) ?? other() { resumeLater(waiter) }
+    }
+
     private func checkin(_ server: PooledServer) {
+        guard !handOver(server) else { return }
+        unlend(server)
         var list = idle[server.key] ?? []
         guard server.channel.isActive, list.count < owner.configuration.maxIdlePerKey else {
             server.channel.close(promise: nil)

@@ -126,8 +126,9 @@ struct ServerPoolIntegrationTests {
         ]) { harness in
             try await harness.startDaemon()
             try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
-            let (_, password) = try await harness.createTenant("narrow")
+            let (narrow, password) = try await harness.createTenant("narrow")
             try await harness.mustRun(["tenant", "set", "narrow", "max_connections=8", "--restart"])
+            let logBefore = (try? String(contentsOfFile: narrow.logFile, encoding: .utf8)) ?? ""
             let conninfo = "host=127.0.0.1 port=\(port) user=postgres@narrow dbname=postgres sslmode=disable"
             let results = try await withThrowingTaskGroup(of: CommandResult.self) { group in
                 for _ in 0..<20 { group.addTask { try await psql(conninfo, password: password, "select pg_sleep(0.15)") } }
@@ -135,6 +136,29 @@ struct ServerPoolIntegrationTests {
             }
             let failed = results.filter { !$0.succeeded }
             #expect(failed.isEmpty, "\(failed.count) of 20 failed: \(failed.first?.stderr ?? "")")
+            // Clients wait for sessions of their kind to come back rather than asking the tenant
+            // again and again: each refused ask is a backend started for nothing and a FATAL line
+            // in the tenant's log. Asking on a timer instead gave 20 to 58 of them here; waiting,
+            // 1 to 8.
+            let log = try String(contentsOfFile: narrow.logFile, encoding: .utf8)
+            let refused = log.dropFirst(logBefore.count).components(separatedBy: "too many clients already").count - 1
+            #expect(refused < 20, "\(refused) logins refused for 20 clients")
+
+            // Sessions that do not come back: a client waits a few seconds, then gets the
+            // tenant's own refusal, while the clients holding the sessions carry on.
+            async let holders = withThrowingTaskGroup(of: CommandResult.self) { group in
+                for _ in 0..<7 { group.addTask { try await psql(conninfo, password: password, "select pg_sleep(9)") } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            try await Task.sleep(for: .seconds(2))
+            let started = ContinuousClock.now
+            let shut = try await psql(conninfo, password: password, "select 1")
+            let waited = ContinuousClock.now - started
+            #expect(!shut.succeeded && shut.stderr.contains("too many clients already"), "\(shut.stdout)\(shut.stderr)")
+            #expect(waited > .milliseconds(2500) && waited < .seconds(7), "refused after \(waited)")
+            let held = try await holders
+            let heldOK = held.allSatisfy { $0.succeeded }
+            #expect(heldOK, "\(held.map(\.stderr))")
         }
     }
 }
