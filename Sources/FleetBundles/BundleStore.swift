@@ -13,6 +13,7 @@ struct BundleTools: Sendable {
     /// over them) run as this user: an archive is not trusted with root before it is checked,
     /// and running them as someone else proves tenant users can.
     var probeUser: String? = "nobody"
+    var limits = ImportLimits()
 }
 
 /// The bundles under `ROOT/bundles`: import, list, verify, remove.

@@ -112,6 +112,55 @@ import Testing
         }
     }
 
+    /// A decompression bomb: a 5 GiB file (sparse on disk, so the test writes nothing) in an
+    /// archive of a few hundred bytes. Refused from the table of contents, before extraction.
+    @Test func refusesAnArchiveThatUnpacksTooLarge() async throws {
+        try await withTemporaryDirectory { root in
+            let tree = try FakeRelease.makeTree(in: root)
+            let fd = open(tree + "/share/bulk", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+            defer { close(fd) }
+            guard fd >= 0, ftruncate(fd, 5 << 30) == 0 else { throw FleetError.failed("cannot make a sparse file") }
+            let tarball = root + "/bomb.tar.gz"
+            try await Command.run("/usr/bin/tar", ["-cSzf", tarball, "-C", root + "/src", "postgresql-16.15.0-fake"]).check("tar")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: tarball)).count < 10_000)
+            let store = BundleStore(directory: root + "/bundles")
+            let log = ProgressLog()
+            let error = await #expect(throws: FleetError.self) { try await store.importBundle(from: tarball, progress: log.reporter) }
+            #expect(error?.code == "invalid_bundle")
+            #expect(error?.description.contains("would take 5.4 GB on disk") == true, "\(error?.description ?? "")")
+            #expect(!(await log.messages).contains { $0.hasPrefix("extracting") })
+            #expect(bundleDirectoryEntries(root) == [])
+        }
+    }
+
+    @Test func refusesAnArchiveWithTooManyEntries() async throws {
+        try await withTemporaryDirectory { root in
+            let tarball = try await FakeRelease.makeTarball(in: root)
+            var tools = BundleTools()
+            tools.limits.maxEntries = 5
+            let store = BundleStore(directory: root + "/bundles", tools: tools)
+            let error = await #expect(throws: FleetError.self) { try await store.importBundle(from: tarball, progress: { _ in }) }
+            #expect(error?.code == "invalid_bundle")
+            #expect(error?.description.contains("holds 11 entries") == true, "\(error?.description ?? "")")
+            #expect(bundleDirectoryEntries(root) == [])
+        }
+    }
+
+    /// Whatever fits the limits still has to fit the disk with the tenants' reserve left free.
+    @Test func refusesWhatWouldFillTheDisk() async throws {
+        try await withTemporaryDirectory { root in
+            let tarball = try await FakeRelease.makeTarball(in: root)
+            var tools = BundleTools()
+            tools.limits.reserveBytes = try DiskSpace.available(at: root)
+            let store = BundleStore(directory: root + "/bundles", tools: tools)
+            let error = await #expect(throws: FleetError.self) { try await store.importBundle(from: tarball, progress: { _ in }) }
+            #expect(error?.code == "failed")
+            #expect(error?.description.contains("not enough disk space to import \(tarball)") == true, "\(error?.description ?? "")")
+            #expect(error?.description.contains("free some space and import again") == true)
+            #expect(bundleDirectoryEntries(root) == [])
+        }
+    }
+
     @Test func refusesArchiveWithoutPostgres() async throws {
         try await withTemporaryDirectory { root in
             try FileManager.default.createDirectory(atPath: root + "/src/docs", withIntermediateDirectories: true)
@@ -277,6 +326,16 @@ import Testing
 
             try store.remove(id: bundle.id)
             #expect(bundleDirectoryEntries(root) == [])
+
+            // No room for the copy: refused before copying anything.
+            var tools = BundleTools()
+            tools.limits.reserveBytes = try DiskSpace.available(at: root)
+            let full = await #expect(throws: FleetError.self) {
+                try await BundleStore(directory: root + "/bundles", tools: tools).importBundle(from: source, progress: { _ in })
+            }
+            #expect(full?.description.contains("not enough disk space") == true && full?.description.contains("the copy of ") == true,
+                    "\(full?.description ?? "")")
+            #expect(bundleDirectoryEntries(root) == [])
         }
     }
 
@@ -304,6 +363,16 @@ import Testing
             #expect(version.stdout.hasPrefix("postgres (PostgreSQL) \(manifest.version)"))
             #expect(try await store.verify(id: bundle.id, progress: { _ in }) == [])
             #expect(bundleDirectoryEntries(root) == [bundle.id])
+
+            // No room for the tarball inside: refused before unzipping it, by its name.
+            var tools = BundleTools()
+            tools.limits.reserveBytes = try DiskSpace.available(at: root)
+            let full = await #expect(throws: FleetError.self) {
+                try await BundleStore(directory: root + "/other", tools: tools).importBundle(from: wheel, progress: { _ in })
+            }
+            #expect(full?.description.contains("not enough disk space") == true
+                    && full?.description.contains(manifest.source.archiveMember ?? "?") == true, "\(full?.description ?? "")")
+            #expect((try? FileManager.default.contentsOfDirectory(atPath: root + "/other")) == [])
         }
     }
 

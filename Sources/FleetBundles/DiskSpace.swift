@@ -1,0 +1,79 @@
+import FleetCore
+import Foundation
+
+/// How much an import may write, and how much of the disk it leaves to the tenants beside it:
+/// an archive that unpacks to gigabytes (by accident or as a decompression bomb) must not fill
+/// the filesystem under the tenants' WAL, where PostgreSQL stops with a PANIC.
+struct ImportLimits: Sendable {
+    /// The most an import may write (an archive unpacked, an installation copied). PostgreSQL
+    /// release trees are 50 to 300 MB.
+    var maxUnpackedBytes: Int64 = 4 << 30
+    /// The most files and directories an import may write. A release tree has a few thousand.
+    var maxEntries = 100_000
+    /// Free space an import always leaves on the bundles' filesystem.
+    var reserveBytes: Int64 = 128 << 20
+}
+
+/// What an archive would unpack to, from its table of contents.
+struct ArchiveContents: Equatable {
+    /// Every regular file's length, plus one 4 KiB block per entry for what the filesystem adds.
+    var bytes: Int64
+    var entries: Int
+
+    static let blockPerEntry: Int64 = 4096
+
+    /// Parses `tar --list --verbose --numeric-owner` output: `MODE UID/GID SIZE DATE TIME NAME`
+    /// per entry (a device's size is `MAJOR,MINOR`, which takes no room). Nil if a line has no
+    /// size where one belongs.
+    init?(tarListing: String) {
+        var bytes: Int64 = 0
+        var entries = 0
+        for line in tarListing.split(separator: "\n", omittingEmptySubsequences: true) {
+            let fields = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: true)
+            guard fields.count >= 3 else { return nil }
+            entries += 1
+            if fields[2].contains(",") { continue }
+            guard let size = Int64(fields[2]), size >= 0 else { return nil }
+            let (sum, overflow) = bytes.addingReportingOverflow(size)
+            bytes = overflow ? .max : sum
+        }
+        self.bytes = bytes == .max ? .max : bytes + Int64(entries) * Self.blockPerEntry
+        self.entries = entries
+    }
+
+    init(bytes: Int64, entries: Int) {
+        self.bytes = bytes
+        self.entries = entries
+    }
+
+    /// The length of `member` in `unzip -l` output (`LENGTH DATE TIME NAME` per member), nil if
+    /// it is not listed.
+    static func unzippedLength(of member: String, inListing listing: String) -> Int64? {
+        for line in listing.split(separator: "\n") {
+            let fields = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: true)
+            guard fields.count == 4, fields[3].drop(while: { $0 == " " }) == member[...] else { continue }
+            if let length = Int64(fields[0]), length >= 0 { return length }
+        }
+        return nil
+    }
+}
+
+enum DiskSpace {
+    /// Bytes an unprivileged user may still write on the filesystem holding `path`.
+    static func available(at path: String) throws -> Int64 {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else {
+            throw FleetError.failed("cannot tell the free space at \(path): \(String(cString: strerror(errno)))")
+        }
+        let (bytes, overflow) = Int64(info.f_bavail).multipliedReportingOverflow(by: Int64(info.f_frsize))
+        return overflow ? .max : bytes
+    }
+
+    /// "1.5 GB", "230 MB", "12 kB": decimal units, as df -H and most people count.
+    static func describe(_ bytes: Int64) -> String {
+        let value = Double(bytes)
+        if value >= 1e9 { return String(format: "%.1f GB", value / 1e9) }
+        if value >= 1e6 { return String(format: "%.0f MB", value / 1e6) }
+        return String(format: "%.0f kB", max(value, 0) / 1e3)
+    }
+}
