@@ -44,6 +44,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// Set when the tenant first refused a session for want of a connection slot: the client
     /// waits for one until then (see `slotWait`).
     private var slotDeadline: NIODeadline?
+    /// The client queued for a session or was refused one for want of a slot (for the metric).
+    private var waitedForSlot = false
     private var serverName: String?
     private let overLimit: Bool
     private var login: PooledLogin?
@@ -432,8 +434,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             case .failure(ServerLoginError.refused(let response)) where response.sqlstate == "53300":
                 let deadline = self.slotDeadline ?? .now() + Self.slotWait
                 self.slotDeadline = deadline
+                self.waitedForSlot = true
                 guard case .checkingOut = self.phase, context.channel.isActive else { return }
                 guard NIODeadline.now() < deadline else {
+                    self.shared.metrics.slotWaitEnded(login.key.tenant, served: false)
                     self.fail(response, label: "server_refused", context: context)
                     return
                 }
@@ -462,6 +466,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// Queues the client for the next session of its kind that comes back to this event loop's
     /// pool; if none has within `slotProbeInterval` (or a server connection closed), it tries again.
     private func waitForSession(_ login: PooledLogin, clientKey: [UInt8], pool: ServerPool, attempt: Int, context: ChannelHandlerContext) {
+        waitedForSlot = true
         var timeout = Self.slotProbeInterval
         if let deadline = slotDeadline {
             timeout = .nanoseconds(max(min(timeout.nanoseconds, (deadline - .now()).nanoseconds), 0))
@@ -483,6 +488,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private func begin(_ server: PooledServer, pool: ServerPool, context: ChannelHandlerContext) {
         phase = .handedOver
         timeout?.cancel()
+        if waitedForSlot { shared.metrics.slotWaitEnded(server.key.tenant, served: true) }
         var out = context.channel.allocator.buffer(capacity: 512)
         server.writeParameters(into: &out)
         if let key = server.backendKey {

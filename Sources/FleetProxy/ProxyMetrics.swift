@@ -80,6 +80,13 @@ final class ProxyMetrics: Sendable {
         Counter(label: "pgfleet_proxy_handshake_failures_total", dimensions: [("kind", error.metricLabel)]).increment()
     }
 
+    /// A client that found its tenant out of connection slots (53300) got a session after
+    /// waiting (`served`) or the tenant's refusal (`refused`). Rare: made on use.
+    func slotWaitEnded(_ tenant: TenantName, served: Bool) {
+        Counter(label: "pgfleet_proxy_slot_waits_total", dimensions: [("tenant", tenant.rawValue), ("outcome", served ? "served" : "refused")])
+            .increment()
+    }
+
     func cancelForwarded(_ found: Bool) {
         Counter(label: "pgfleet_proxy_cancel_requests_total", dimensions: [("result", found ? "forwarded" : "unknown_key")]).increment()
     }

@@ -159,6 +159,11 @@ struct ServerPoolIntegrationTests {
             let held = try await holders
             let heldOK = held.allSatisfy { $0.succeeded }
             #expect(heldOK, "\(held.map(\.stderr))")
+            // Both ends of a wait are counted for the tenant.
+            let metrics = try await harness.mustRun(["status", "--metrics"])
+            let served = metrics.split(separator: "\n").first { $0.hasPrefix("pgfleet_proxy_slot_waits_total{tenant=\"narrow\",outcome=\"served\"}") }
+            #expect(served.flatMap { Int($0.split(separator: " ").last ?? "") }.map { $0 >= 1 } == true, "\(served ?? "no served line")")
+            #expect(metrics.contains("pgfleet_proxy_slot_waits_total{tenant=\"narrow\",outcome=\"refused\"} 1"), "\(metrics.prefix(4000))")
         }
     }
 }
