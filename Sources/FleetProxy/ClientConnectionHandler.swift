@@ -389,9 +389,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         }
     }
 
-    /// A pooled session for `login`: an idle one of this event loop's pool, or a new one.
-    /// `attempt` counts the tries after the tenant ran out of connection slots.
-    private func checkOut(_ login: PooledLogin, clientKey: [UInt8], attempt: Int = 1, context: ChannelHandlerContext) {
+    /// A pooled session for `login`: an idle one of this event loop's pool, or a new one, or
+    /// (`queue`) a place in line for either (see `ServerPool.shouldWait`). `attempt` counts
+    /// the tries.
+    private func checkOut(_ login: PooledLogin, clientKey: [UInt8], attempt: Int = 1, queue: Bool = true, context: ChannelHandlerContext) {
         let pool = shared.pools.pool(on: context.eventLoop)
         if let server = pool.checkout(login.key) {
             do {
@@ -403,22 +404,19 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 server.channel.close(promise: nil)
             }
         }
-        if attempt == 1 && pool.shouldWait(login.key) {
-            // The tenant just said it has no slot left, and sessions of this kind are lent.
+        if queue && pool.shouldWait(login.key) {
+            if pool.isSaturated(login.key) { waitedForSlot = true }
             waitForSession(login, clientKey: clientKey, pool: pool, attempt: attempt, context: context)
             return
         }
         openServer(login, clientKey: clientKey, pool: pool, attempt: attempt, context: context)
     }
 
-    /// How long a client waits for a connection slot after its tenant first said it has none
-    /// (53300): a burst of clients larger than max_connections waits for sessions to come back
-    /// instead of failing at once. Then the tenant's refusal is passed on.
+    /// How long a client waits in line (for a connection slot of its tenant, or its turn to log
+    /// in a new session): a burst of clients larger than max_connections waits for sessions to
+    /// come back instead of failing at once. Then it tries once more, and a refusal of the
+    /// tenant's (53300) is passed on.
     static let slotWait = TimeAmount.seconds(3)
-    /// While sessions of the client's kind are lent, it waits for one to come back, and asks the
-    /// tenant again only this often (or when a server connection of the pool closes): each
-    /// refused ask starts a backend for nothing and writes a FATAL line in the tenant's log.
-    static let slotProbeInterval = TimeAmount.seconds(1)
 
     private func openServer(_ login: PooledLogin, clientKey: [UInt8], pool: ServerPool, attempt: Int, context: ChannelHandlerContext) {
         let name = login.key.tenant.rawValue
@@ -444,7 +442,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 // Idle pooled sessions this client cannot use (other users, databases, event
                 // loops) give their slots back.
                 self.shared.pools.trim(login.key.tenant, keeping: login.key, on: context.eventLoop)
-                if pool.refusedForSlots(login.key) {
+                if pool.hasLent(login.key) {
                     self.waitForSession(login, clientKey: clientKey, pool: pool, attempt: attempt, context: context)
                 } else {
                     // None of its kind lent here: only a slot freed elsewhere helps; ask again soon.
@@ -464,20 +462,17 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     /// Queues the client for the next session of its kind that comes back to this event loop's
-    /// pool; if none has within `slotProbeInterval` (or a server connection closed), it tries again.
+    /// pool, or its turn to log in a new one (see `ServerPool.wait`).
     private func waitForSession(_ login: PooledLogin, clientKey: [UInt8], pool: ServerPool, attempt: Int, context: ChannelHandlerContext) {
-        waitedForSlot = true
-        var timeout = Self.slotProbeInterval
-        if let deadline = slotDeadline {
-            timeout = .nanoseconds(max(min(timeout.nanoseconds, (deadline - .now()).nanoseconds), 0))
-        }
-        pool.wait(for: login.key, timeout: timeout) { server in
+        let deadline = slotDeadline ?? .now() + Self.slotWait
+        slotDeadline = deadline
+        pool.wait(for: login.key, until: deadline) { server in
             guard case .checkingOut = self.phase, context.channel.isActive else { return false }
             if let server {
                 self.shared.metrics.serverSession(.reused)
                 self.begin(server, pool: pool, context: context)
             } else {
-                self.checkOut(login, clientKey: clientKey, attempt: attempt + 1, context: context)
+                self.checkOut(login, clientKey: clientKey, attempt: attempt + 1, queue: false, context: context)
             }
             return true
         }

@@ -147,13 +147,27 @@ final class ServerPool {
     /// tenant had no connection slot left for a new one.
     private var waiters: [PoolKey: CircularBuffer<Waiter>] = [:]
     /// Keys whose last new session was refused for want of a connection slot while sessions of
-    /// theirs were lent: the next client of the key waits for one to come back before it asks
-    /// the tenant for another (each refused login is a backend started for nothing and a FATAL
-    /// line in the tenant's log).
+    /// theirs were lent: their clients wait for one to come back, and one of them asks the
+    /// tenant again each `probeInterval` (each refused login is a backend started for nothing
+    /// and a FATAL line in the tenant's log).
     private var saturated: Set<PoolKey> = []
+    /// Logins of new sessions under way, per key.
+    private var opening: [PoolKey: Int] = [:]
+    /// Sessions of each key being reset after their client left (a millisecond or so): a client
+    /// that finds none idle waits for one rather than starting a backend of its own.
+    private var resetting: [PoolKey: Int] = [:]
+    private var probes: [PoolKey: Scheduled<Void>] = [:]
 
-    /// A client in `waiters`. `resume` gets a session (true: the client took it) or nil (time
-    /// to ask the tenant again); it is called once.
+    /// New sessions of one key a pool logs in at once; more clients wait for one of those logins
+    /// to end or for a session to come back. A burst then costs the tenant a few backends
+    /// more than it has slots, not one per client (PgBouncer opens one at a time).
+    static let maxOpening = 4
+    /// How often one waiting client of a saturated key asks the tenant again: a slot may have
+    /// been freed by a connection that is not the pool's.
+    static let probeInterval = TimeAmount.seconds(1)
+
+    /// A client in `waiters`. `resume` gets a session (true: the client took it) or nil (its
+    /// turn to log in a new one); it is called once.
     private final class Waiter {
         let resume: (PooledServer?) -> Bool
         var timeout: Scheduled<Void>?
@@ -196,41 +210,74 @@ final class ServerPool {
     }
 
     /// Opens and logs in a new server connection for `key`, proving `clientKey`; it is lent.
+    /// A refusal for want of a slot while sessions of `key` are lent marks the key saturated.
     func open(_ key: PoolKey, verifier: ScramVerifier, clientKey: [UInt8]) -> EventLoopFuture<PooledServer> {
-        connect(key, scram: ScramClientExchange(verifier: verifier, clientKey: clientKey)).assumeIsolated().map { server in
+        opening[key, default: 0] += 1
+        let opened = connect(key, scram: ScramClientExchange(verifier: verifier, clientKey: clientKey)).assumeIsolated().map { server in
             self.saturated.remove(key)
             self.lend(server)
             server.channel.closeFuture.assumeIsolated().whenComplete { _ in self.closed(server) }
             return server
-        }.nonisolated()
+        }
+        opened.whenComplete { result in
+            let left = self.opening[key, default: 1] - 1
+            self.opening[key] = left > 0 ? left : nil
+            if case .failure(ServerLoginError.refused(let response)) = result, response.sqlstate == "53300", self.lent[key, default: 0] > 0 {
+                self.saturated.insert(key)
+                self.scheduleProbe(key)
+            } else if !self.saturated.contains(key) {
+                // A login ended: the next client in line may log in.
+                self.resumeNext(key)
+            }
+        }
+        return opened.nonisolated()
     }
 
     // MARK: Waiting for a session to come back
 
-    /// Whether a client of `key` should wait for a lent session before asking the tenant for a
-    /// new one: the last ask was refused for want of a slot, and sessions of `key` are lent.
+    /// Whether a client of `key` without an idle session should queue rather than log in a new
+    /// one: a session of `key` being reset is not promised to a client already in line, the
+    /// tenant is out of slots while sessions of `key` are lent, or `maxOpening` logins of `key`
+    /// are under way.
     func shouldWait(_ key: PoolKey) -> Bool {
-        saturated.contains(key) && lent[key, default: 0] > 0
+        resetting[key, default: 0] > waiters[key]?.count ?? 0
+            || (saturated.contains(key) && lent[key, default: 0] > 0) || opening[key, default: 0] >= Self.maxOpening
     }
 
-    /// The tenant refused a new session of `key` for want of a connection slot. True if
-    /// sessions of `key` are lent, so one will come back to this pool.
-    func refusedForSlots(_ key: PoolKey) -> Bool {
-        guard lent[key, default: 0] > 0 else { return false }
-        saturated.insert(key)
-        return true
+    /// Whether the tenant refused the last new session of `key` for want of a slot.
+    func isSaturated(_ key: PoolKey) -> Bool {
+        saturated.contains(key)
     }
 
-    /// Queues a client for the next session of `key` that comes back; after `timeout`, or
-    /// when none is lent any more, `resume(nil)` says to ask the tenant again.
-    func wait(for key: PoolKey, timeout: TimeAmount, resume: @escaping (PooledServer?) -> Bool) {
+    /// Whether sessions of `key` are lent, so one will come back to this pool.
+    func hasLent(_ key: PoolKey) -> Bool {
+        lent[key, default: 0] > 0
+    }
+
+    /// Queues a client for the next session of `key` that comes back, or for its turn to log
+    /// in a new one (`resume(nil)`): when a login of `key` ends, when it is the one that asks
+    /// the tenant again, when none of `key` is lent any more, or at `deadline`.
+    func wait(for key: PoolKey, until deadline: NIODeadline, resume: @escaping (PooledServer?) -> Bool) {
         let waiter = Waiter(resume: resume)
         waiters[key, default: []].append(waiter)
-        waiter.timeout = loop.assumeIsolated().scheduleTask(in: timeout) { [weak self, weak waiter] in
+        waiter.timeout = loop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self, weak waiter] in
             guard let self, let waiter, var queue = self.waiters[key], let index = queue.firstIndex(where: { $0 === waiter }) else { return }
             queue.remove(at: index)
             self.waiters[key] = queue.isEmpty ? nil : queue
             _ = waiter.resume(nil)
+        }
+        if saturated.contains(key) { scheduleProbe(key) }
+    }
+
+    /// Each `probeInterval` while clients of a saturated `key` wait, the first of them asks the
+    /// tenant again.
+    private func scheduleProbe(_ key: PoolKey) {
+        guard probes[key] == nil, waiters[key] != nil else { return }
+        probes[key] = loop.assumeIsolated().scheduleTask(in: Self.probeInterval) { [weak self] in
+            guard let self else { return }
+            self.probes[key] = nil
+            while let waiter = self.nextWaiter(key), !waiter.resume(nil) {}
+            if self.saturated.contains(key) { self.scheduleProbe(key) }
         }
     }
 
@@ -252,15 +299,28 @@ final class ServerPool {
         }
     }
 
-    /// Tells `waiter` to ask the tenant again, on the next tick: not from inside the pool's
-    /// own bookkeeping, which the client's next checkout would run into.
+    /// Gives `waiter` its turn to log in, on the next tick: not from inside the pool's own
+    /// bookkeeping, which the client's checkout would run into.
     private func resumeLater(_ waiter: Waiter) {
         loop.assumeIsolated().execute { _ = waiter.resume(nil) }
     }
 
+    /// Gives the first client waiting for `key` that is still there its turn to log in, after
+    /// `delay` (or on the next tick).
+    private func resumeNext(_ key: PoolKey, after delay: TimeAmount = .zero) {
+        loop.assumeIsolated().scheduleTask(in: delay) {
+            while let waiter = self.nextWaiter(key), !waiter.resume(nil) {}
+        }
+    }
+
     private func nextWaiter(_ key: PoolKey) -> Waiter? {
         guard var queue = waiters[key], let waiter = queue.popFirst() else { return nil }
-        waiters[key] = queue.isEmpty ? nil : queue
+        if queue.isEmpty {
+            waiters[key] = nil
+            probes.removeValue(forKey: key)?.cancel()
+        } else {
+            waiters[key] = queue
+        }
         waiter.timeout?.cancel()
         return waiter
     }
@@ -312,7 +372,10 @@ final class ServerPool {
             return
         }
         server.channel.read()
+        resetting[server.key, default: 0] += 1
         promise.futureResult.assumeIsolated().whenComplete { result in
+            let left = self.resetting[server.key, default: 1] - 1
+            self.resetting[server.key] = left > 0 ? left : nil
             switch result {
             case .success(let changes):
                 for change in changes {
@@ -331,12 +394,13 @@ final class ServerPool {
     }
 
     /// A server connection of the pool's closed: a lent one is no longer, and the tenant has a
-    /// connection slot free again, which the first client waiting for the key may take, or else
-    /// one waiting for another key of the tenant (`trim` closes idle sessions for them).
+    /// connection slot free again once its backend has exited, which the first client waiting
+    /// for the key may take, or else one waiting for another key of the tenant (`trim` closes
+    /// idle sessions for them).
     private func closed(_ server: PooledServer) {
         unlend(server)
-        let other = { self.waiters.keys.first { $0.tenant == server.key.tenant }.flatMap { self.nextWaiter($0) } }
-        if let waiter = nextWaiter(server.key) ?? other() { resumeLater(waiter) }
+        let key = waiters[server.key] != nil ? server.key : waiters.keys.first { $0.tenant == server.key.tenant }
+        if let key { resumeNext(key, after: .milliseconds(10)) }
     }
 
     private func checkin(_ server: PooledServer) {

@@ -139,10 +139,10 @@ struct ServerPoolIntegrationTests {
             // Clients wait for sessions of their kind to come back rather than asking the tenant
             // again and again: each refused ask is a backend started for nothing and a FATAL line
             // in the tenant's log. Asking on a timer instead gave 20 to 58 of them here; waiting,
-            // 1 to 8.
+            // with at most four logins under way and one client asking again each second, 1 to 7.
             let log = try String(contentsOfFile: narrow.logFile, encoding: .utf8)
             let refused = log.dropFirst(logBefore.count).components(separatedBy: "too many clients already").count - 1
-            #expect(refused < 20, "\(refused) logins refused for 20 clients")
+            #expect(refused <= 12, "\(refused) logins refused for 20 clients")
 
             // Sessions that do not come back: a client waits a few seconds, then gets the
             // tenant's own refusal, while the clients holding the sessions carry on.
