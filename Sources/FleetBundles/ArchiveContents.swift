@@ -1,4 +1,5 @@
 import FleetCore
+import FleetSystem
 import Foundation
 
 /// How much an import may write, and how much of the disk it leaves to the tenants beside it:
@@ -11,7 +12,7 @@ struct ImportLimits: Sendable {
     /// The most files and directories an import may write. A release tree has a few thousand.
     var maxEntries = 100_000
     /// Free space an import always leaves on the bundles' filesystem.
-    var reserveBytes: Int64 = 128 << 20
+    var reserveBytes = DiskSpace.tenantReserve
 }
 
 /// What an archive would unpack to, from its table of contents.
@@ -55,25 +56,5 @@ struct ArchiveContents: Equatable {
             if let length = Int64(fields[0]), length >= 0 { return length }
         }
         return nil
-    }
-}
-
-enum DiskSpace {
-    /// Bytes an unprivileged user may still write on the filesystem holding `path`.
-    static func available(at path: String) throws -> Int64 {
-        var info = statvfs()
-        guard statvfs(path, &info) == 0 else {
-            throw FleetError.failed("cannot tell the free space at \(path): \(String(cString: strerror(errno)))")
-        }
-        let (bytes, overflow) = Int64(info.f_bavail).multipliedReportingOverflow(by: Int64(info.f_frsize))
-        return overflow ? .max : bytes
-    }
-
-    /// "1.5 GB", "230 MB", "12 kB": decimal units, as df -H and most people count.
-    static func describe(_ bytes: Int64) -> String {
-        let value = Double(bytes)
-        if value >= 1e9 { return String(format: "%.1f GB", value / 1e9) }
-        if value >= 1e6 { return String(format: "%.0f MB", value / 1e6) }
-        return String(format: "%.0f kB", max(value, 0) / 1e3)
     }
 }
