@@ -15,7 +15,7 @@ struct ImportLimits: Sendable {
     var reserveBytes = DiskSpace.tenantReserve
 }
 
-/// What an archive would unpack to, from its table of contents.
+/// What an import would write: an archive's table of contents, or the directories it copies.
 struct ArchiveContents: Equatable {
     /// Every regular file's length, plus one 4 KiB block per entry for what the filesystem adds.
     var bytes: Int64
@@ -45,6 +45,11 @@ struct ArchiveContents: Equatable {
     init(bytes: Int64, entries: Int) {
         self.bytes = bytes
         self.entries = entries
+    }
+
+    /// What copying the walked `tree` writes, counted the same way.
+    init(tree: [TreeEntry]) {
+        self.init(bytes: tree.reduce(0) { $0 + $1.size } + Int64(tree.count) * Self.blockPerEntry, entries: tree.count)
     }
 
     /// The length of `member` in `unzip -l` output (`LENGTH DATE TIME NAME` per member), nil if

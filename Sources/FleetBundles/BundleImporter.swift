@@ -80,9 +80,8 @@ struct BundleImporter {
             }
             roots.append((source, real))
         }
-        let entries = try roots.flatMap { try FileTree.walk($0.real) }
         try checkRoom(
-            for: ArchiveContents(bytes: entries.reduce(0) { $0 + $1.size } + Int64(entries.count) * ArchiveContents.blockPerEntry, entries: entries.count),
+            for: ArchiveContents(tree: try roots.flatMap { try FileTree.walk($0.real) }),
             what: "the copy of " + roots.map(\.source).joined(separator: " and ")
         )
         for (source, real) in roots {

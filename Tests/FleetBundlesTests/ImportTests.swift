@@ -151,7 +151,7 @@ import Testing
         try await withTemporaryDirectory { root in
             let tarball = try await FakeRelease.makeTarball(in: root)
             var tools = BundleTools()
-            tools.limits.reserveBytes = try DiskSpace.available(at: root)
+            tools.limits.reserveBytes = try DiskSpace.available(at: root) + (1 << 30)  // whatever other tests free meanwhile
             let store = BundleStore(directory: root + "/bundles", tools: tools)
             let error = await #expect(throws: FleetError.self) { try await store.importBundle(from: tarball, progress: { _ in }) }
             #expect(error?.code == "failed")
@@ -329,7 +329,7 @@ import Testing
 
             // No room for the copy: refused before copying anything.
             var tools = BundleTools()
-            tools.limits.reserveBytes = try DiskSpace.available(at: root)
+            tools.limits.reserveBytes = try DiskSpace.available(at: root) + (1 << 30)  // whatever other tests free meanwhile
             let full = await #expect(throws: FleetError.self) {
                 try await BundleStore(directory: root + "/bundles", tools: tools).importBundle(from: source, progress: { _ in })
             }
@@ -366,7 +366,7 @@ import Testing
 
             // No room for the tarball inside: refused before unzipping it, by its name.
             var tools = BundleTools()
-            tools.limits.reserveBytes = try DiskSpace.available(at: root)
+            tools.limits.reserveBytes = try DiskSpace.available(at: root) + (1 << 30)  // whatever other tests free meanwhile
             let full = await #expect(throws: FleetError.self) {
                 try await BundleStore(directory: root + "/other", tools: tools).importBundle(from: wheel, progress: { _ in })
             }

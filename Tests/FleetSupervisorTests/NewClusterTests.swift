@@ -12,7 +12,7 @@ import Testing
         let directory = FileManager.default.temporaryDirectory.path
         let free = try DiskSpace.available(at: directory)
         #expect(free > 0)
-        let error = #expect(throws: FleetError.self) { try NewCluster.checkRoom(in: directory, reserve: free) }
+        let error = #expect(throws: FleetError.self) { try NewCluster.checkRoom(in: directory, reserve: free + (1 << 30)) }
         #expect(error?.code == "failed")
         #expect(error?.description.contains("not enough disk space for a new cluster: \(directory) has") == true, "\(error?.description ?? "")")
         #expect(error?.description.contains("drop tenants you no longer need") == true)
