@@ -140,7 +140,7 @@ final class ServerPool {
     private unowned let owner: ServerPools
     private var idle: [PoolKey: [PooledServer]] = [:]
     private var lookups: [String: Lookup] = [:]
-    private var sweeper: RepeatedTask?
+    private var sweeper: Scheduled<Void>?
     /// Sessions of each key lent to clients, or being reset after one.
     private var lent: [PoolKey: Int] = [:]
     /// Clients waiting for a session of their key to come back, first come first served: the
@@ -190,10 +190,13 @@ final class ServerPool {
         self.owner = owner
     }
 
+    /// Sweeps a third of the idle timeout apart. Each sweep schedules the next on the loop
+    /// itself (NIO's repeated tasks take a `Sendable` closure, and the pool is loop-bound).
     func startSweeping() {
         let interval = TimeAmount.nanoseconds(max(owner.configuration.idleTimeout.nanoseconds / 3, 100_000_000))
-        sweeper = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+        sweeper = loop.assumeIsolated().scheduleTask(in: interval) { [weak self] in
             self?.sweep()
+            self?.startSweeping()
         }
     }
 

@@ -116,6 +116,34 @@ struct ServerPoolIntegrationTests {
         }
     }
 
+    /// Idle pooled sessions and the verifier-lookup connection close after
+    /// `--server-idle-timeout`, so a quiet tenant's backends go away (and it can be suspended).
+    @Test func idleServerConnectionsCloseAfterTheTimeout() async throws {
+        let port = try freePort()
+        try await withHarness(extraServeArguments: [
+            "--no-system-bundles", "--listen", "127.0.0.1:\(port)", "--tls", "disable", "--proxy-threads", "1",
+            "--server-idle-timeout", "2",
+        ]) { harness in
+            try await harness.startDaemon()
+            try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+            let (tenant, password) = try await harness.createTenant("sweep")
+            let conninfo = "host=127.0.0.1 port=\(port) user=postgres@sweep dbname=postgres sslmode=disable"
+            let used = try await psql(conninfo, password: password, "select pg_backend_pid()")
+            #expect(used.succeeded, "\(used.stderr)")
+            let pid = used.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            let alive = "select count(*) from pg_stat_activity where pid = \(Int(pid) ?? 0) or application_name = 'pgfleet-proxy'"
+            // Right after the client left: its session waits in the pool, beside the lookup connection.
+            #expect(try await harness.mustQuery(tenant, password: password, alive) == "2")
+            var left = "2"
+            let deadline = ContinuousClock.now + .seconds(10)
+            while left != "0" && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(250))
+                left = try await harness.mustQuery(tenant, password: password, alive)
+            }
+            #expect(left == "0", "pooled backends still there 10 s after a 2 s idle timeout")
+        }
+    }
+
     /// More clients at once than the tenant has connection slots, each holding its session a
     /// while: the proxy waits for sessions to come back (and closes idle ones it cannot use)
     /// instead of passing "too many clients" on after a few tries.
