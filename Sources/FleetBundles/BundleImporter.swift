@@ -222,13 +222,13 @@ struct BundleImporter {
         guard contents.bytes <= limits.maxUnpackedBytes else {
             throw FleetError.invalidBundle(
                 "\(origin): \(what) would take \(DiskSpace.describe(contents.bytes)) on disk, more than any PostgreSQL build needs "
-                    + "(pgfleet imports up to \(DiskSpace.describe(limits.maxUnpackedBytes))); nothing was written"
+                    + "(pgfleet imports up to \(DiskSpace.describe(limits.maxUnpackedBytes))); nothing was written; \(ImportSource.expectation)"
             )
         }
         guard contents.entries <= limits.maxEntries else {
             throw FleetError.invalidBundle(
                 "\(origin): \(what) holds \(contents.entries) entries, more than any PostgreSQL build has "
-                    + "(pgfleet imports up to \(limits.maxEntries)); nothing was written"
+                    + "(pgfleet imports up to \(limits.maxEntries)); nothing was written; \(ImportSource.expectation)"
             )
         }
         let free = try DiskSpace.available(at: staging)

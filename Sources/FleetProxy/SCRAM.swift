@@ -136,12 +136,16 @@ enum Scram {
         var result: [(Character, Substring)] = []
         result.reserveCapacity(4)
         for part in text.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
-            guard part.count >= 2, let name = part.first, Base64.isASCIILetter(name),
+            guard part.count >= 2, let name = part.first, isASCIILetter(name),
                 part[part.index(after: part.startIndex)] == UInt8(ascii: "=")
             else { return nil }
             result.append((Character(Unicode.Scalar(name)), Substring(part.dropFirst(2))))
         }
         return result
+    }
+
+    private static func isASCIILetter(_ byte: UInt8) -> Bool {
+        (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
     }
 
     static func attributes(_ text: String) -> [(Character, Substring)]? {
@@ -292,10 +296,6 @@ enum Base64 {
         for (index, byte) in alphabet.enumerated() { table[Int(byte)] = UInt8(index) }
         return table
     }()
-
-    static func isASCIILetter(_ byte: UInt8) -> Bool {
-        (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
-    }
 
     static func encode(_ bytes: [UInt8]) -> String {
         var out: [UInt8] = []

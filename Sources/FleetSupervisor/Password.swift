@@ -66,10 +66,11 @@ extension Fleet {
             }
         }
         if let failure {
-            throw FleetError.failed(
-                "tenant \(name): \(failure); the password is unchanged (pgfleet knows the superuser by the name it was created with, "
-                    + "\(record.superuser): if it was renamed in SQL, rename it back first)"
-            )
+            // The one failure a user causes: the superuser renamed (or dropped) in SQL.
+            let renamed = "\(failure)".contains("role \"\(record.superuser)\" does not exist")
+                ? " (pgfleet knows the superuser by the name it was created with, \(record.superuser): if it was renamed in SQL, rename it back first)"
+                : ""
+            throw FleetError.failed("tenant \(name): \(failure); the password is unchanged\(renamed)")
         }
         logger.info("tenant superuser password changed", metadata: ["tenant": "\(name)", "role": "\(record.superuser)", "restarted": "\(restarted)"])
         return PasswordResult(tenant: try await tenantInfo(name), password: request.password == nil ? password : nil, restarted: restarted)

@@ -9,13 +9,7 @@ import Testing
 @Suite(.serialized, .enabled(if: geteuid() == 0, "integration tests create OS users and need root"))
 struct ServerPoolIntegrationTests {
     @Test func pooledSessionsAreReusedResetAndKeptApart() async throws {
-        let port = try freePort()
-        // One proxy thread: every client lands on the same event loop, so the same pool.
-        try await withHarness(extraServeArguments: [
-            "--no-system-bundles", "--listen", "127.0.0.1:\(port)", "--tls", "disable", "--proxy-threads", "1",
-        ]) { harness in
-            try await harness.startDaemon()
-            try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+        try await withPooledProxy { harness, port in
             let (tenant, password) = try await harness.createTenant("pooled")
             let (_, otherPassword) = try await harness.createTenant("neighbour")
             try await harness.mustQuery(tenant, password: password, "create role alice login password 'alice-pw'; create table kept(x int); grant all on kept to alice")
@@ -119,13 +113,7 @@ struct ServerPoolIntegrationTests {
     /// Idle pooled sessions and the verifier-lookup connection close after
     /// `--server-idle-timeout`, so a quiet tenant's backends go away (and it can be suspended).
     @Test func idleServerConnectionsCloseAfterTheTimeout() async throws {
-        let port = try freePort()
-        try await withHarness(extraServeArguments: [
-            "--no-system-bundles", "--listen", "127.0.0.1:\(port)", "--tls", "disable", "--proxy-threads", "1",
-            "--server-idle-timeout", "2",
-        ]) { harness in
-            try await harness.startDaemon()
-            try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+        try await withPooledProxy(["--server-idle-timeout", "2"]) { harness, port in
             let (tenant, password) = try await harness.createTenant("sweep")
             let conninfo = "host=127.0.0.1 port=\(port) user=postgres@sweep dbname=postgres sslmode=disable"
             let used = try await psql(conninfo, password: password, "select pg_backend_pid()")
@@ -148,12 +136,7 @@ struct ServerPoolIntegrationTests {
     /// while: the proxy waits for sessions to come back (and closes idle ones it cannot use)
     /// instead of passing "too many clients" on after a few tries.
     @Test func aBurstLargerThanMaxConnectionsWaitsForSessions() async throws {
-        let port = try freePort()
-        try await withHarness(extraServeArguments: [
-            "--no-system-bundles", "--listen", "127.0.0.1:\(port)", "--tls", "disable", "--proxy-threads", "1",
-        ]) { harness in
-            try await harness.startDaemon()
-            try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+        try await withPooledProxy { harness, port in
             let (narrow, password) = try await harness.createTenant("narrow")
             try await harness.mustRun(["tenant", "set", "narrow", "max_connections=8", "--restart"])
             let logBefore = (try? String(contentsOfFile: narrow.logFile, encoding: .utf8)) ?? ""
@@ -193,6 +176,19 @@ struct ServerPoolIntegrationTests {
             #expect(served.flatMap { Int($0.split(separator: " ").last ?? "") }.map { $0 >= 1 } == true, "\(served ?? "no served line")")
             #expect(metrics.contains("pgfleet_proxy_slot_waits_total{tenant=\"narrow\",outcome=\"refused\"} 1"), "\(metrics.prefix(4000))")
         }
+    }
+}
+
+/// A running daemon with Debian's PostgreSQL 15 imported and its proxy on a free port, without
+/// TLS and with one thread: every client lands on the same event loop, so the same pool.
+private func withPooledProxy(_ extraServeArguments: [String] = [], _ body: (Harness, Int) async throws -> Void) async throws {
+    let port = try freePort()
+    try await withHarness(extraServeArguments: [
+        "--no-system-bundles", "--listen", "127.0.0.1:\(port)", "--tls", "disable", "--proxy-threads", "1",
+    ] + extraServeArguments) { harness in
+        try await harness.startDaemon()
+        try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+        try await body(harness, port)
     }
 }
 
