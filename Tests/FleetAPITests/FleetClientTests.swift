@@ -165,7 +165,12 @@ struct FleetClientTests {
             struct Enough: Error {}
             let followed = Mutex<[UInt8]>([])
             let appender = Task {
-                try await Task.sleep(for: .milliseconds(300))
+                // Appends once the follower has the last line, so it is surely following.
+                let deadline = ContinuousClock.now + .seconds(30)
+                while !String(decoding: followed.withLock { $0 }, as: UTF8.self).contains("three\n") {
+                    guard ContinuousClock.now < deadline else { Issue.record("the follower never got the last line"); return }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
                 let handle = try #require(FileHandle(forWritingAtPath: logFile))
                 try handle.seekToEnd()
                 try handle.write(contentsOf: Data("four\n".utf8))
