@@ -5,7 +5,7 @@ import Testing
 
 /// End to end: the real daemon, real PostgreSQL clusters, real psql. Needs root (tenants get
 /// their own OS users) and the PostgreSQL 16 wheel that scripts/setup.sh downloads.
-@Suite(.serialized, .enabled(if: geteuid() == 0, "integration tests create OS users and need root"))
+@Suite(.serialized, integrationTrait)
 struct FleetIntegrationTests {
     @Test func twoMajorVersionsThreeTenantsCrashRecoveryAndDrop() async throws {
         try await withHarness { harness in
@@ -58,12 +58,7 @@ struct FleetIntegrationTests {
             // kill -9 of a postmaster: the supervisor restarts it and the data is intact.
             let oldPID = try #require(alpha.pid)
             kill(oldPID, SIGKILL)
-            try await Task.sleep(for: .milliseconds(300))
-            var restarted = try await harness.waitFor("alpha", state: .running)
-            for _ in 0..<50 where restarted.pid == oldPID || restarted.state != .running {
-                try await Task.sleep(for: .milliseconds(100))
-                restarted = try await harness.info("alpha")
-            }
+            let restarted = try await harness.waitForRestart("alpha", replacing: oldPID)
             #expect(restarted.state == .running)
             #expect(restarted.pid != oldPID)
             #expect(restarted.restarts >= 1)
@@ -135,11 +130,7 @@ struct FleetIntegrationTests {
             try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
             let marker = harness.layout.creationMarker(try TenantName(validating: "half"))
             let create = Task { try await harness.cli(["tenant", "create", "half", "--password", "never-told"]) }
-            var registered = false
-            for _ in 0..<500 where !registered {
-                registered = try await harness.list().contains { $0.name == "half" }
-                if !registered { try await Task.sleep(for: .milliseconds(10)) }
-            }
+            let registered = try await Harness.eventually { try await harness.list().contains { $0.name == "half" } }
             #expect(registered, "the create never showed up in the list")
             #expect(FileManager.default.fileExists(atPath: marker))
             try await Task.sleep(for: .milliseconds(150))
@@ -158,10 +149,8 @@ struct FleetIntegrationTests {
             #expect(half.failureReason?.contains("creation did not finish") == true, "\(half.failureReason ?? "no reason")")
             // The killed daemon's initdb may still be running on its own (its postgres children
             // count here); once it is over, no postgres is left and none is started.
-            for _ in 0..<200 where !Harness.postmasters(of: half.dataDirectory).isEmpty {
-                try await Task.sleep(for: .milliseconds(100))
-            }
-            try await Task.sleep(for: .milliseconds(500))
+            _ = try await Harness.eventually { Harness.postmasters(of: half.dataDirectory).isEmpty }
+            try await Task.sleep(for: .milliseconds(500))  // none started in the meantime: absence takes a while to show
             #expect(Harness.postmasters(of: half.dataDirectory).isEmpty)
             #expect(try await harness.info("half").state == .stopped)
             let start = try await harness.cli(["tenant", "start", "half"])
@@ -206,12 +195,7 @@ struct FleetIntegrationTests {
 
             // A re-adopted postmaster is still supervised: kill it and it comes back.
             kill(pid, SIGKILL)
-            try await Task.sleep(for: .milliseconds(300))
-            var back = try await harness.waitFor("survivor", state: .running)
-            for _ in 0..<50 where back.pid == pid {
-                try await Task.sleep(for: .milliseconds(100))
-                back = try await harness.info("survivor")
-            }
+            let back = try await harness.waitForRestart("survivor", replacing: pid)
             #expect(back.state == .running && back.pid != pid)
             #expect(try await harness.mustQuery(back, password: password, "select v from t") == "42")
 

@@ -5,7 +5,7 @@ import Testing
 
 /// The ready pool: `tenant create` claims a pre-initialised cluster, personalises it, and the
 /// pool refills; without a pool, create still works the slow way and ends in the same state.
-@Suite(.serialized, .enabled(if: geteuid() == 0, "integration tests create OS users and need root"))
+@Suite(.serialized, integrationTrait)
 struct PoolIntegrationTests {
     @Test func createsClaimFromThePoolAndThePoolRefills() async throws {
         try await withHarness(extraServeArguments: ["--no-system-bundles", "--listen", "none", "--pool-size", "2"]) { harness in
@@ -86,9 +86,7 @@ struct PoolIntegrationTests {
             try Files.makeDirectory(poolDirectory + "/building-halfmade", mode: 0o700)
             try Files.makeDirectory(harness.layout.poolDirectory(bundle: "14.0-gone") + "/ready-old", mode: 0o700)
             try await harness.startDaemon()
-            for _ in 0..<100 where FileManager.default.fileExists(atPath: poolDirectory + "/building-halfmade") {
-                try await Task.sleep(for: .milliseconds(100))
-            }
+            _ = try await Harness.eventually { !FileManager.default.fileExists(atPath: poolDirectory + "/building-halfmade") }
             #expect(Set(try FileManager.default.contentsOfDirectory(atPath: poolDirectory)) == before)
             #expect(!FileManager.default.fileExists(atPath: harness.layout.poolDirectory(bundle: "14.0-gone")))
             #expect(try await harness.status().pool == [PoolStatus(bundle: bundle, ready: 2, size: 2, building: false)])

@@ -6,7 +6,7 @@ import Testing
 /// Server-side session pooling through the proxy, with psql against real PostgreSQL: sessions
 /// are reused, reset between clients, never shared between roles or tenants, and the proxy's own
 /// SCRAM check follows password changes.
-@Suite(.serialized, .enabled(if: geteuid() == 0, "integration tests create OS users and need root"))
+@Suite(.serialized, integrationTrait)
 struct ServerPoolIntegrationTests {
     @Test func pooledSessionsAreReusedResetAndKeptApart() async throws {
         try await withPooledProxy { harness, port in
@@ -15,7 +15,10 @@ struct ServerPoolIntegrationTests {
             try await harness.mustQuery(tenant, password: password, "create role alice login password 'alice-pw'; create table kept(x int); grant all on kept to alice")
             // A new tenant gets its verifier-lookup connection (one per proxy thread) right after
             // its create, before any client: the first login does not wait for a backend to start.
-            #expect(try await harness.mustQuery(tenant, password: password, "select count(*) from pg_stat_activity where application_name = 'pgfleet-proxy'") == "1")
+            // It is opened in the background, so wait for it (not for a guess at how long it takes).
+            let lookups = try await harness.waitForQuery(
+                tenant, password: password, "select count(*) from pg_stat_activity where application_name = 'pgfleet-proxy'", toPrint: "1")
+            #expect(lookups == "1")
 
             func through(_ user: String, _ pw: String, _ commands: String...) async throws -> CommandResult {
                 try await psqlCommands("host=127.0.0.1 port=\(port) user=\(user) dbname=postgres", password: pw, commands)
@@ -113,7 +116,8 @@ struct ServerPoolIntegrationTests {
     /// Idle pooled sessions and the verifier-lookup connection close after
     /// `--server-idle-timeout`, so a quiet tenant's backends go away (and it can be suspended).
     @Test func idleServerConnectionsCloseAfterTheTimeout() async throws {
-        try await withPooledProxy(["--server-idle-timeout", "2"]) { harness, port in
+        // 5 s: long enough that a loaded machine still finds the session pooled right after use.
+        try await withPooledProxy(["--server-idle-timeout", "5"]) { harness, port in
             let (tenant, password) = try await harness.createTenant("sweep")
             let conninfo = "host=127.0.0.1 port=\(port) user=postgres@sweep dbname=postgres sslmode=disable"
             let used = try await psql(conninfo, password: password, "select pg_backend_pid()")
@@ -122,13 +126,8 @@ struct ServerPoolIntegrationTests {
             let alive = "select count(*) from pg_stat_activity where pid = \(Int(pid) ?? 0) or application_name = 'pgfleet-proxy'"
             // Right after the client left: its session waits in the pool, beside the lookup connection.
             #expect(try await harness.mustQuery(tenant, password: password, alive) == "2")
-            var left = "2"
-            let deadline = ContinuousClock.now + .seconds(10)
-            while left != "0" && ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(250))
-                left = try await harness.mustQuery(tenant, password: password, alive)
-            }
-            #expect(left == "0", "pooled backends still there 10 s after a 2 s idle timeout")
+            let left = try await harness.waitForQuery(tenant, password: password, alive, toPrint: "0", timeout: .seconds(40))
+            #expect(left == "0", "pooled backends still there 40 s after a 5 s idle timeout")
         }
     }
 
@@ -157,17 +156,26 @@ struct ServerPoolIntegrationTests {
 
             // Sessions that do not come back: a client waits a few seconds, then gets the
             // tenant's own refusal, while the clients holding the sessions carry on.
-            async let holders = withThrowingTaskGroup(of: CommandResult.self) { group in
-                for _ in 0..<7 { group.addTask { try await psql(conninfo, password: password, "select pg_sleep(9)") } }
-                return try await group.reduce(into: []) { $0.append($1) }
+            let holders = Task {
+                let results = try await withThrowingTaskGroup(of: CommandResult.self) { group in
+                    for _ in 0..<7 { group.addTask { try await psql(conninfo, password: password, "select pg_sleep(15)") } }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                return (results, ContinuousClock.now)
             }
-            try await Task.sleep(for: .seconds(2))
+            // All seven are running their query (with the lookup connection, every slot is taken);
+            // counted from process titles, as a query on the socket would need a slot of its own.
+            let allBusy = try await Harness.eventually(timeout: .seconds(10)) { Harness.busyBackends(of: narrow) == 7 }
+            #expect(allBusy, "\(Harness.busyBackends(of: narrow)) of 7 holders running")
             let started = ContinuousClock.now
             let shut = try await psql(conninfo, password: password, "select 1")
-            let waited = ContinuousClock.now - started
+            let refusedAt = ContinuousClock.now
             #expect(!shut.succeeded && shut.stderr.contains("too many clients already"), "\(shut.stdout)\(shut.stderr)")
-            #expect(waited > .milliseconds(2500) && waited < .seconds(7), "refused after \(waited)")
-            let held = try await holders
+            // It waited its few seconds (load only lengthens that), then was refused while the
+            // holders still held their sessions, rather than waiting for one to come back.
+            #expect(refusedAt - started > .milliseconds(2500), "refused after \(refusedAt - started)")
+            let (held, holdersEnded) = try await holders.value
+            #expect(refusedAt < holdersEnded, "refused only after the holders were done")
             let heldOK = held.allSatisfy { $0.succeeded }
             #expect(heldOK, "\(held.map(\.stderr))")
             // Both ends of a wait are counted for the tenant.

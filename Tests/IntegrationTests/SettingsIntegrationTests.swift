@@ -3,7 +3,7 @@ import FleetSystem
 import Foundation
 import Testing
 
-@Suite(.serialized, .enabled(if: geteuid() == 0, "integration tests create OS users and need root"))
+@Suite(.serialized, integrationTrait)
 struct SettingsIntegrationTests {
     @Test func settingsAreValidatedByTheBundleReloadedOrRestarted() async throws {
         try await withHarness(extraServeArguments: ["--no-system-bundles", "--listen", "none"]) { harness in
@@ -14,8 +14,8 @@ struct SettingsIntegrationTests {
             // A reloadable setting: in effect at once, no restart.
             let reload = try await harness.mustRun(["tenant", "set", "tuned", "work_mem=12MB", "statement_timeout=5s"])
             #expect(reload.contains("reloaded"), "\(reload)")
-            try await Task.sleep(for: .milliseconds(300))
-            #expect(try await harness.mustQuery(tenant, password: password, "show work_mem") == "12MB")
+            // A reload reaches new sessions once the postmaster has handled its SIGHUP: wait for that.
+            #expect(try await harness.waitForQuery(tenant, password: password, "show work_mem", toPrint: "12MB") == "12MB")
             #expect(try await harness.mustQuery(tenant, password: password, "show statement_timeout") == "5s")
 
             // A postmaster setting: stored, reported, applied by --restart.
@@ -92,8 +92,11 @@ struct SettingsIntegrationTests {
             ] {
                 #expect(try await harness.mustQuery(after, password: password, "show \(setting)") == value, "\(setting)")
             }
-            try await Task.sleep(for: .milliseconds(500))
-            #expect(try await harness.mustQuery(after, password: password, processes).contains("logical replication launcher"))
+            // The launcher starts a moment after the server accepts connections.
+            let launched = try await Harness.eventually {
+                try await harness.mustQuery(after, password: password, processes).contains("logical replication launcher")
+            }
+            #expect(launched, "no logical replication launcher")
         }
     }
 }

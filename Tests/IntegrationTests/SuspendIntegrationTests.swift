@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 /// Scale to zero: idle tenants are suspended and woken by the next connection through the proxy.
-@Suite(.serialized, .enabled(if: geteuid() == 0, "integration tests create OS users and need root"))
+@Suite(.serialized, integrationTrait)
 struct SuspendIntegrationTests {
     @Test func idleTenantsSuspendAndWakeOnConnect() async throws {
         let port = try freePort()
@@ -18,13 +18,16 @@ struct SuspendIntegrationTests {
             #expect(write.succeeded, "\(write.stderr)")
 
             // A session on the socket, bypassing the proxy, keeps it awake.
-            let direct = Task { try await harness.psql(sleepy, password: password, "select pg_sleep(4)") }
-            try await Task.sleep(for: .seconds(3))
+            let direct = Task { try await harness.psql(sleepy, password: password, "select pg_sleep(6)") }
+            let holding = try await harness.waitForQuery(
+                sleepy, password: password, "select count(*) from pg_stat_activity where query = 'select pg_sleep(6)' and state = 'active'", toPrint: "1")
+            #expect(holding == "1")
+            try await Task.sleep(for: .seconds(3))  // longer than --suspend-after: time passing is the point
             #expect(try await harness.info("sleepy").state == .running)
             _ = try await direct.value
 
             // No client for 2 s: suspended, no postmaster left.
-            let suspended = try await harness.waitFor("sleepy", state: .suspended, timeout: .seconds(15))
+            let suspended = try await harness.waitFor("sleepy", state: .suspended, timeout: .seconds(40))
             #expect(suspended.state == .suspended)
             #expect(suspended.pid == nil)
             #expect(Harness.postmasters(of: sleepy.dataDirectory).isEmpty)
