@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Client-side checks of pgfleet's proxy that need a real driver (psycopg, libpq 18) or raw
-bytes on the wire. Run by FleetProxyIntegrationTests with a JSON description on stdin:
+bytes on the wire. Run by ProxyIntegrationTests with a JSON description on stdin:
 
   {"host": "127.0.0.1", "port": 6432, "rootcert": "...", "tenants": {"acme": "pw", ...},
    "stopped": "gamma", "superuser": "postgres"}
@@ -45,6 +45,25 @@ def connect(tenant=None, password=None, user=None, **kw):
         params["password"] = password
     params.update(kw)
     return psycopg.connect(**params)
+
+
+def wait_until(condition, timeout=60.0, what="the condition"):
+    """Polls `condition` until it is true: a wait for a state, not a guess at how long it takes
+    (generous, as the suite shares two cores with builds and benchmarks)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+def wait_until_running(tenant, password, pid, query):
+    def running():
+        with connect(tenant, password, sslmode="disable") as other:
+            return other.execute(
+                "select count(*) from pg_stat_activity where pid = %s and state = 'active' and query = %s", (pid, query)
+            ).fetchone()[0] == 1
+    wait_until(running, what=f"{query!r} running on backend {pid}")
 
 
 def expect_refusal(fragment, **kw):
@@ -175,19 +194,53 @@ def _():
 def _():
     tenant, password = next(iter(TENANTS.items()))
     with connect(tenant, password, sslmode="require") as conn:
-        key = conn.pgconn.backend_pid
         real = conn.execute("select pg_backend_pid()").fetchone()[0]
-        # The client sees a key of the proxy's, not the backend's pid.
-        assert key != real, "the proxy leaked the backend pid"
-        timer = threading.Timer(0.5, conn.cancel_safe)
-        timer.start()
-        started = time.monotonic()
+
+        def cancel_once_running():
+            # Before the query runs a cancel has nothing to cancel: wait for it to run.
+            wait_until_running(tenant, password, real, "select pg_sleep(30)")
+            conn.cancel_safe()
+
+        canceller = threading.Thread(target=cancel_once_running)
+        canceller.start()
         try:
             conn.execute("select pg_sleep(30)")
             raise AssertionError("pg_sleep(30) finished: the cancel did not arrive")
         except errors.QueryCanceled:
             pass
-        assert time.monotonic() - started < 10
+        finally:
+            canceller.join()
+
+
+# The proxy tells the client the pid its backend reported (with a cancel key of its own), so
+# what libpq applications do with it works: skip their own NOTIFYs, terminate, find their row.
+@check("the client is told its backend's pid, as NOTIFY, pg_terminate_backend and pg_stat_activity see it")
+def _():
+    tenant, password = next(iter(TENANTS.items()))
+    with connect(tenant, password, sslmode="disable", autocommit=True) as conn:
+        told = conn.info.backend_pid
+        real = conn.execute("select pg_backend_pid()").fetchone()[0]
+        assert told == real, f"told pid {told}, the backend's is {real}"
+        conn.execute("listen pgfleet_self")
+        conn.execute("notify pgfleet_self, 'hello'")
+        notify = next(conn.notifies(timeout=10, stop_after=1), None)
+        assert notify is not None, "no notification came back"
+        assert notify.pid == told, f"notify.pid {notify.pid} != conn.info.backend_pid {told}"
+        with connect(tenant, password, sslmode="disable") as other:
+            assert other.execute("select pg_terminate_backend(%s)", (told,)).fetchone()[0], "nothing to terminate"
+        try:
+            conn.execute("select 1")
+            raise AssertionError("the connection survived pg_terminate_backend(conn.info.backend_pid)")
+        except psycopg.OperationalError:
+            pass
+
+
+@check("300 startup packets naming tenants that do not exist are refused (the metrics are checked by the caller)")
+def _():
+    for i in range(1, 301):
+        reply = raw(startup({"user": f"{SU}@nosuch{i}", "database": "postgres"}))
+        assert reply[:1] == b"E", f"nosuch{i}: expected an ErrorResponse, got {reply[:20]!r}"
+    proxy_is_up()
 
 
 @check("a wrong cancel key does nothing and says nothing")
@@ -195,17 +248,23 @@ def _():
     tenant, password = next(iter(TENANTS.items()))
     with connect(tenant, password, sslmode="disable") as conn:
         pid = conn.pgconn.backend_pid
+        real = conn.execute("select pg_backend_pid()").fetchone()[0]
+        problems = []
 
         def wrong():
-            time.sleep(0.3)
-            for guess in (pid, pid + 1, 1):
-                reply = raw(struct.pack("!iiii", 16, 80877102, guess, 0x12345678), timeout=2)
-                assert reply == b"", f"the proxy answered a cancel request: {reply!r}"
+            try:
+                wait_until_running(tenant, password, real, "select pg_sleep(4)")
+                for guess in (pid, pid + 1, 1):
+                    reply = raw(struct.pack("!iiii", 16, 80877102, guess, 0x12345678), timeout=2)
+                    assert reply == b"", f"the proxy answered a cancel request: {reply!r}"
+            except Exception as exc:  # noqa: BLE001 - reported by the main thread
+                problems.append(exc)
 
         t = threading.Thread(target=wrong)
         t.start()
-        conn.execute("select pg_sleep(1.5)")
+        conn.execute("select pg_sleep(4)")  # not cancelled
         t.join()
+        assert not problems, f"{problems[0]}"
 
 
 @check("bytes buffered after SSLRequest are rejected (CVE-2021-23214)")
@@ -289,7 +348,9 @@ def _():
             with connect(tenant, password, sslmode="disable") as conn:
                 conn.execute("select 1")
             slowest = max(slowest, time.monotonic() - started)
-        assert slowest < 1.0, f"a connection took {slowest:.3f}s with 1,000 silent ones open"
+        # 5 s: far below the 10 s connect timeout a starved loop would hit, above what a loaded
+        # 2-core machine adds.
+        assert slowest < 5.0, f"a connection took {slowest:.3f}s with 1,000 silent ones open"
     finally:
         for s in silent:
             s.close()
@@ -312,14 +373,22 @@ def _():
     try:
         # About 400 MB of rows, sent and never read: back-pressure must reach the tenant's server.
         stalled.pgconn.send_query(b"select repeat('x', 2000) from generate_series(1, 200000)")
-        time.sleep(2)
+        # Back-pressure has reached the server once its backend waits to write to the client.
+        def blocked():
+            with connect(tenant, password, sslmode="disable") as probe:
+                return probe.execute(
+                    "select count(*) from pg_stat_activity where query like 'select repeat(%' "
+                    "and state = 'active' and wait_event = 'ClientWrite'"
+                ).fetchone()[0] == 1
+        wait_until(blocked,
+                   what="the stalled client's backend blocking on ClientWrite")
         slowest = 0.0
         for _ in range(20):
             started = time.monotonic()
             with connect(tenant, password, sslmode="disable") as conn:
                 assert conn.execute("select count(*) from generate_series(1, 1000)").fetchone()[0] == 1000
             slowest = max(slowest, time.monotonic() - started)
-        assert slowest < 1.0, f"a query took {slowest:.3f}s while another client was stalled"
+        assert slowest < 5.0, f"a query took {slowest:.3f}s while another client was stalled"
         if pid:
             grown = (rss_kib(pid) - before) / 1024
             assert grown < 64, f"the daemon grew by {grown:.0f} MiB while a client was not reading"
