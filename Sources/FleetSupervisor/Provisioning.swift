@@ -8,30 +8,15 @@ import Synchronization
 
 extension Fleet {
     public func createTenant(_ request: CreateTenantRequest, progress: @escaping ProgressReporter) async throws -> (TenantInfo, String?) {
-        let name = try TenantName(validating: request.name)
-        let superuser = request.superuser ?? "postgres"
-        if let problem = RoleName.problem(with: superuser) {
-            throw FleetError.invalidRequest("invalid superuser name \"\(superuser.debugClipped)\": \(problem)")
-        }
-        if let password = request.password {
-            if password.isEmpty { throw FleetError.invalidRequest("the password is empty; omit --password to have one generated") }
-            if password.utf8.contains(0) || password.contains("\n") || password.contains("\r") {
-                throw FleetError.invalidRequest("the password contains a NUL or line break, which PostgreSQL cannot store")
-            }
-            if password.utf8.count > 1000 { throw FleetError.invalidRequest("the password is longer than 1000 bytes") }
-        }
-        if let after = request.suspendAfter, after < 0 {
-            throw FleetError.invalidRequest("suspend-after must be 0 (never) or a positive number of seconds")
-        }
-        let bundleRecord = try chooseBundle(id: request.bundle, major: request.pg)
+        let spec = try request.validated(spelling: .json)
+        let bundleRecord = try chooseBundle(spec.bundle)
         let bundle = try loadBundle(id: bundleRecord.id)
 
         await pool.createStarted()
         do {
-            let result = try await provision(
-                name: name, superuser: superuser, password: request.password, suspendAfter: request.suspendAfter,
-                bundleRecord: bundleRecord, bundle: bundle, progress: progress
-            )
+            var resolved = spec
+            resolved.bundle = .id(bundleRecord.id)
+            let result = try await provision(spec: resolved, password: request.password, bundleRecord: bundleRecord, bundle: bundle, progress: progress)
             await pool.createFinished()
             return result
         } catch {
@@ -41,9 +26,10 @@ extension Fleet {
     }
 
     private func provision(
-        name: TenantName, superuser: String, password requested: String?, suspendAfter: Int?, bundleRecord: BundleRecord,
-        bundle: FleetBundles.Bundle, progress: @escaping ProgressReporter
+        spec: TenantSpec, password requested: String?, bundleRecord: BundleRecord, bundle: FleetBundles.Bundle,
+        progress: @escaping ProgressReporter
     ) async throws -> (TenantInfo, String?) {
+        let name = spec.name
         try notBusy(name)
         if try catalog.tenant(named: name.rawValue) != nil { throw FleetError.tenantExists(name.rawValue) }
         busy.insert(name)
@@ -66,15 +52,13 @@ extension Fleet {
         var markerStays = false
         defer { if !markerStays { try? FileManager.default.removeItem(atPath: marker) } }
         var record = try catalog.insertTenant(TenantRecord(
-            name: name.rawValue, bundleID: bundleRecord.id, superuser: superuser, osUser: osUserName,
-            uid: Int(daemonUser.uid), gid: Int(daemonUser.gid), directory: layout.tenantDirectory(name),
+            spec: spec, osUser: osUserName, uid: Int(daemonUser.uid), gid: Int(daemonUser.gid), directory: layout.tenantDirectory(name),
             dataDirectory: layout.dataDirectory(name), socketDirectory: layout.socketDirectory(name),
-            logFile: layout.tenantLogFile(name), port: FleetLayout.tenantPort, desiredState: .stopped, createdAt: Date(), failureReason: nil,
-            suspendAfter: suspendAfter
+            logFile: layout.tenantLogFile(name), port: FleetLayout.tenantPort, desiredState: .stopped, createdAt: Date()
         ))
         phases.mark("catalog row")
         // The password's SCRAM verifier (4,096 PBKDF2 rounds) is computed while the cluster is claimed and started.
-        let verifierTask = Task.detached { try ScramVerifier.make(password: password) }
+        let verifierTask = Task.detached { try ScramVerifierMaker.make(password: password) }
         // The tenant's OS user, when isolated: its id is chosen here, so that a claimed cluster
         // can be given to it and started while useradd runs (about 30 ms, mostly fsyncs of
         // /etc/passwd and friends). A fresh initdb waits for the user: initdb looks itself up.
@@ -261,13 +245,13 @@ extension Fleet {
         )
     }
 
-    private func chooseBundle(id: String?, major: Int?) throws -> BundleRecord {
-        if let id {
+    private func chooseBundle(_ choice: TenantSpec.BundleChoice) throws -> BundleRecord {
+        if case .id(let id) = choice {
             guard let found = try catalog.bundle(id: id) else { throw FleetError.bundleNotFound(id) }
             return found
         }
         let all = try catalog.bundles()
-        if let major {
+        if case .major(let major) = choice {
             guard (14...18).contains(major) || all.contains(where: { $0.major == major }) else {
                 throw FleetError.invalidRequest("PostgreSQL \(major) is not supported; pgfleet supports majors 14 to 18")
             }
