@@ -57,6 +57,9 @@ extension Fleet {
             logFile: layout.tenantLogFile(name), port: FleetLayout.tenantPort, desiredState: .stopped, createdAt: Date()
         ))
         phases.mark("catalog row")
+        // What was made, each with its undo: a failed create undoes exactly that, newest first.
+        var steps = UndoableSteps<CreationLeftovers>()
+        steps.record("catalog row") { [catalog] _ in try? catalog.deleteTenant(named: name.rawValue) }
         // The password's SCRAM verifier (4,096 PBKDF2 rounds) is computed while the cluster is claimed and started.
         let verifierTask = Task.detached { try ScramVerifierMaker.make(password: password) }
         // The tenant's OS user, when isolated: its id is chosen here, so that a claimed cluster
@@ -68,6 +71,15 @@ extension Fleet {
         var plannedOwner: UserIdentity? = nil
         var promisedID: Int? = nil
         defer { if let promisedID { promisedUserIDs.remove(promisedID) } }
+        // Whether useradd failed: then the id went to someone else's user, whose processes are not ours to kill.
+        var userFailed = false
+        // The OS user, directories, cluster and configuration: one tree and one user, removed
+        // together with the uid the tenant had by then.
+        steps.record("tenant files and OS user") { leftovers in
+            var record = leftovers.record
+            if leftovers.userFailed { record.uid = Int(self.daemonUser.uid) }
+            try? await self.removeTenantFiles(record: record, name: name)
+        }
         do {
             if options.isolated {
                 if let leftover = try OSUsers.leftoverTenantUser(osUserName, tenant: name, root: layout.root) {
@@ -137,14 +149,18 @@ extension Fleet {
         } catch {
             logger.error("tenant creation failed; cleaning up", metadata: ["tenant": "\(name)", "error": "\(error)"])
             await progress(.progress("creation failed; removing what was created"))
-            try? await removeTenantFiles(record: record, name: name)
-            try? catalog.deleteTenant(named: name.rawValue)
+            await steps.undoAll(CreationLeftovers(record: record, userFailed: userFailed))
             throw error
         }
 
         await progress(.progress("starting"))
         try catalog.setDesiredState(.running, forTenant: name.rawValue)
         let supervisor = try supervisor(for: record, name: name)
+        steps.record("supervisor") { _ in
+            await supervisor.stop()
+            self.supervisors[name] = nil
+            self.board.remove(name)
+        }
         phases.mark("catalog desired state")
         let clock = ContinuousClock()
         let startedAt = clock.now
@@ -161,7 +177,6 @@ extension Fleet {
         // Before anyone can log in: the user exists (it owns the files already) and the
         // configuration is on disk.
         var setupError: (any Error)? = nil
-        var userFailed = false
         do { _ = try await userCreation?.value } catch {
             setupError = error
             userFailed = true
@@ -191,14 +206,7 @@ extension Fleet {
             // Nobody can log in to it: remove it, as any other failed create.
             logger.error("tenant creation failed; cleaning up", metadata: ["tenant": "\(name)", "error": "\(error)"])
             await progress(.progress("creation failed; removing what was created"))
-            await supervisor.stop()
-            supervisors[name] = nil
-            board.remove(name)
-            var leftovers = record
-            // Its id went to someone else's user: that user's processes are not ours to kill.
-            if userFailed { leftovers.uid = Int(daemonUser.uid) }
-            try? await removeTenantFiles(record: leftovers, name: name)
-            try? catalog.deleteTenant(named: name.rawValue)
+            await steps.undoAll(CreationLeftovers(record: record, userFailed: userFailed))
             await updateMetrics()
             throw error
         }
@@ -342,6 +350,14 @@ extension Fleet {
         var generator = SystemRandomNumberGenerator()
         return String((0..<24).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] })
     }
+}
+
+/// What a failed create's undos need to know beyond what each step knew when it ran.
+struct CreationLeftovers: Sendable {
+    /// The row as it is now (its uid is the tenant user's once that was chosen).
+    var record: TenantRecord
+    /// Whether useradd failed.
+    var userFailed: Bool
 }
 
 /// Wall-clock marks of a long operation, for its log line: "claim 1.2 ms, chown 3.4 ms, ...".
