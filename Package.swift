@@ -60,7 +60,7 @@ let package = Package(
         .target(
             name: "FleetSupervisor",
             dependencies: [
-                "FleetCore", "CFleetSys", "FleetSystem", "FleetBundles", "FleetCatalog",
+                "FleetCore", "FleetSystem", "FleetBundles", "FleetCatalog",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -144,7 +144,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "FleetSupervisorTests", dependencies: ["FleetCore", "FleetSystem", "FleetSupervisor"], swiftSettings: swiftSettings),
-        .testTarget(name: "FleetCatalogTests", dependencies: ["FleetCore", "FleetCatalog"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "FleetCatalogTests",
+            dependencies: ["FleetCore", "FleetCatalog", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "FleetBundlesTests", dependencies: ["FleetCore", "FleetSystem", "FleetBundles"], swiftSettings: swiftSettings),
         .testTarget(
             name: "FleetAPITests",

@@ -3,7 +3,6 @@ import Foundation
 import Hummingbird
 import Logging
 import Prometheus
-import ServiceLifecycle
 
 /// The daemon's HTTP API (routes listed in FleetCore's API.swift) over `fleet`.
 ///
@@ -47,13 +46,8 @@ public func buildRouter(fleet: any FleetControl, metrics: PrometheusCollectorReg
 
     v1.post("tenants") { request, _ in
         let createRequest = try await APICoding.decodeBody(CreateTenantRequest.self, from: request)
-        let name = try TenantName(validating: createRequest.name)
-        if let superuser = createRequest.superuser, let problem = RoleName.problem(with: superuser) {
-            throw FleetError.invalidRequest("invalid superuser name \"\(superuser.debugClipped)\": \(problem)")
-        }
-        if let password = createRequest.password, password.isEmpty {
-            throw FleetError.invalidRequest("\"password\" is empty; omit it to have one generated")
-        }
+        // Before the stream opens, so that a bad request is a plain 400.
+        let name = try createRequest.validated(spelling: .json).name
         return ProgressStream.response(logger: logger, method: "POST", path: request.uri.path) { progress in
             let (tenant, password) = try await fleet.createTenant(createRequest, progress: progress)
             return StreamEvent(kind: .result, message: "created tenant \(name)", tenant: tenant, password: password)

@@ -146,13 +146,13 @@ public final class Catalog: Sendable {
     /// All tenants, ordered by name.
     ///
     /// Read column by column rather than through `Decodable`: with thousands of rows, GRDB's
-    /// decoder (a keyed container and a name lookup per column) took most of the read.
+    /// decoder (a keyed container per row) took most of the read.
     public func tenants() throws -> [TenantRecord] {
         try writer.read { db in
             let rows = try Row.fetchCursor(db, sql: "SELECT \(TenantRecord.selection) FROM tenant ORDER BY name")
             var tenants: [TenantRecord] = []
             while let row = try rows.next() {
-                tenants.append(try TenantRecord(selectedRow: row))
+                tenants.append(try TenantRecord(columnsOf: row))
             }
             return tenants
         }

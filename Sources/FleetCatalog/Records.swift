@@ -119,7 +119,7 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
 
     public static let databaseTableName = "tenant"
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case id
         case name
         case bundleID = "bundle_id"
@@ -151,26 +151,49 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
 }
 
 extension TenantRecord {
-    /// Every column, in the order `init(selectedRow:)` reads them.
-    static let selection = """
-        id, name, bundle_id, superuser, os_user, uid, gid, directory, data_directory, socket_directory, log_file, port, \
-        desired_state, created_at, failure_reason, suspended, suspend_after
-        """
+    /// A new tenant's row: what it is (`spec`, its bundle resolved to an id) and where it lives.
+    public init(
+        spec: TenantSpec, osUser: String, uid: Int, gid: Int, directory: String, dataDirectory: String, socketDirectory: String,
+        logFile: String, port: Int, desiredState: DesiredState, createdAt: Date
+    ) throws {
+        guard case .id(let bundleID) = spec.bundle else {
+            throw FleetError.failed("catalog: a tenant row names its bundle by id; \(spec.bundle) was not resolved")
+        }
+        self.init(
+            name: spec.name.rawValue, bundleID: bundleID, superuser: spec.superuser, osUser: osUser, uid: uid, gid: gid,
+            directory: directory, dataDirectory: dataDirectory, socketDirectory: socketDirectory, logFile: logFile, port: port,
+            desiredState: desiredState, createdAt: createdAt, failureReason: nil, suspendAfter: spec.suspendAfter
+        )
+    }
 
-    /// A row of `SELECT \(selection)`, read by position. Values convert as GRDB's `Decodable`
-    /// support converts them (dates too); a NULL or a mistyped value throws as it does there.
-    init(selectedRow row: Row) throws {
-        let desiredState = try row.decode(String.self, atIndex: 12)
+    /// What the tenant is, as it was created (and changed since).
+    public var spec: TenantSpec {
+        get throws {
+            TenantSpec(name: try TenantName(validating: name), bundle: .id(bundleID), superuser: superuser, suspendAfter: suspendAfter)
+        }
+    }
+
+    /// The columns `init(columnsOf:)` reads.
+    static let selection = CodingKeys.allCases.map(\.rawValue).joined(separator: ", ")
+
+    /// A row of `SELECT \(selection)`, read column by column by name (a migration may add or
+    /// reorder columns). Values convert as GRDB's `Decodable` support converts them (dates too);
+    /// a NULL or a mistyped value throws as it does there; an optional column an older schema
+    /// lacks reads as nil.
+    init(columnsOf row: Row) throws {
+        func value<Value: DatabaseValueConvertible>(_ key: CodingKeys) throws -> Value {
+            try row.decode(Value.self, forColumn: key.rawValue)
+        }
+        let desiredState: String = try value(.desiredState)
         guard let desired = DesiredState(rawValue: desiredState) else {
             throw FleetError.failed("catalog: tenant row with an unknown desired state \"\(desiredState.debugClipped)\"")
         }
         self.init(
-            id: try row.decode(atIndex: 0), name: try row.decode(atIndex: 1), bundleID: try row.decode(atIndex: 2),
-            superuser: try row.decode(atIndex: 3), osUser: try row.decode(atIndex: 4), uid: try row.decode(atIndex: 5),
-            gid: try row.decode(atIndex: 6), directory: try row.decode(atIndex: 7), dataDirectory: try row.decode(atIndex: 8),
-            socketDirectory: try row.decode(atIndex: 9), logFile: try row.decode(atIndex: 10), port: try row.decode(atIndex: 11),
-            desiredState: desired, createdAt: try row.decode(atIndex: 13), failureReason: try row.decode(atIndex: 14),
-            suspended: try row.decode(atIndex: 15), suspendAfter: try row.decode(atIndex: 16)
+            id: try value(.id), name: try value(.name), bundleID: try value(.bundleID), superuser: try value(.superuser),
+            osUser: try value(.osUser), uid: try value(.uid), gid: try value(.gid), directory: try value(.directory),
+            dataDirectory: try value(.dataDirectory), socketDirectory: try value(.socketDirectory), logFile: try value(.logFile),
+            port: try value(.port), desiredState: desired, createdAt: try value(.createdAt), failureReason: try value(.failureReason),
+            suspended: try value(.suspended), suspendAfter: try value(.suspendAfter)
         )
     }
 }

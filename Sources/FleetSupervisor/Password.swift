@@ -28,7 +28,7 @@ extension Fleet {
             throw FleetError.conflict("tenant \(name) is \(before.rawValue); try again when it is running or stopped")
         }
         let password = request.password ?? Self.generatePassword()
-        let verifier = try ScramVerifier.make(password: password)
+        let verifier = try ScramVerifierMaker.make(password: password)
 
         busy.insert(name)
         defer { busy.remove(name) }

@@ -8,30 +8,15 @@ import Synchronization
 
 extension Fleet {
     public func createTenant(_ request: CreateTenantRequest, progress: @escaping ProgressReporter) async throws -> (TenantInfo, String?) {
-        let name = try TenantName(validating: request.name)
-        let superuser = request.superuser ?? "postgres"
-        if let problem = RoleName.problem(with: superuser) {
-            throw FleetError.invalidRequest("invalid superuser name \"\(superuser.debugClipped)\": \(problem)")
-        }
-        if let password = request.password {
-            if password.isEmpty { throw FleetError.invalidRequest("the password is empty; omit --password to have one generated") }
-            if password.utf8.contains(0) || password.contains("\n") || password.contains("\r") {
-                throw FleetError.invalidRequest("the password contains a NUL or line break, which PostgreSQL cannot store")
-            }
-            if password.utf8.count > 1000 { throw FleetError.invalidRequest("the password is longer than 1000 bytes") }
-        }
-        if let after = request.suspendAfter, after < 0 {
-            throw FleetError.invalidRequest("suspend-after must be 0 (never) or a positive number of seconds")
-        }
-        let bundleRecord = try chooseBundle(id: request.bundle, major: request.pg)
+        let spec = try request.validated(spelling: .json)
+        let bundleRecord = try chooseBundle(spec.bundle)
         let bundle = try loadBundle(id: bundleRecord.id)
 
         await pool.createStarted()
         do {
-            let result = try await provision(
-                name: name, superuser: superuser, password: request.password, suspendAfter: request.suspendAfter,
-                bundleRecord: bundleRecord, bundle: bundle, progress: progress
-            )
+            var resolved = spec
+            resolved.bundle = .id(bundleRecord.id)
+            let result = try await provision(spec: resolved, password: request.password, bundleRecord: bundleRecord, bundle: bundle, progress: progress)
             await pool.createFinished()
             return result
         } catch {
@@ -41,9 +26,10 @@ extension Fleet {
     }
 
     private func provision(
-        name: TenantName, superuser: String, password requested: String?, suspendAfter: Int?, bundleRecord: BundleRecord,
-        bundle: FleetBundles.Bundle, progress: @escaping ProgressReporter
+        spec: TenantSpec, password requested: String?, bundleRecord: BundleRecord, bundle: FleetBundles.Bundle,
+        progress: @escaping ProgressReporter
     ) async throws -> (TenantInfo, String?) {
+        let name = spec.name
         try notBusy(name)
         if try catalog.tenant(named: name.rawValue) != nil { throw FleetError.tenantExists(name.rawValue) }
         busy.insert(name)
@@ -66,15 +52,16 @@ extension Fleet {
         var markerStays = false
         defer { if !markerStays { try? FileManager.default.removeItem(atPath: marker) } }
         var record = try catalog.insertTenant(TenantRecord(
-            name: name.rawValue, bundleID: bundleRecord.id, superuser: superuser, osUser: osUserName,
-            uid: Int(daemonUser.uid), gid: Int(daemonUser.gid), directory: layout.tenantDirectory(name),
+            spec: spec, osUser: osUserName, uid: Int(daemonUser.uid), gid: Int(daemonUser.gid), directory: layout.tenantDirectory(name),
             dataDirectory: layout.dataDirectory(name), socketDirectory: layout.socketDirectory(name),
-            logFile: layout.tenantLogFile(name), port: FleetLayout.tenantPort, desiredState: .stopped, createdAt: Date(), failureReason: nil,
-            suspendAfter: suspendAfter
+            logFile: layout.tenantLogFile(name), port: FleetLayout.tenantPort, desiredState: .stopped, createdAt: Date()
         ))
         phases.mark("catalog row")
+        // What was made, each with its undo: a failed create undoes exactly that, newest first.
+        var steps = UndoableSteps<CreationLeftovers>()
+        steps.record("catalog row") { [catalog] _ in try? catalog.deleteTenant(named: name.rawValue) }
         // The password's SCRAM verifier (4,096 PBKDF2 rounds) is computed while the cluster is claimed and started.
-        let verifierTask = Task.detached { try ScramVerifier.make(password: password) }
+        let verifierTask = Task.detached { try ScramVerifierMaker.make(password: password) }
         // The tenant's OS user, when isolated: its id is chosen here, so that a claimed cluster
         // can be given to it and started while useradd runs (about 30 ms, mostly fsyncs of
         // /etc/passwd and friends). A fresh initdb waits for the user: initdb looks itself up.
@@ -84,6 +71,15 @@ extension Fleet {
         var plannedOwner: UserIdentity? = nil
         var promisedID: Int? = nil
         defer { if let promisedID { promisedUserIDs.remove(promisedID) } }
+        // Whether useradd failed: then the id went to someone else's user, whose processes are not ours to kill.
+        var userFailed = false
+        // The OS user, directories, cluster and configuration: one tree and one user, removed
+        // together with the uid the tenant had by then.
+        steps.record("tenant files and OS user") { leftovers in
+            var record = leftovers.record
+            if leftovers.userFailed { record.uid = Int(self.daemonUser.uid) }
+            try? await self.removeTenantFiles(record: record, name: name)
+        }
         do {
             if options.isolated {
                 if let leftover = try OSUsers.leftoverTenantUser(osUserName, tenant: name, root: layout.root) {
@@ -153,14 +149,18 @@ extension Fleet {
         } catch {
             logger.error("tenant creation failed; cleaning up", metadata: ["tenant": "\(name)", "error": "\(error)"])
             await progress(.progress("creation failed; removing what was created"))
-            try? await removeTenantFiles(record: record, name: name)
-            try? catalog.deleteTenant(named: name.rawValue)
+            await steps.undoAll(CreationLeftovers(record: record, userFailed: userFailed))
             throw error
         }
 
         await progress(.progress("starting"))
         try catalog.setDesiredState(.running, forTenant: name.rawValue)
         let supervisor = try supervisor(for: record, name: name)
+        steps.record("supervisor") { _ in
+            await supervisor.stop()
+            self.supervisors[name] = nil
+            self.board.remove(name)
+        }
         phases.mark("catalog desired state")
         let clock = ContinuousClock()
         let startedAt = clock.now
@@ -177,7 +177,6 @@ extension Fleet {
         // Before anyone can log in: the user exists (it owns the files already) and the
         // configuration is on disk.
         var setupError: (any Error)? = nil
-        var userFailed = false
         do { _ = try await userCreation?.value } catch {
             setupError = error
             userFailed = true
@@ -207,14 +206,7 @@ extension Fleet {
             // Nobody can log in to it: remove it, as any other failed create.
             logger.error("tenant creation failed; cleaning up", metadata: ["tenant": "\(name)", "error": "\(error)"])
             await progress(.progress("creation failed; removing what was created"))
-            await supervisor.stop()
-            supervisors[name] = nil
-            board.remove(name)
-            var leftovers = record
-            // Its id went to someone else's user: that user's processes are not ours to kill.
-            if userFailed { leftovers.uid = Int(daemonUser.uid) }
-            try? await removeTenantFiles(record: leftovers, name: name)
-            try? catalog.deleteTenant(named: name.rawValue)
+            await steps.undoAll(CreationLeftovers(record: record, userFailed: userFailed))
             await updateMetrics()
             throw error
         }
@@ -261,13 +253,13 @@ extension Fleet {
         )
     }
 
-    private func chooseBundle(id: String?, major: Int?) throws -> BundleRecord {
-        if let id {
+    private func chooseBundle(_ choice: TenantSpec.BundleChoice) throws -> BundleRecord {
+        if case .id(let id) = choice {
             guard let found = try catalog.bundle(id: id) else { throw FleetError.bundleNotFound(id) }
             return found
         }
         let all = try catalog.bundles()
-        if let major {
+        if case .major(let major) = choice {
             guard (14...18).contains(major) || all.contains(where: { $0.major == major }) else {
                 throw FleetError.invalidRequest("PostgreSQL \(major) is not supported; pgfleet supports majors 14 to 18")
             }
@@ -358,6 +350,14 @@ extension Fleet {
         var generator = SystemRandomNumberGenerator()
         return String((0..<24).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] })
     }
+}
+
+/// What a failed create's undos need to know beyond what each step knew when it ran.
+struct CreationLeftovers: Sendable {
+    /// The row as it is now (its uid is the tenant user's once that was chosen).
+    var record: TenantRecord
+    /// Whether useradd failed.
+    var userFailed: Bool
 }
 
 /// Wall-clock marks of a long operation, for its log line: "claim 1.2 ms, chown 3.4 ms, ...".

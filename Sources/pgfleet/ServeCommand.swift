@@ -190,34 +190,6 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
-/// The fleet as a service: tenants are resumed when it starts and stopped on graceful shutdown.
-struct FleetService: Service {
-    let fleet: Fleet
-    let logger: Logger
-
-    func run() async throws {
-        do {
-            try await fleet.resumeTenants()
-        } catch {
-            logger.error("could not resume tenants", metadata: ["error": "\(error)"])
-        }
-        logger.info("fleet ready")
-        // Idle suspension once a second, and the ready pool's refill, until the daemon is asked to stop.
-        await cancelWhenGracefulShutdown {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: .seconds(1))
-                        await fleet.suspendIdleTenants()
-                    }
-                }
-                group.addTask { await fleet.pool.run() }
-            }
-        }
-        await fleet.shutdown()
-    }
-}
-
 /// Log lines go to stderr at `level` (validated by the command); returns the command's logger.
 func bootstrapLogging(label: String, level: String) -> Logger {
     let level = Logger.Level(rawValue: level) ?? .info

@@ -50,15 +50,9 @@ struct TenantCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let tenantName = try validatedTenantName(name)
-                if let superuser, let problem = RoleName.problem(with: superuser) {
-                    throw FleetError.invalidRequest("invalid superuser name \"\(superuser.debugClipped)\": \(problem)")
-                }
+                // The command line's own forms, then the request's one validation, as the daemon does it.
                 if let major, major <= 0 {
                     throw FleetError.invalidRequest("--pg must be a PostgreSQL major version such as 16, got \(major)")
-                }
-                if let password, password.isEmpty {
-                    throw FleetError.invalidRequest("--password is empty; omit it to have one generated")
                 }
                 var seconds: Int? = nil
                 if let suspendAfter {
@@ -68,9 +62,9 @@ struct TenantCommand: AsyncParsableCommand {
                     seconds = parsed
                 }
                 let request = CreateTenantRequest(
-                    name: tenantName.rawValue, pg: major, bundle: bundle, superuser: superuser, password: password,
-                    suspendAfter: seconds
+                    name: name, pg: major, bundle: bundle, superuser: superuser, password: password, suspendAfter: seconds
                 )
+                let tenantName = try request.validated(spelling: .commandLine).name
                 let result = try await FleetClient(layout: rootOptions.layout).createTenant(request, onEvent: Terminal.progress)
                 guard let tenant = result.tenant else {
                     Terminal.out(result.message ?? "created tenant \(tenantName)")

@@ -7,7 +7,7 @@ import Foundation
 /// reaches the server, its logs or a command line.
 ///
 ///     SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>      (base64 each)
-public enum ScramVerifier {
+public enum ScramVerifierMaker {
     /// PostgreSQL's default (`scram_iterations`, 16+).
     public static let iterations = 4096
 
