@@ -118,10 +118,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The CLI's presentation: tables, key-value lines and `--json` renderings (pure; FleetClient only for its JSON coders).
+        .target(name: "FleetCLI", dependencies: ["FleetCore", "FleetClient"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "pgfleet",
             dependencies: [
-                "FleetCore", "FleetSystem", "FleetBundles", "FleetCatalog", "FleetSupervisor", "FleetAPI", "FleetClient",
+                "FleetCore", "FleetSystem", "FleetBundles", "FleetCatalog", "FleetSupervisor", "FleetAPI", "FleetClient", "FleetCLI",
                 "FleetProxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -153,7 +155,7 @@ let package = Package(
         .testTarget(
             name: "FleetAPITests",
             dependencies: [
-                "FleetCore", "FleetAPI", "FleetClient",
+                "FleetCore", "FleetAPI", "FleetClient", "FleetCLI",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

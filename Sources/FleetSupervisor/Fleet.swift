@@ -4,7 +4,6 @@ import FleetCore
 import FleetSystem
 import Foundation
 import Logging
-import Metrics
 
 public struct FleetOptions: Sendable {
     public var layout: FleetLayout
@@ -49,7 +48,7 @@ public actor Fleet: FleetControl {
     /// Bundles as loaded for supervisors, by id. A manifest lists every file with its hash (about
     /// 340 kB of JSON for Debian's PostgreSQL 15): parsed once per tenant, it made a daemon with
     /// 2,000 tenants spend seconds at start-up before it answered anything.
-    private var loadedBundles: [String: FleetBundles.Bundle] = [:]
+    var loadedBundles: [String: FleetBundles.Bundle] = [:]
     /// Tenants being created, dropped or given a new password: other operations on them wait their turn by refusing.
     var busy: Set<TenantName> = []
     /// OS user ids chosen for tenants being created whose useradd has not finished yet.
@@ -67,8 +66,8 @@ public actor Fleet: FleetControl {
     private let epoch = ContinuousClock.now
     var monotonicNow: Duration { clock.now - epoch }
     /// Client connections the proxy holds for a tenant; idle suspension counts on it.
-    private var proxyConnections: (@Sendable (TenantName) -> Int)?
-    private var proxyServerSessions: (@Sendable (TenantName) -> Int)?
+    var proxyConnections: (@Sendable (TenantName) -> Int)?
+    var proxyServerSessions: (@Sendable (TenantName) -> Int)?
     /// Tells the proxy that a tenant was just created (see `ProxyServer.prepare`).
     var proxyPrepare: (@Sendable (TenantName, String) -> Void)?
 
@@ -172,188 +171,6 @@ public actor Fleet: FleetControl {
         }
     }
 
-    // MARK: FleetControl: status and bundles
-
-    public func status() async throws -> DaemonStatus {
-        let tenants = try await listTenants()
-        var byState: [String: Int] = [:]
-        for tenant in tenants { byState[tenant.state.rawValue, default: 0] += 1 }
-        return DaemonStatus(
-            version: PGFleetVersion.current, root: options.layout.root, pid: getpid(), isolated: options.isolated,
-            startedAt: startedAt, tenants: tenants.count, tenantsByState: byState, bundles: try catalog.bundles().count,
-            proxy: options.proxy, poolSize: options.poolSize, pool: await pool.status()
-        )
-    }
-
-    public func listBundles() async throws -> [BundleInfo] {
-        try catalog.bundles().map { try info(for: $0) }
-    }
-
-    public func importBundle(_ request: ImportBundleRequest, progress: @escaping ProgressReporter) async throws -> BundleInfo {
-        let path = request.path
-        guard path.hasPrefix("/") else {
-            throw FleetError.invalidRequest("bundle path must be absolute: \(path.debugClipped)")
-        }
-        let bundle = try await bundles.importBundle(from: path, progress: progress)
-        loadedBundles[bundle.manifest.id] = nil
-        do {
-            try catalog.insertBundle(record(for: bundle, makeDefault: request.makeDefault ?? false))
-        } catch {
-            try? bundles.remove(id: bundle.manifest.id)
-            throw error
-        }
-        guard let stored = try catalog.bundle(id: bundle.manifest.id) else { throw FleetError.bundleNotFound(bundle.manifest.id) }
-        pool.wake()
-        return try info(for: stored)
-    }
-
-    private func record(for bundle: FleetBundles.Bundle, makeDefault: Bool) -> BundleRecord {
-        let manifest = bundle.manifest
-        return BundleRecord(
-            id: manifest.id, major: manifest.major, version: manifest.version, sourceKind: manifest.source.kind.rawValue,
-            source: manifest.source.origin, path: bundle.directory, isDefault: makeDefault, importedAt: manifest.importedAt,
-            glibcVersion: manifest.host.glibcVersion, icuVersion: manifest.host.icuVersion, fileCount: manifest.files.count
-        )
-    }
-
-    private func info(for record: BundleRecord) throws -> BundleInfo {
-        BundleInfo(
-            id: record.id, major: record.major, version: record.version, sourceKind: record.sourceKind, source: record.source,
-            path: record.path, isDefault: record.isDefault, importedAt: record.importedAt, glibcVersion: record.glibcVersion,
-            icuVersion: record.icuVersion, fileCount: record.fileCount, tenants: try catalog.tenantCount(bundleID: record.id)
-        )
-    }
-
-    // MARK: FleetControl: tenants
-
-    public func listTenants() async throws -> [TenantInfo] {
-        let bundleRecords = Dictionary(uniqueKeysWithValues: try catalog.bundles().map { ($0.id, $0) })
-        // One look at the board for the whole list, not a lock per tenant.
-        let snapshots = board.current()
-        return try catalog.tenants().map { info(for: $0, bundle: bundleRecords[$0.bundleID], snapshot: { snapshots[$0] }) }
-    }
-
-    public func tenantInfo(_ name: TenantName) async throws -> TenantInfo {
-        let record = try existing(name)
-        return info(for: record, bundle: try catalog.bundle(id: record.bundleID), snapshot: board.snapshot(of:))
-    }
-
-    private func info(for record: TenantRecord, bundle: BundleRecord?, snapshot: (TenantName) -> SupervisorSnapshot?) -> TenantInfo {
-        let name = try? TenantName(validating: record.name)
-        let snapshot = name.flatMap { supervisors[$0] == nil ? nil : snapshot($0) }
-        let state: TenantState = name.map { busy.contains($0) } == true ? .starting : snapshot?.state ?? .stopped
-        var info = TenantInfo(
-            name: record.name, version: bundle?.version ?? "?", major: bundle?.major ?? 0, bundle: record.bundleID,
-            state: state, desiredState: record.desiredState, pid: snapshot?.pid, superuser: record.superuser,
-            osUser: record.osUser, socketDirectory: record.socketDirectory, port: record.port,
-            dataDirectory: record.dataDirectory, logFile: record.logFile, createdAt: record.createdAt,
-            runningSince: snapshot?.runningSince, restarts: snapshot?.restarts ?? 0,
-            failureReason: snapshot?.failureReason ?? record.failureReason
-        )
-        info.proxy = options.proxy
-        info.suspendAfter = record.suspendAfter ?? options.defaultSuspendAfter
-        return info
-    }
-
-    func existing(_ name: TenantName) throws -> TenantRecord {
-        guard let record = try catalog.tenant(named: name.rawValue) else { throw FleetError.tenantNotFound(name.rawValue) }
-        return record
-    }
-
-    public func startTenant(_ name: TenantName) async throws -> TenantInfo {
-        let record = try existing(name)
-        try notBusy(name)
-        try notHalfCreated(name)
-        try catalog.setDesiredState(.running, forTenant: name.rawValue)
-        let snapshot = await (try supervisor(for: record, name: name)).start()
-        try catalog.setSuspended(false, forTenant: name.rawValue)
-        if snapshot.state == .failed {
-            throw FleetError.failed("tenant \(name) failed to start: \(snapshot.failureReason ?? "unknown reason")\nSee `pgfleet tenant logs \(name)`.")
-        }
-        return try await tenantInfo(name)
-    }
-
-    public func stopTenant(_ name: TenantName) async throws -> TenantInfo {
-        let record = try existing(name)
-        try notBusy(name)
-        try catalog.setDesiredState(.stopped, forTenant: name.rawValue)
-        await (try supervisor(for: record, name: name)).stop()
-        try catalog.setSuspended(false, forTenant: name.rawValue)
-        return try await tenantInfo(name)
-    }
-
-    /// Shuts a running tenant down cleanly now; the next connection through the proxy wakes it.
-    public func suspendTenant(_ name: TenantName) async throws -> TenantInfo {
-        let record = try existing(name)
-        try notBusy(name)
-        let supervisor = try supervisor(for: record, name: name)
-        let before = await supervisor.snapshot.state
-        guard before == .running || before == .suspended else {
-            throw FleetError.conflict("tenant \(name) is \(before.rawValue); only a running tenant can be suspended")
-        }
-        let snapshot = await supervisor.suspend()
-        if snapshot.state == .suspended {
-            try catalog.setSuspended(true, forTenant: name.rawValue)
-            logger.info("tenant suspended", metadata: ["tenant": "\(name)"])
-        }
-        return try await tenantInfo(name)
-    }
-
-    /// Lets idle suspension see the proxy's connection counts: its clients, and the server
-    /// sessions its pools hold (which are on the tenant's socket but are nobody's client).
-    public func setProxyConnections(
-        clients: @escaping @Sendable (TenantName) -> Int, serverSessions: @escaping @Sendable (TenantName) -> Int,
-        prepare: (@Sendable (TenantName, String) -> Void)? = nil
-    ) {
-        proxyConnections = clients
-        proxyServerSessions = serverSessions
-        proxyPrepare = prepare
-    }
-
-    /// Suspends every running tenant that has had no client for its suspend-after period: none
-    /// through the proxy, and none on its socket directly. It runs once a second, so it looks at
-    /// the running tenants only (from the board, and their catalog rows by name), not at every
-    /// registered one.
-    public func suspendIdleTenants() async {
-        guard let proxyConnections else { return }
-        let running = board.tenants { $0.state == .running }.filter { supervisors[$0] != nil && !busy.contains($0) }
-        // Tenants that stopped running start afresh when they run again.
-        idle.keepOnly(Set(running))
-        guard !running.isEmpty else { return }
-        let records = (try? catalog.tenants(named: running.map(\.rawValue))) ?? []
-        for record in records {
-            guard let name = try? TenantName(validating: record.name), let supervisor = supervisors[name], !busy.contains(name) else { continue }
-            let after = record.suspendAfter ?? options.defaultSuspendAfter
-            let now = monotonicNow
-            guard idle.observe(name, connections: proxyConnections(name), isRunning: board.snapshot(of: name)?.state == .running,
-                               suspendAfter: .seconds(after), now: now) else { continue }
-            // Sessions that bypass the proxy count as clients too; the proxy's own pooled ones do not.
-            let sessions = await probe.clientSessions(socketDirectory: record.socketDirectory)
-            let direct = sessions.map { $0 - (proxyServerSessions?(name) ?? 0) }
-            if direct.map({ $0 > 0 }) ?? true {
-                idle.markBusy(name, now: now)
-                continue
-            }
-            logger.info("suspending idle tenant", metadata: ["tenant": "\(name)", "idle": "\(after)s"])
-            if await supervisor.suspend().state == .suspended {
-                try? catalog.setSuspended(true, forTenant: name.rawValue)
-            }
-            idle.forget(name)
-        }
-    }
-
-    public func restartTenant(_ name: TenantName) async throws -> TenantInfo {
-        let record = try existing(name)
-        try notBusy(name)
-        try notHalfCreated(name)
-        try catalog.setDesiredState(.running, forTenant: name.rawValue)
-        let snapshot = await (try supervisor(for: record, name: name)).restart()
-        if snapshot.state == .failed {
-            throw FleetError.failed("tenant \(name) failed to restart: \(snapshot.failureReason ?? "unknown reason")")
-        }
-        return try await tenantInfo(name)
-    }
-
     func notBusy(_ name: TenantName) throws {
         if busy.contains(name) { throw FleetError.conflict("tenant \(name) is being created, dropped or given a new password; try again when that has finished") }
     }
@@ -422,15 +239,5 @@ public actor Fleet: FleetControl {
             environment["LD_LIBRARY_PATH"] = bundle.directory + "/lib"
         }
         return environment
-    }
-
-    // MARK: Metrics
-
-    /// Runs on every state change of any tenant: counted from the board, without a hop per tenant.
-    func updateMetrics() async {
-        let counts = board.counts(of: supervisors.keys) { $0.state }
-        for state in TenantState.allCases {
-            Gauge(label: "pgfleet_tenants", dimensions: [("state", state.rawValue)]).record(counts[state] ?? 0)
-        }
     }
 }

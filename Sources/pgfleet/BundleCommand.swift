@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetCLI
 import FleetClient
 import FleetCore
 import Foundation

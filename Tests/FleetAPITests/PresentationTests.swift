@@ -1,3 +1,4 @@
+import FleetCLI
 import FleetClient
 import FleetCore
 import Foundation

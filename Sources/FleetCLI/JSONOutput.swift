@@ -1,3 +1,4 @@
+import FleetClient
 import FleetCore
 import Foundation
 

@@ -1,0 +1,94 @@
+import FleetBundles
+import FleetCatalog
+import FleetCore
+import FleetSystem
+import Foundation
+import Logging
+
+// Tenants listed, described, started, stopped, suspended and restarted.
+extension Fleet {
+    public func listTenants() async throws -> [TenantInfo] {
+        let bundleRecords = Dictionary(uniqueKeysWithValues: try catalog.bundles().map { ($0.id, $0) })
+        // One look at the board for the whole list, not a lock per tenant.
+        let snapshots = board.current()
+        return try catalog.tenants().map { info(for: $0, bundle: bundleRecords[$0.bundleID], snapshot: { snapshots[$0] }) }
+    }
+
+    public func tenantInfo(_ name: TenantName) async throws -> TenantInfo {
+        let record = try existing(name)
+        return info(for: record, bundle: try catalog.bundle(id: record.bundleID), snapshot: board.snapshot(of:))
+    }
+
+    private func info(for record: TenantRecord, bundle: BundleRecord?, snapshot: (TenantName) -> SupervisorSnapshot?) -> TenantInfo {
+        let name = try? TenantName(validating: record.name)
+        let snapshot = name.flatMap { supervisors[$0] == nil ? nil : snapshot($0) }
+        let state: TenantState = name.map { busy.contains($0) } == true ? .starting : snapshot?.state ?? .stopped
+        var info = TenantInfo(
+            name: record.name, version: bundle?.version ?? "?", major: bundle?.major ?? 0, bundle: record.bundleID,
+            state: state, desiredState: record.desiredState, pid: snapshot?.pid, superuser: record.superuser,
+            osUser: record.osUser, socketDirectory: record.socketDirectory, port: record.port,
+            dataDirectory: record.dataDirectory, logFile: record.logFile, createdAt: record.createdAt,
+            runningSince: snapshot?.runningSince, restarts: snapshot?.restarts ?? 0,
+            failureReason: snapshot?.failureReason ?? record.failureReason
+        )
+        info.proxy = options.proxy
+        info.suspendAfter = record.suspendAfter ?? options.defaultSuspendAfter
+        return info
+    }
+
+    func existing(_ name: TenantName) throws -> TenantRecord {
+        guard let record = try catalog.tenant(named: name.rawValue) else { throw FleetError.tenantNotFound(name.rawValue) }
+        return record
+    }
+
+    public func startTenant(_ name: TenantName) async throws -> TenantInfo {
+        let record = try existing(name)
+        try notBusy(name)
+        try notHalfCreated(name)
+        try catalog.setDesiredState(.running, forTenant: name.rawValue)
+        let snapshot = await (try supervisor(for: record, name: name)).start()
+        try catalog.setSuspended(false, forTenant: name.rawValue)
+        if snapshot.state == .failed {
+            throw FleetError.failed("tenant \(name) failed to start: \(snapshot.failureReason ?? "unknown reason")\nSee `pgfleet tenant logs \(name)`.")
+        }
+        return try await tenantInfo(name)
+    }
+
+    public func stopTenant(_ name: TenantName) async throws -> TenantInfo {
+        let record = try existing(name)
+        try notBusy(name)
+        try catalog.setDesiredState(.stopped, forTenant: name.rawValue)
+        await (try supervisor(for: record, name: name)).stop()
+        try catalog.setSuspended(false, forTenant: name.rawValue)
+        return try await tenantInfo(name)
+    }
+
+    /// Shuts a running tenant down cleanly now; the next connection through the proxy wakes it.
+    public func suspendTenant(_ name: TenantName) async throws -> TenantInfo {
+        let record = try existing(name)
+        try notBusy(name)
+        let supervisor = try supervisor(for: record, name: name)
+        let before = await supervisor.snapshot.state
+        guard before == .running || before == .suspended else {
+            throw FleetError.conflict("tenant \(name) is \(before.rawValue); only a running tenant can be suspended")
+        }
+        let snapshot = await supervisor.suspend()
+        if snapshot.state == .suspended {
+            try catalog.setSuspended(true, forTenant: name.rawValue)
+            logger.info("tenant suspended", metadata: ["tenant": "\(name)"])
+        }
+        return try await tenantInfo(name)
+    }
+
+    public func restartTenant(_ name: TenantName) async throws -> TenantInfo {
+        let record = try existing(name)
+        try notBusy(name)
+        try notHalfCreated(name)
+        try catalog.setDesiredState(.running, forTenant: name.rawValue)
+        let snapshot = await (try supervisor(for: record, name: name)).restart()
+        if snapshot.state == .failed {
+            throw FleetError.failed("tenant \(name) failed to restart: \(snapshot.failureReason ?? "unknown reason")")
+        }
+        return try await tenantInfo(name)
+    }
+}
