@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, and integration tests against real PostgreSQL servers
-# (these need root: tenants get their own OS users).
+# (these need root: tenants get their own OS users; without root they fail rather than skip, unless
+# PGFLEET_SKIP_INTEGRATION=1 leaves them out on purpose).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh

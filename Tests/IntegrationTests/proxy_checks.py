@@ -96,7 +96,9 @@ def expect_sqlstate(sqlstate, fragment, params, **kw):
     expect_refusal(fragment, **kw)
 
 
-def raw(payload, read=True, timeout=5.0):
+def raw(payload, read=True, timeout=30.0):
+    """Sends `payload` on a new connection and reads until the proxy closes it (it does after an
+    error, or at its startup timeout); `timeout` only guards against a proxy that never does."""
     s = socket.create_connection((HOST, PORT), timeout=timeout)
     try:
         s.sendall(payload)
