@@ -174,7 +174,7 @@ final class Harness: @unchecked Sendable {
     func psql(_ tenant: TenantInfo, password: String, _ sql: String, user: String? = nil) async throws -> CommandResult {
         var environment = SpawnSpec.baseEnvironment
         environment["PGPASSWORD"] = password
-        environment["PGCONNECT_TIMEOUT"] = "10"
+        environment["PGCONNECT_TIMEOUT"] = "30"  // a ceiling: a loaded machine can be slow to wake a tenant
         return try await Command.run(
             Harness.psql,
             ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", tenant.socketDirectory, "-p", String(tenant.port),
@@ -219,7 +219,8 @@ final class Harness: @unchecked Sendable {
                 let name = String(line.split(separator: ":")[0])
                 if let user = OSUsers.lookup(name) {
                     for pid in ProcFS.processes(ofUID: user.uid) { kill(pid, SIGKILL) }
-                    try? await Task.sleep(for: .milliseconds(200))
+                    // userdel refuses a user with processes left: wait for them to be gone.
+                    _ = try? await Harness.eventually(timeout: .seconds(20)) { ProcFS.processes(ofUID: user.uid).isEmpty }
                 }
                 _ = try? await Command.run("/usr/sbin/userdel", [name])
             }

@@ -232,7 +232,7 @@ private func proxyBytes(_ harness: Harness, tenant: String, direction: String) a
 func psql(_ conninfo: String, password: String, _ commands: String...) async throws -> CommandResult {
     var environment = SpawnSpec.baseEnvironment
     environment["PGPASSWORD"] = password
-    environment["PGCONNECT_TIMEOUT"] = "10"
+    environment["PGCONNECT_TIMEOUT"] = "30"  // a ceiling: a loaded machine can be slow to wake a tenant
     var arguments = ["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo]
     for command in commands { arguments += ["-c", command] }
     return try await Command.run(Harness.psql, arguments, environment: environment)

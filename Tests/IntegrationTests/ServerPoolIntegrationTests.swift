@@ -204,7 +204,7 @@ private func withPooledProxy(_ extraServeArguments: [String] = [], _ body: (Harn
 func psqlCommands(_ conninfo: String, password: String, _ commands: [String]) async throws -> CommandResult {
     var environment = SpawnSpec.baseEnvironment
     environment["PGPASSWORD"] = password
-    environment["PGCONNECT_TIMEOUT"] = "10"
+    environment["PGCONNECT_TIMEOUT"] = "30"  // a ceiling: a loaded machine can be slow to wake a tenant
     environment["PGSSLMODE"] = "disable"
     var arguments = ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo]
     for command in commands { arguments += ["-c", command] }

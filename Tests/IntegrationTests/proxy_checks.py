@@ -40,7 +40,7 @@ def check(name):
 
 def connect(tenant=None, password=None, user=None, **kw):
     user = user or (f"{SU}@{tenant}" if tenant else SU)
-    params = dict(host=HOST, port=PORT, user=user, dbname="postgres", connect_timeout=10)
+    params = dict(host=HOST, port=PORT, user=user, dbname="postgres", connect_timeout=30)
     if password is not None:
         params["password"] = password
     params.update(kw)
@@ -350,7 +350,7 @@ def _():
             with connect(tenant, password, sslmode="disable") as conn:
                 conn.execute("select 1")
             slowest = max(slowest, time.monotonic() - started)
-        # 5 s: far below the 10 s connect timeout a starved loop would hit, above what a loaded
+        # 5 s: far below the 30 s connect timeout a starved loop would hit, above what a loaded
         # 2-core machine adds.
         assert slowest < 5.0, f"a connection took {slowest:.3f}s with 1,000 silent ones open"
     finally:
