@@ -23,7 +23,7 @@ struct PoolState {
         case resetting
     }
 
-    enum Action: Equatable {
+    enum Action: Hashable {
         case close(ServerID)
         /// Keep `ServerID` idle: watch it for anything the server sends.
         case watchIdle(ServerID)
