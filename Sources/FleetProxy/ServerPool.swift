@@ -56,13 +56,7 @@ final class ServerPool {
     func open(_ key: PoolKey, verifier: ScramVerifier, clientKey: [UInt8]) -> EventLoopFuture<PooledServer> {
         let id = state.startOpening(key)
         let opened = connect(key, scram: ScramClientExchange(verifier: verifier, clientKey: clientKey)).assumeIsolated().map { channel, session in
-            let server = PooledServer(id: id, channel: channel, key: key, session: session)
-            self.servers[id] = server
-            server.channel.closeFuture.assumeIsolated().whenComplete { _ in
-                self.servers[id] = nil
-                self.run(self.state.closed(id, key: key))
-            }
-            return server
+            self.register(id, channel: channel, key: key, session: session)
         }
         opened.whenComplete { result in
             switch result {
@@ -75,6 +69,25 @@ final class ServerPool {
             }
         }
         return opened.nonisolated()
+    }
+
+    /// A channel logged in to `key`'s server joins the pool, lent to the client that opened it
+    /// (what `open` does once logged in; tests bring channels of their own).
+    func adopt(_ channel: any Channel, key: PoolKey, session: ServerSession) -> PooledServer {
+        let id = state.startOpening(key)
+        let server = register(id, channel: channel, key: key, session: session)
+        run(state.opened(id))
+        return server
+    }
+
+    private func register(_ id: PoolState.ServerID, channel: any Channel, key: PoolKey, session: ServerSession) -> PooledServer {
+        let server = PooledServer(id: id, channel: channel, key: key, session: session)
+        servers[id] = server
+        channel.closeFuture.assumeIsolated().whenComplete { _ in
+            self.servers[id] = nil
+            self.run(self.state.closed(id, key: key))
+        }
+        return server
     }
 
     // MARK: Waiting for a session to come back
