@@ -69,6 +69,8 @@ protocol SessionObserver: AnyObject {
     /// The client closed or half-closed its side. True when the observer took the server
     /// connection back (it must not be closed); false to end it as usual.
     func clientLeft() -> Bool
+    /// The client sent Terminate and the observer held it back: nothing more will be forwarded.
+    var clientTerminated: Bool { get }
 }
 
 extension GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
@@ -99,6 +101,14 @@ extension GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
             } else if forward > 0 {
                 partner?.partnerWrite(NIOAny(bytes.getSlice(at: bytes.readerIndex, length: forward)!))
             }
+            if observer.clientTerminated {
+                // PostgreSQL closes after Terminate and clients such as asyncpg wait for that close.
+                // The session is settled now, before the client's transport (TLS without
+                // close_notify, a reset) can make its leaving look like an error.
+                partner?.partnerFlush()
+                _ = observer.clientLeft()
+                context.close(promise: nil)
+            }
         } else {
             observer.serverSent(bytes)
             partner?.partnerWrite(data)
@@ -126,6 +136,11 @@ extension GlueHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // After a Terminate the server connection is the pool's again, whatever the client's transport did next.
+        if isClientSide, let observer, observer.clientTerminated, observer.clientLeft() {
+            context.close(promise: nil)
+            return
+        }
         partner?.partnerCloseFull()
         context.close(promise: nil)
     }

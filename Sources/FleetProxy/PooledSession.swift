@@ -28,6 +28,8 @@ final class PooledSession: SessionObserver {
         tracker.clientSent(bytes)
     }
 
+    var clientTerminated: Bool { tracker.terminated }
+
     func serverSent(_ bytes: ByteBuffer) {
         tracker.serverSent(bytes)
     }
