@@ -9,7 +9,8 @@ final class ResetHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias OutboundOut = ByteBuffer
 
     private let promise: EventLoopPromise<[ParameterStatus]>
-    private var buffer: ByteBuffer?
+    /// A reset's answer is a handful of short messages; 64 kB bounds a misbehaving server.
+    private var messages = PGMessageBuffer(maxLength: 1 << 16)
     private var changes: [ParameterStatus] = []
     private var completed = false
     private var finished = false
@@ -29,12 +30,10 @@ final class ResetHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var incoming = unwrapInboundIn(data)
         guard !finished else { return }
-        if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
+        messages.append(unwrapInboundIn(data))
         do {
-            while !finished, var bytes = buffer, let message = try MessageFramer.next(&bytes, maxLength: 1 << 16) {
-                buffer = bytes
+            while !finished, let message = try messages.next() {
                 switch message.type {
                 case BackendMessageType.commandComplete:
                     completed = true
@@ -44,7 +43,7 @@ final class ResetHandler: ChannelInboundHandler, RemovableChannelHandler {
                     break
                 case BackendMessageType.readyForQuery:
                     let idle = (try? ReadyForQuery.status(body: message.body)) == ReadyForQuery.idle
-                    finish(context: context, success: completed && idle && (buffer?.readableBytes ?? 0) == 0)
+                    finish(context: context, success: completed && idle && messages.unprocessedBytes == 0)
                 default:
                     finish(context: context, success: false)
                 }
