@@ -57,6 +57,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// Client bytes passed on to the server (bounded before ReadyForQuery).
     private var clientBytes = 0
     private var tenantMetrics: ProxyMetrics.TenantMetrics?
+    private var countedUnknown = false
 
     init(shared: ProxyContext, overLimit: Bool) {
         self.shared = shared
@@ -232,9 +233,6 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             return
         }
         self.tenant = tenant
-        let metrics = shared.metrics.tenant(tenant)
-        tenantMetrics = metrics
-        shared.metrics.opened(metrics, open: shared.limits.connections(of: tenant))
         phase = .routing
         let routes = shared.routes
         if let known = routes.cachedRoute(for: tenant) {
@@ -249,6 +247,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     private func follow(_ route: TenantRoute, request: RouteRequest, negotiate: NegotiateProtocolVersion?, context: ChannelHandlerContext, woken: Bool) {
         guard case .routing = phase else { return }
+        countConnection(request.tenant, route: route)
         let name = request.tenant.rawValue
         switch route {
         case .available(let socketPath):
@@ -264,6 +263,20 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         case .unavailable(let state): fail(.tenantUnavailable(name, state), context: context)
         case .failed: fail(woken ? .wakeFailed(name) : .tenantFailed(name), context: context)
         }
+    }
+
+    /// Counted once the route source has said whether the tenant exists: a made-up name must
+    /// not get series of its own (see `ProxyMetrics`).
+    private func countConnection(_ tenant: TenantName, route: TenantRoute) {
+        guard tenantMetrics == nil, !countedUnknown else { return }
+        if route == .unknown {
+            countedUnknown = true
+            shared.metrics.openedUnknownTenant()
+            return
+        }
+        let metrics = shared.metrics.tenant(tenant)
+        tenantMetrics = metrics
+        shared.metrics.opened(metrics, open: shared.limits.connections(of: tenant))
     }
 
     /// A suspended tenant: hold the client while the fleet starts it (one start for all waiting
