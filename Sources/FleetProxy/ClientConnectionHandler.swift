@@ -594,7 +594,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             }
     }
 
-    /// The tenant's server sent BackendKeyData: the client gets a key of the proxy's instead.
+    /// The tenant's server sent BackendKeyData: the client gets the backend's pid with a secret
+    /// of the proxy's (see `CancelRegistry`).
     func issueCancelKey(for key: BackendKeyData, socketPath: String) -> BackendKeyData {
         guard let tenant else { return key }
         if let old = cancelKey { shared.cancels.remove(old) }
