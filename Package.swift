@@ -135,12 +135,20 @@ let package = Package(
         .testTarget(name: "FleetCoreTests", dependencies: ["FleetCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PGWireTests",
-            dependencies: ["PGWire", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "PGWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FleetProxyTests",
-            dependencies: ["FleetCore", "FleetProxy", "PGWire", .product(name: "NIOEmbedded", package: "swift-nio")],
+            dependencies: [
+                "FleetCore", "FleetProxy", "PGWire",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "FleetSupervisorTests", dependencies: ["FleetCore", "FleetSystem", "FleetSupervisor"], swiftSettings: swiftSettings),

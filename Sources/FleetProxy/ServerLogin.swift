@@ -26,7 +26,7 @@ final class ServerLoginHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var scram: ScramClientExchange?
     private let promise: EventLoopPromise<ServerSession>
     private let timeout: TimeAmount
-    private var buffer: ByteBuffer?
+    private var messages = PGMessageBuffer(maxLength: ProxyConfiguration.handshakeMessageLimit)
     private var session = ServerSession(backendKey: nil, parameters: [])
     private var finished = false
     private var timer: Scheduled<Void>?
@@ -49,12 +49,10 @@ final class ServerLoginHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var incoming = unwrapInboundIn(data)
         guard !finished else { return }
-        if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
+        messages.append(unwrapInboundIn(data))
         do {
-            while !finished, var bytes = buffer, let message = try MessageFramer.next(&bytes, maxLength: ProxyConfiguration.handshakeMessageLimit) {
-                buffer = bytes
+            while !finished, let message = try messages.next() {
                 try handle(message, context: context)
             }
         } catch let error as ServerLoginError {
@@ -160,11 +158,16 @@ final class AuthLookupHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private var pending = CircularBuffer<Pending>()
-    private var buffer: ByteBuffer?
+    /// Drops what it framed: this connection lives as long as its tenant runs.
+    private var messages = PGMessageBuffer(maxLength: 1 << 16)
     private var context: ChannelHandlerContext?
     /// The named statement was sent (with the first lookup); later lookups only bind it.
     private var parsed = false
     static let statement = "pgfleet_auth_secret"
+
+    /// For tests that the long-lived buffer stays bounded.
+    var bufferedBytes: Int { messages.unprocessedBytes }
+    var bufferCapacity: Int { messages.storageCapacity }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -210,11 +213,9 @@ final class AuthLookupHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var incoming = unwrapInboundIn(data)
-        if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
+        messages.append(unwrapInboundIn(data))
         do {
-            while var bytes = buffer, let message = try MessageFramer.next(&bytes, maxLength: 1 << 16) {
-                buffer = bytes
+            while let message = try messages.next() {
                 handle(message)
             }
         } catch {
