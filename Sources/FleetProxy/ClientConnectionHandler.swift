@@ -49,7 +49,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var serverName: String?
     let overLimit: Bool
     var login: PooledLogin?
-    var authBuffer: ByteBuffer?
+    /// The client's SASL messages while the proxy checks its login itself.
+    var authMessages = PGMessageBuffer(maxLength: ProxyConfiguration.authenticationMessageLimit)
 
     // What the close callback cleans up; it outlives this handler's stay in the pipeline.
     var tenant: TenantName?
@@ -96,8 +97,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         case .routing, .connecting, .checkingOut:
             holdForServer(incoming, context: context)
         case .authenticating:
-            if authBuffer == nil { authBuffer = incoming } else { authBuffer!.writeBuffer(&incoming) }
-            if authBuffer!.readableBytes > ProxyConfiguration.pendingClientBytesLimit {
+            authMessages.append(incoming)
+            if authMessages.unprocessedBytes > ProxyConfiguration.pendingClientBytesLimit {
                 fail(.protocolViolation("authentication messages too long"), context: context)
                 return
             }

@@ -44,24 +44,21 @@ extension ClientConnectionHandler {
     func startPooledLogin(_ login: PooledLogin, context: ChannelHandlerContext) {
         self.login = login
         phase = .authenticating
-        for var pending in pendingToServer {
-            if authBuffer == nil { authBuffer = pending } else { authBuffer!.writeBuffer(&pending) }
-        }
+        for pending in pendingToServer { authMessages.append(pending) }
         pendingToServer = []
         processAuthentication(context: context)
     }
 
     func processAuthentication(context: ChannelHandlerContext) {
-        while case .authenticating = phase, var bytes = authBuffer {
+        while case .authenticating = phase {
             let message: RawMessage?
             do {
-                message = try MessageFramer.next(&bytes, maxLength: ProxyConfiguration.authenticationMessageLimit)
+                message = try authMessages.next()
             } catch {
                 fail(.protocolViolation("invalid authentication message"), context: context)
                 return
             }
             guard let message else { return }
-            authBuffer = bytes.readableBytes > 0 ? bytes : nil
             guard message.type == FrontendMessageType.password else {
                 // A Terminate, or anything else, instead of the password: the client gave up.
                 phase = .done
@@ -230,8 +227,7 @@ extension ClientConnectionHandler {
         }
         // Whatever the client sent after its last authentication message.
         var early = pendingToServer
-        if let rest = authBuffer { early.insert(rest, at: 0) }
-        authBuffer = nil
+        if let rest = authMessages.takeRemaining() { early.insert(rest, at: 0) }
         pendingToServer = []
         for bytes in early {
             countClientBytes(bytes.readableBytes)

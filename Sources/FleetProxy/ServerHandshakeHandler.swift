@@ -11,7 +11,7 @@ final class ServerHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
     private let clientContext: ChannelHandlerContext
     private let tenant: TenantName
     private let socketPath: String
-    private var buffer: ByteBuffer?
+    private var messages = PGMessageBuffer(maxLength: ProxyConfiguration.handshakeMessageLimit)
     private var switched = false
     /// The client has the SASL request already: the server's first one is checked and dropped.
     private var clientAskedForSCRAM: Bool
@@ -25,11 +25,9 @@ final class ServerHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var incoming = unwrapInboundIn(data)
-        if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
-        guard var bytes = buffer else { return }
+        messages.append(unwrapInboundIn(data))
         do {
-            while !switched, let message = try MessageFramer.next(&bytes, maxLength: ProxyConfiguration.handshakeMessageLimit) {
+            while !switched, let message = try messages.next() {
                 try forward(message, context: context)
             }
         } catch AuthenticationMismatch.asked(let what) {
@@ -41,11 +39,10 @@ final class ServerHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
             context.close(promise: nil)
             return
         }
-        buffer = bytes.readableBytes > 0 ? bytes : nil
         clientContext.flush()
         if switched {
-            if let rest = buffer {
-                buffer = nil
+            // What the server sent after ReadyForQuery goes to the client untouched.
+            if let rest = messages.takeRemaining() {
                 clientContext.writeAndFlush(NIOAny(rest), promise: nil)
             }
             client.switchToGlue(server: context.channel, serverHandler: self, clientContext: clientContext)
