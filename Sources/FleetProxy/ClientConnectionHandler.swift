@@ -41,11 +41,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var buffer: ByteBuffer?
     var pendingToServer: [ByteBuffer] = []
     var timeout: Scheduled<Void>?
-    /// Set when the tenant first refused a session for want of a connection slot: the client
-    /// waits for one until then (see `slotWait`).
-    var slotDeadline: NIODeadline?
-    /// The client queued for a session or was refused one for want of a slot (for the metric).
-    var waitedForSlot = false
+    /// The pooled login's slot-wait decisions (see `PooledLoginMachine`).
+    var loginMachine = PooledLoginMachine()
     var serverName: String?
     let overLimit: Bool
     var login: PooledLogin?

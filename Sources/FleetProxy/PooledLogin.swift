@@ -125,18 +125,11 @@ extension ClientConnectionHandler {
             }
         }
         if queue && pool.shouldWait(login.key) {
-            if pool.isSaturated(login.key) { waitedForSlot = true }
             waitForSession(login, clientKey: clientKey, pool: pool, attempt: attempt, context: context)
             return
         }
         openServer(login, clientKey: clientKey, pool: pool, attempt: attempt, context: context)
     }
-
-    /// How long a client waits in line (for a connection slot of its tenant, or its turn to log
-    /// in a new session): a burst of clients larger than max_connections waits for sessions to
-    /// come back instead of failing at once. Then it tries once more, and a refusal of the
-    /// tenant's (53300) is passed on.
-    static let slotWait = TimeAmount.seconds(3)
 
     func openServer(_ login: PooledLogin, clientKey: [UInt8], pool: ServerPool, attempt: Int, context: ChannelHandlerContext) {
         let name = login.key.tenant.rawValue
@@ -150,11 +143,9 @@ extension ClientConnectionHandler {
                 self.shared.metrics.serverSession(.opened)
                 self.begin(server, pool: pool, context: context)
             case .failure(ServerLoginError.refused(let response)) where response.sqlstate == "53300":
-                let deadline = self.slotDeadline ?? .now() + Self.slotWait
-                self.slotDeadline = deadline
-                self.waitedForSlot = true
+                let refused = self.loginMachine.slotRefused(now: .now())
                 guard case .checkingOut = self.phase, context.channel.isActive else { return }
-                guard NIODeadline.now() < deadline else {
+                guard refused == .trim else {
                     self.shared.metrics.slotWaitEnded(login.key.tenant, served: false)
                     self.fail(response, label: "server_refused", context: context)
                     return
@@ -162,14 +153,16 @@ extension ClientConnectionHandler {
                 // Idle pooled sessions this client cannot use (other users, databases, event
                 // loops) give their slots back.
                 self.shared.pools.trim(login.key.tenant, keeping: login.key, on: context.eventLoop)
-                if pool.hasLent(login.key) {
+                switch self.loginMachine.trimmed(hasLent: pool.hasLent(login.key), attempt: attempt) {
+                case .waitForSession:
                     self.waitForSession(login, clientKey: clientKey, pool: pool, attempt: attempt, context: context)
-                } else {
-                    // None of its kind lent here: only a slot freed elsewhere helps; ask again soon.
-                    context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(25 * Int64(min(attempt, 8)))) {
+                case .retry(let delay):
+                    context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
                         guard case .checkingOut = self.phase, context.channel.isActive else { return }
                         self.checkOut(login, clientKey: clientKey, attempt: attempt + 1, context: context)
                     }
+                case .refuse, .trim:
+                    self.fail(response, label: "server_refused", context: context)
                 }
             case .failure(ServerLoginError.refused(let response)):
                 // The server's own refusal (no such database, …), as it is.
@@ -184,8 +177,7 @@ extension ClientConnectionHandler {
     /// Queues the client for the next session of its kind that comes back to this event loop's
     /// pool, or its turn to log in a new one (see `ServerPool.wait`).
     func waitForSession(_ login: PooledLogin, clientKey: [UInt8], pool: ServerPool, attempt: Int, context: ChannelHandlerContext) {
-        let deadline = slotDeadline ?? .now() + Self.slotWait
-        slotDeadline = deadline
+        let deadline = loginMachine.queued(now: .now(), saturated: pool.isSaturated(login.key))
         pool.wait(for: login.key, until: deadline) { server in
             guard case .checkingOut = self.phase, context.channel.isActive else { return false }
             if let server {
@@ -203,7 +195,7 @@ extension ClientConnectionHandler {
     func begin(_ server: PooledServer, pool: ServerPool, context: ChannelHandlerContext) {
         phase = .handedOver
         timeout?.cancel()
-        if waitedForSlot { shared.metrics.slotWaitEnded(server.key.tenant, served: true) }
+        if loginMachine.waitedForSlot { shared.metrics.slotWaitEnded(server.key.tenant, served: true) }
         var out = context.channel.allocator.buffer(capacity: 512)
         server.writeParameters(into: &out)
         if let key = server.backendKey {
