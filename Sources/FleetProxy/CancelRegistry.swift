@@ -3,8 +3,11 @@ import Synchronization
 
 /// Maps the cancel keys the proxy hands to clients onto the tenant backends they stand for.
 ///
-/// A client never learns a backend's real pid or key: it gets a random pair, so a key cannot be
-/// guessed from pids, and a key reaches exactly one backend of exactly one tenant.
+/// A client is told its backend's own pid (a NOTIFY carries it, `pg_terminate_backend` and
+/// `pg_stat_activity` know it, and `select pg_backend_pid()` tells it anyway) with a random secret
+/// of the proxy's, new for every client, also for a pooled session lent again. A cancel needs both:
+/// the backend's own secret never leaves the proxy, and a key reaches exactly one backend of
+/// exactly one tenant.
 public final class CancelRegistry: Sendable {
     public struct Key: Hashable, Sendable {
         public var processID: Int32
@@ -22,18 +25,16 @@ public final class CancelRegistry: Sendable {
 
     public init() {}
 
-    /// Issues a fresh random key for `target`.
+    /// Issues a key for `target`: its pid and a fresh random secret.
     public func register(_ target: Target) -> Key {
         var generator = SystemRandomNumberGenerator()
         return entries.withLock { entries in
             while true {
-                // One draw of the generator (one getrandom) for both halves.
-                let bits: UInt64 = generator.next()
-                let processID = Int32(truncatingIfNeeded: bits & 0x7FFF_FFFF)
-                guard processID != 0 else { continue }
-                let secret = withUnsafeBytes(of: (bits >> 32).littleEndian) { Array($0.prefix(4)) }
-                let key = Key(processID: processID, secret: secret)
-                if entries[key] == nil {
+                let bits: UInt32 = generator.next()
+                let secret = withUnsafeBytes(of: bits.littleEndian) { Array($0) }
+                // Two tenants' backends can share a pid, and one backend serves many clients in turn.
+                let key = Key(processID: target.processID, secret: secret)
+                if secret != target.secretKey, entries[key] == nil {
                     entries[key] = target
                     return key
                 }

@@ -51,14 +51,15 @@ final class ProxyContext: Sendable {
     let tls: NIOSSLContext?
     let cancels: CancelRegistry
     let limits: ConnectionLimits
-    let metrics = ProxyMetrics()
+    let metrics: ProxyMetrics
     let logger: Logger
     let pools: ServerPools
 
     init(
         configuration: ProxyConfiguration, routes: any RouteProvider, tls: NIOSSLContext?, cancels: CancelRegistry, limits: ConnectionLimits,
-        logger: Logger
+        logger: Logger, metrics: ProxyMetrics = ProxyMetrics()
     ) {
+        self.metrics = metrics
         self.configuration = configuration
         self.routes = routes
         self.tls = tls

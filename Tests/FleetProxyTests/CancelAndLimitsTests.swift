@@ -7,20 +7,29 @@ import Testing
     let acme = try! TenantName(validating: "acme")
     let other = try! TenantName(validating: "other")
 
-    @Test func issuedKeysAreRandomAndMapToExactlyOneBackend() {
+    @Test func clientsGetTheBackendsPidWithASecretOfTheProxys() {
         let registry = CancelRegistry()
         let target = CancelRegistry.Target(tenant: acme, socketPath: "/a/.s.PGSQL.5432", processID: 4242, secretKey: [1, 2, 3, 4])
         let first = registry.register(target)
+        // The same backend lent again (a pooled session) and another tenant's backend with the
+        // same pid: each gets a key of its own.
+        let again = registry.register(target)
         let second = registry.register(CancelRegistry.Target(tenant: other, socketPath: "/o/.s.PGSQL.5432", processID: 4242, secretKey: [1, 2, 3, 4]))
-        #expect(first != second)
-        #expect(first.processID != 4242 || first.secret != [1, 2, 3, 4])
+        #expect(first.processID == 4242 && again.processID == 4242 && second.processID == 4242)
+        #expect(Set([first, again, second]).count == 3)
+        #expect(first.secret != [1, 2, 3, 4] && first.secret.count == 4)
         #expect(registry.lookup(first) == target)
+        #expect(registry.lookup(again) == target)
         #expect(registry.lookup(second)?.tenant == other)
-        // A key with the right pid and a wrong secret finds nothing.
-        #expect(registry.lookup(CancelRegistry.Key(processID: first.processID, secret: [0, 0, 0, 0])) == nil)
+        // The right pid with a wrong secret, or the right secret with another pid, finds nothing.
+        #expect(registry.lookup(CancelRegistry.Key(processID: 4242, secret: [0, 0, 0, 0])) == nil)
+        #expect(registry.lookup(CancelRegistry.Key(processID: 4243, secret: first.secret)) == nil)
+        // Nor does the backend's own key: only the proxy's reaches it.
+        #expect(registry.lookup(CancelRegistry.Key(processID: 4242, secret: [1, 2, 3, 4])) == nil)
         registry.remove(first)
         #expect(registry.lookup(first) == nil)
-        #expect(registry.count == 1)
+        #expect(registry.lookup(again) == target)
+        #expect(registry.count == 2)
     }
 }
 
