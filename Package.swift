@@ -166,7 +166,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["FleetCore", "FleetSystem", "pgfleet"],
-            exclude: ["proxy_checks.py"],
+            exclude: ["proxy_checks.py", "driver_checks.py"],
             swiftSettings: swiftSettings
         ),
     ]
