@@ -60,7 +60,7 @@ let package = Package(
         .target(
             name: "FleetSupervisor",
             dependencies: [
-                "FleetCore", "CFleetSys", "FleetSystem", "FleetBundles", "FleetCatalog",
+                "FleetCore", "CFleetSys", "FleetSystem", "FleetBundles", "FleetCatalog", "PGWire",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
