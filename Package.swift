@@ -60,7 +60,7 @@ let package = Package(
         .target(
             name: "FleetSupervisor",
             dependencies: [
-                "FleetCore", "FleetSystem", "FleetBundles", "FleetCatalog",
+                "FleetCore", "FleetSystem", "FleetBundles", "FleetCatalog", "PGWire",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -172,7 +172,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["FleetCore", "FleetSystem", "pgfleet"],
-            exclude: ["proxy_checks.py"],
+            exclude: ["proxy_checks.py", "driver_checks.py"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,6 +1,7 @@
 import FleetCore
 import NIOCore
 import NIOPosix
+import PGWire
 
 /// Proves a postmaster really serves queries: connects to its unix socket as the `pgfleet`
 /// role, which pg_hba.conf admits by peer authentication only for the daemon's own OS user (so
@@ -86,47 +87,40 @@ public struct HealthProbe: Sendable {
             }
         return try await channel.executeThenClose { inbound, outbound in
             var startup = ByteBuffer()
-            startup.writeInteger(Int32(0))
-            startup.writeInteger(Int32(196_608))  // protocol 3.0
-            for (key, value) in [("user", HealthProbe.role), ("database", "postgres"), ("application_name", "pgfleet-health")] {
-                startup.writeNullTerminatedString(key)
-                startup.writeNullTerminatedString(value)
-            }
-            startup.writeInteger(UInt8(0))
-            startup.setInteger(Int32(startup.readableBytes), at: 0)
+            let parameters = [("user", HealthProbe.role), ("database", "postgres"), ("application_name", "pgfleet-health")]
+            StartupCodec.encode(
+                .startup(version: .v3_0, parameters: parameters.map { StartupParameter(name: $0.0, value: $0.1) }), into: &startup
+            )
             try await outbound.write(startup)
 
-            var pending = ByteBuffer()
+            // Bounded even from our own tenant's server: a tenant superuser may have replaced it.
+            var messages = PGMessageBuffer(maxLength: 1 << 20)
             var sentQuery = false
             var firstValue: String?
             var sawRow = false
             for try await chunk in inbound {
-                pending.writeImmutableBuffer(chunk)
-                while let (type, body) = try Self.nextMessage(&pending) {
-                    switch type {
-                    case UInt8(ascii: "R"):
-                        var body = body
-                        let code: Int32? = body.readInteger()
+                messages.append(chunk)
+                while let message = try messages.next() {
+                    switch message.type {
+                    case BackendMessageType.authentication:
                         // Anything but AuthenticationOk means pg_hba.conf wants a password from us.
-                        if code != 0 { return (.notReady("authentication required (code \(code ?? -1)): pg_hba.conf lacks the pgfleet peer rule"), nil) }
-                    case UInt8(ascii: "E"):
-                        return (.notReady(Self.errorText(body)), nil)
-                    case UInt8(ascii: "D"):
-                        if !sawRow { firstValue = Self.firstColumn(body) }
+                        let request = try AuthenticationRequest(body: message.body)
+                        if request != .ok { return (.notReady("authentication required (\(Self.describe(request))): pg_hba.conf lacks the pgfleet peer rule"), nil) }
+                    case BackendMessageType.errorResponse:
+                        return (.notReady(Self.errorText(message.body)), nil)
+                    case BackendMessageType.dataRow:
+                        if !sawRow { firstValue = Self.firstColumn(message.body) }
                         sawRow = true
-                    case UInt8(ascii: "Z"):
+                    case BackendMessageType.readyForQuery:
                         if !sentQuery {
                             var query = ByteBuffer()
-                            query.writeInteger(UInt8(ascii: "Q"))
-                            query.writeInteger(Int32(4 + sql.utf8.count + 1))
-                            query.writeNullTerminatedString(sql)
+                            query.writeMessage(type: FrontendMessageType.query) { $0.writeCString(sql) }
                             sentFlag.set()
                             try await outbound.write(query)
                             sentQuery = true
                         } else {
                             var terminate = ByteBuffer()
-                            terminate.writeInteger(UInt8(ascii: "X"))
-                            terminate.writeInteger(Int32(4))
+                            terminate.writeMessage(type: FrontendMessageType.terminate) { _ in }
                             try? await outbound.write(terminate)
                             return sawRow || !needsRow ? (.ready, firstValue) : (.notReady("the query returned no row"), nil)
                         }
@@ -146,30 +140,20 @@ public struct HealthProbe: Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Frames one backend message; the length is bounded because even our own tenant's server
-    /// is run by a tenant superuser who may have replaced it.
-    static func nextMessage(_ buffer: inout ByteBuffer) throws -> (UInt8, ByteBuffer)? {
-        guard buffer.readableBytes >= 5,
-              let type: UInt8 = buffer.getInteger(at: buffer.readerIndex),
-              let length: Int32 = buffer.getInteger(at: buffer.readerIndex + 1) else { return nil }
-        guard length >= 4, length <= 1 << 20 else { throw ProbeError.badLength(Int(length)) }
-        guard buffer.readableBytes >= 1 + Int(length) else { return nil }
-        buffer.moveReaderIndex(forwardBy: 5)
-        let body = buffer.readSlice(length: Int(length) - 4)!
-        buffer.discardReadBytes()
-        return (type, body)
-    }
-
     static func errorText(_ body: ByteBuffer) -> String {
-        var body = body
-        var fields: [UInt8: String] = [:]
-        while let code: UInt8 = body.readInteger(), code != 0, let value = body.readNullTerminatedString() {
-            fields[code] = value
-        }
-        let message = fields[UInt8(ascii: "M")] ?? "unknown error"
-        let sqlstate = fields[UInt8(ascii: "C")].map { " (SQLSTATE \($0))" } ?? ""
+        guard let error = try? ErrorResponse(body: body) else { return "a malformed error response" }
+        let message = error.message ?? "unknown error"
+        let sqlstate = error.sqlstate.map { " (SQLSTATE \($0))" } ?? ""
         return message + sqlstate
     }
 
-    enum ProbeError: Error { case badLength(Int) }
+    private static func describe(_ request: AuthenticationRequest) -> String {
+        switch request {
+        case .ok: "ok"
+        case .cleartextPassword: "code 3"
+        case .md5Password: "code 5"
+        case .sasl, .saslContinue, .saslFinal: "SASL"
+        case .other(let code, _): "code \(code)"
+        }
+    }
 }
