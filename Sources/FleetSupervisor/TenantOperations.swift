@@ -9,8 +9,9 @@ import FleetCore
 /// before anything else can run on the actor, so a newcomer cannot slip in between, and a waiter
 /// is queued in the same step in which it finds the tenant taken, so no wake-up is lost.
 ///
-/// A waiter waits its turn even when its task is cancelled (what it then does is up to its body):
-/// a turn given up half-way would have to be taken back from the queue.
+/// A waiter whose task is cancelled still waits for its turn (taking it out of the line from a
+/// cancellation handler would race the hand-over), but then gives it up without running: a request
+/// whose client has gone must not drop a tenant when the create before it finishes.
 final class TenantOperations {
     /// What an operation does to its tenant.
     enum Kind: String, Sendable, CaseIterable {
@@ -45,17 +46,22 @@ final class TenantOperations {
     func count(_ name: TenantName) -> Int { lines[name].map { 1 + $0.waiting.count } ?? 0 }
 
     /// Runs `body` once every earlier operation on `name` has finished; the next one starts when
-    /// it returns or throws.
-    func run<T, E: Error>(
-        _ name: TenantName, _ kind: Kind, isolation: isolated (any Actor)? = #isolation, _ body: () async throws(E) -> T
-    ) async throws(E) -> T {
+    /// it returns or throws. Throws `CancellationError` without running `body` if the task was
+    /// cancelled while it waited.
+    func run<T>(
+        _ name: TenantName, _ kind: Kind, isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> T
+    ) async throws -> T {
+        var waited = false
         if lines[name] == nil {
             lines[name] = Line(running: kind)
         } else {
             // Queued in the same step that found the tenant taken: the hand-over below cannot miss it.
             await withCheckedContinuation(isolation: isolation) { turn in lines[name]!.waiting.append((kind, turn)) }
+            waited = true
         }
         defer { handOver(name) }
+        // One that did not wait runs as it would have without the queue, cancelled or not.
+        if waited { try Task.checkCancellation() }
         return try await body()
     }
 
