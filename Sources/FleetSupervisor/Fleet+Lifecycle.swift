@@ -58,13 +58,24 @@ extension Fleet {
     }
 
     public func stopTenant(_ name: TenantName) async throws -> TenantInfo {
-        try await operations.run(name, .stop) {
+        await cutShortStart(name)
+        return try await operations.run(name, .stop) {
             let record = try existing(name)
             try catalog.setDesiredState(.stopped, forTenant: name.rawValue)
             await (try supervisor(for: record, name: name)).stop()
             try catalog.setSuspended(false, forTenant: name.rawValue)
             return try await tenantInfo(name)
         }
+    }
+
+    /// A stop (or drop) does not wait behind a start still waiting for a postmaster that may never
+    /// answer (a minute per try, five tries): the supervisor is told to stop now, so that the start
+    /// returns and hands the tenant on, as a stop cut a start short before there was a queue.
+    /// The stop itself then runs in its turn.
+    func cutShortStart(_ name: TenantName) async {
+        guard let kind = operations.running(name), kind == .start || kind == .restart, let supervisor = supervisors[name] else { return }
+        logger.info("cutting a start short for a stop", metadata: ["tenant": "\(name)"])
+        await supervisor.requestStop()
     }
 
     /// Shuts a running tenant down cleanly now; the next connection through the proxy wakes it.

@@ -217,6 +217,7 @@ extension Fleet {
     }
 
     public func dropTenant(_ name: TenantName, progress: @escaping ProgressReporter) async throws {
+        await cutShortStart(name)
         try await operations.run(name, .drop) { try await dropInTurn(name, progress: progress) }
     }
 
