@@ -22,7 +22,7 @@ extension Fleet {
     private func info(for record: TenantRecord, bundle: BundleRecord?, snapshot: (TenantName) -> SupervisorSnapshot?) -> TenantInfo {
         let name = try? TenantName(validating: record.name)
         let snapshot = name.flatMap { supervisors[$0] == nil ? nil : snapshot($0) }
-        let state: TenantState = name.map { busy.contains($0) } == true ? .starting : snapshot?.state ?? .stopped
+        let state: TenantState = name.map { operations.hides($0) } == true ? .starting : snapshot?.state ?? .stopped
         var info = TenantInfo(
             name: record.name, version: bundle?.version ?? "?", major: bundle?.major ?? 0, bundle: record.bundleID,
             state: state, desiredState: record.desiredState, pid: snapshot?.pid, superuser: record.superuser,
@@ -41,54 +41,71 @@ extension Fleet {
         return record
     }
 
+    // Each operation looks the tenant up inside its turn: one queued behind a drop finds it gone.
+
     public func startTenant(_ name: TenantName) async throws -> TenantInfo {
-        let record = try existing(name)
-        try notBusy(name)
-        try notHalfCreated(name)
-        try catalog.setDesiredState(.running, forTenant: name.rawValue)
-        let snapshot = await (try supervisor(for: record, name: name)).start()
-        try catalog.setSuspended(false, forTenant: name.rawValue)
-        if snapshot.state == .failed {
-            throw FleetError.failed("tenant \(name) failed to start: \(snapshot.failureReason ?? "unknown reason")\nSee `pgfleet tenant logs \(name)`.")
+        try await operations.run(name, .start) {
+            let record = try existing(name)
+            try notHalfCreated(name)
+            try catalog.setDesiredState(.running, forTenant: name.rawValue)
+            let snapshot = await (try supervisor(for: record, name: name)).start()
+            try catalog.setSuspended(false, forTenant: name.rawValue)
+            if snapshot.state == .failed {
+                throw FleetError.failed("tenant \(name) failed to start: \(snapshot.failureReason ?? "unknown reason")\nSee `pgfleet tenant logs \(name)`.")
+            }
+            return try await tenantInfo(name)
         }
-        return try await tenantInfo(name)
     }
 
     public func stopTenant(_ name: TenantName) async throws -> TenantInfo {
-        let record = try existing(name)
-        try notBusy(name)
-        try catalog.setDesiredState(.stopped, forTenant: name.rawValue)
-        await (try supervisor(for: record, name: name)).stop()
-        try catalog.setSuspended(false, forTenant: name.rawValue)
-        return try await tenantInfo(name)
+        await cutShortStart(name)
+        return try await operations.run(name, .stop) {
+            let record = try existing(name)
+            try catalog.setDesiredState(.stopped, forTenant: name.rawValue)
+            await (try supervisor(for: record, name: name)).stop()
+            try catalog.setSuspended(false, forTenant: name.rawValue)
+            return try await tenantInfo(name)
+        }
+    }
+
+    /// A stop (or drop) does not wait behind a start still waiting for a postmaster that may never
+    /// answer (a minute per try, five tries): the supervisor is told to stop now, so that the start
+    /// returns and hands the tenant on, as a stop cut a start short before there was a queue.
+    /// The stop itself then runs in its turn.
+    func cutShortStart(_ name: TenantName) async {
+        guard let kind = operations.running(name), kind == .start || kind == .restart, let supervisor = supervisors[name] else { return }
+        logger.info("cutting a start short for a stop", metadata: ["tenant": "\(name)"])
+        await supervisor.requestStop()
     }
 
     /// Shuts a running tenant down cleanly now; the next connection through the proxy wakes it.
     public func suspendTenant(_ name: TenantName) async throws -> TenantInfo {
-        let record = try existing(name)
-        try notBusy(name)
-        let supervisor = try supervisor(for: record, name: name)
-        let before = await supervisor.snapshot.state
-        guard before == .running || before == .suspended else {
-            throw FleetError.conflict("tenant \(name) is \(before.rawValue); only a running tenant can be suspended")
+        try await operations.run(name, .suspend) {
+            let record = try existing(name)
+            let supervisor = try supervisor(for: record, name: name)
+            let before = await supervisor.snapshot.state
+            guard before == .running || before == .suspended else {
+                throw FleetError.conflict("tenant \(name) is \(before.rawValue); only a running tenant can be suspended")
+            }
+            let snapshot = await supervisor.suspend()
+            if snapshot.state == .suspended {
+                try catalog.setSuspended(true, forTenant: name.rawValue)
+                logger.info("tenant suspended", metadata: ["tenant": "\(name)"])
+            }
+            return try await tenantInfo(name)
         }
-        let snapshot = await supervisor.suspend()
-        if snapshot.state == .suspended {
-            try catalog.setSuspended(true, forTenant: name.rawValue)
-            logger.info("tenant suspended", metadata: ["tenant": "\(name)"])
-        }
-        return try await tenantInfo(name)
     }
 
     public func restartTenant(_ name: TenantName) async throws -> TenantInfo {
-        let record = try existing(name)
-        try notBusy(name)
-        try notHalfCreated(name)
-        try catalog.setDesiredState(.running, forTenant: name.rawValue)
-        let snapshot = await (try supervisor(for: record, name: name)).restart()
-        if snapshot.state == .failed {
-            throw FleetError.failed("tenant \(name) failed to restart: \(snapshot.failureReason ?? "unknown reason")")
+        try await operations.run(name, .restart) {
+            let record = try existing(name)
+            try notHalfCreated(name)
+            try catalog.setDesiredState(.running, forTenant: name.rawValue)
+            let snapshot = await (try supervisor(for: record, name: name)).restart()
+            if snapshot.state == .failed {
+                throw FleetError.failed("tenant \(name) failed to restart: \(snapshot.failureReason ?? "unknown reason")")
+            }
+            return try await tenantInfo(name)
         }
-        return try await tenantInfo(name)
     }
 }

@@ -49,8 +49,9 @@ public actor Fleet: FleetControl {
     /// 340 kB of JSON for Debian's PostgreSQL 15): parsed once per tenant, it made a daemon with
     /// 2,000 tenants spend seconds at start-up before it answered anything.
     var loadedBundles: [String: FleetBundles.Bundle] = [:]
-    /// Tenants being created, dropped or given a new password: other operations on them wait their turn by refusing.
-    var busy: Set<TenantName> = []
+    /// Operations that change a tenant, one at a time per tenant: every entry point that changes
+    /// one runs inside `operations.run`, so that none has to remember who else might be at it.
+    let operations = TenantOperations()
     /// OS user ids chosen for tenants being created whose useradd has not finished yet.
     var promisedUserIDs: Set<Int> = []
     let daemonUser = UserIdentity.current
@@ -171,17 +172,13 @@ public actor Fleet: FleetControl {
         }
     }
 
-    func notBusy(_ name: TenantName) throws {
-        if busy.contains(name) { throw FleetError.conflict("tenant \(name) is being created, dropped or given a new password; try again when that has finished") }
-    }
-
     static func interruptedCreation(_ name: TenantName) -> String {
         "its creation did not finish (the daemon stopped during `pgfleet tenant create`, or the new cluster did not start), so its superuser may have no password "
             + "and nobody may be able to log in; drop it with `pgfleet tenant drop \(name) --yes` and create it again"
     }
 
     /// Refuses to start (or otherwise use) a tenant whose create never finished: its marker is
-    /// there although no create runs (call after `notBusy`). `what`: what cannot be done.
+    /// there although no create runs (call inside `operations.run`, where no create can). `what`: what cannot be done.
     func notHalfCreated(_ name: TenantName, _ what: String = "started") throws {
         if FileManager.default.fileExists(atPath: options.layout.creationMarker(name)) { throw FleetError.conflict("tenant \(name) cannot be \(what): \(Self.interruptedCreation(name))") }
     }

@@ -8,7 +8,7 @@ extension Fleet: RouteProvider {
 
     /// Where the proxy should send a client of `tenant`, from the supervisors' live state.
     public func route(for tenant: TenantName) async -> TenantRoute {
-        if busy.contains(tenant) { return .unavailable(.starting) }
+        if operations.hides(tenant) { return .unavailable(.starting) }
         guard let supervisor = supervisors[tenant] else {
             // Known to the catalog but never supervised here (e.g. its bundle is missing).
             return (try? catalog.tenant(named: tenant.rawValue)) == nil ? .unknown : .stopped
@@ -25,7 +25,9 @@ extension Fleet: RouteProvider {
 
     public func wake(_ tenant: TenantName) async -> TenantRoute {
         // Being created, dropped or given a new password (its postmaster must not start now).
-        if busy.contains(tenant) { return .unavailable(.starting) }
+        // Not queued: a client does not wait behind an operator's operations (the supervisor
+        // orders a wake with a start or stop itself), but never wakes a tenant one hides.
+        if operations.hides(tenant) { return .unavailable(.starting) }
         guard let supervisor = supervisors[tenant] else { return await route(for: tenant) }
         let state = await supervisor.snapshot.state
         // Only a suspended tenant is woken (or one already starting, to wait for): a client must

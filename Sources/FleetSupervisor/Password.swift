@@ -12,13 +12,17 @@ extension Fleet {
     /// tenant stays suspended, a stopped one stopped. Clients of the tenant get "starting"
     /// meanwhile, and its open sessions end with the stop.
     public func resetPassword(_ name: TenantName, _ request: PasswordRequest) async throws -> PasswordResult {
-        let record = try existing(name)
-        try notBusy(name)
-        try notHalfCreated(name, "given a new password")
+        // A request that can never succeed is refused at once, not after its turn.
         if let password = request.password {
             guard !password.isEmpty else { throw FleetError.invalidRequest("the password is empty; omit it to have one generated") }
             guard !password.utf8.contains(0) else { throw FleetError.invalidRequest("the password contains a NUL byte; choose another") }
         }
+        return try await operations.run(name, .password) { try await resetPasswordInTurn(name, request) }
+    }
+
+    private func resetPasswordInTurn(_ name: TenantName, _ request: PasswordRequest) async throws -> PasswordResult {
+        let record = try existing(name)
+        try notHalfCreated(name, "given a new password")
         let bundle = try loadBundle(id: record.bundleID)
         let supervisor = try supervisor(for: record, name: name)
         let before = await supervisor.snapshot.state
@@ -30,8 +34,6 @@ extension Fleet {
         let password = request.password ?? Self.generatePassword()
         let verifier = try ScramVerifierMaker.make(password: password)
 
-        busy.insert(name)
-        defer { busy.remove(name) }
         if before == .running {
             logger.info("stopping tenant to set its superuser's password", metadata: ["tenant": "\(name)"])
             let stopped = await supervisor.stop()
@@ -54,8 +56,8 @@ extension Fleet {
         var restarted = false
         if before == .running {
             // Started again whatever happened above: a failed change must not leave it down.
-            // Clients may wait for this start, as for any other.
-            busy.remove(name)
+            // The tenant stays held, but is no longer hidden: clients may wait for this start, as for any other.
+            operations.proceed(name, as: .start)
             let snapshot = await supervisor.start()
             restarted = snapshot.state == .running
             if !restarted && failure == nil {

@@ -16,7 +16,10 @@ extension Fleet {
         do {
             var resolved = spec
             resolved.bundle = .id(bundleRecord.id)
-            let result = try await provision(spec: resolved, password: request.password, bundleRecord: bundleRecord, bundle: bundle, progress: progress)
+            // In its turn: a create queued behind another of the same name finds it exists.
+            let result = try await operations.run(spec.name, .create) {
+                try await provision(spec: resolved, password: request.password, bundleRecord: bundleRecord, bundle: bundle, progress: progress)
+            }
             await pool.createFinished()
             return result
         } catch {
@@ -30,11 +33,7 @@ extension Fleet {
         progress: @escaping ProgressReporter
     ) async throws -> (TenantInfo, String?) {
         let name = spec.name
-        try notBusy(name)
         if try catalog.tenant(named: name.rawValue) != nil { throw FleetError.tenantExists(name.rawValue) }
-        busy.insert(name)
-        var created = false
-        defer { if !created { busy.remove(name) } }
         let generated = requested == nil ? Self.generatePassword() : nil
         let password = requested ?? generated!
         let layout = options.layout
@@ -190,8 +189,6 @@ extension Fleet {
         let snapshot = await starting.value
         let runningAt = clock.now
         if snapshot.state != .running, setupError == nil {
-            created = true
-            busy.remove(name)
             // Its superuser was never set up: it stays marked, so that it is not started as if it were usable.
             markerStays = true
             throw FleetError.failed(
@@ -210,8 +207,6 @@ extension Fleet {
             await updateMetrics()
             throw error
         }
-        created = true
-        busy.remove(name)
         if let socketPath = running.socketPath(of: name) { proxyPrepare?(name, socketPath) }
         logger.info("tenant created", metadata: [
             "tenant": "\(name)", "bundle": "\(bundleRecord.id)", "cluster": "\(claimed ? "claimed from the pool" : "initialised")",
@@ -222,10 +217,12 @@ extension Fleet {
     }
 
     public func dropTenant(_ name: TenantName, progress: @escaping ProgressReporter) async throws {
+        await cutShortStart(name)
+        try await operations.run(name, .drop) { try await dropInTurn(name, progress: progress) }
+    }
+
+    private func dropInTurn(_ name: TenantName, progress: @escaping ProgressReporter) async throws {
         let record = try existing(name)
-        try notBusy(name)
-        busy.insert(name)
-        defer { busy.remove(name) }
         if let supervisor = supervisors[name] {
             await progress(.progress("stopping"))
             await supervisor.stop()

@@ -13,9 +13,13 @@ extension Fleet {
     ]
 
     public func setSettings(_ name: TenantName, _ request: SettingsRequest) async throws -> SettingsResult {
-        let record = try existing(name)
-        try notBusy(name)
         guard !request.settings.isEmpty else { throw FleetError.invalidRequest("no settings given: use name=value") }
+        // In its turn: the values are checked against the bundle and the file the tenant has then.
+        return try await operations.run(name, .settings) { try await setSettingsInTurn(name, request) }
+    }
+
+    private func setSettingsInTurn(_ name: TenantName, _ request: SettingsRequest) async throws -> SettingsResult {
+        let record = try existing(name)
         let bundle = try loadBundle(id: record.bundleID)
         let owner = options.isolated ? UserIdentity(name: record.osUser, uid: uid_t(record.uid), gid: gid_t(record.gid)) : nil
         let environment = Self.environment(for: bundle)

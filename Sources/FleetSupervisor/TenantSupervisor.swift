@@ -115,6 +115,11 @@ public actor TenantSupervisor {
         return snapshot
     }
 
+    /// Asks for a fast shutdown without waiting for it: a `start()` waiting meanwhile returns.
+    public func requestStop() {
+        apply(machine.stopRequested(now: now))
+    }
+
     public func restart() async -> SupervisorSnapshot {
         await stop()
         return await start()
