@@ -27,12 +27,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         case done
     }
 
-    /// A pooled login in progress.
+    /// A pooled login in progress: its decisions (see `PooledLoginMachine`) and the client's kind.
     struct PooledLogin {
-        var exchange: ScramServerExchange
-        var key: PoolKey
-        var user: String
-        var receivedFirst = false
+        var machine: PooledLoginMachine
+        let key: PoolKey
     }
 
     let shared: ProxyContext
@@ -41,8 +39,6 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var buffer: ByteBuffer?
     var pendingToServer: [ByteBuffer] = []
     var timeout: Scheduled<Void>?
-    /// The pooled login's slot-wait decisions (see `PooledLoginMachine`).
-    var loginMachine = PooledLoginMachine()
     var serverName: String?
     let overLimit: Bool
     var login: PooledLogin?

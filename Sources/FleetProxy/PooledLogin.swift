@@ -25,28 +25,90 @@ extension ClientConnectionHandler {
         negotiate?.encode(into: &out)
         AuthenticationRequest.sasl(mechanisms: [Scram.mechanism]).encode(into: &out)
         context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        let machine = PooledLoginMachine(user: user, tenant: request.tenant.rawValue)
+        let key = PoolKey(tenant: request.tenant, socketPath: socketPath, parameters: request.parameters)
         shared.pools.lookupSecret(tenant: request.tenant, socketPath: socketPath, role: user, on: context.eventLoop)
             .assumeIsolated().whenSuccess { secret in
                 guard case .connecting = self.phase, context.channel.isActive else { return }
-                guard let secret, let verifier = ScramVerifier(secret) else {
-                    self.connectDirect(socketPath: socketPath, request: request, negotiate: nil, clientAskedForSCRAM: true, context: context)
-                    return
-                }
-                self.startPooledLogin(
-                    PooledLogin(exchange: ScramServerExchange(verifier: verifier),
-                                key: PoolKey(tenant: request.tenant, socketPath: socketPath, parameters: request.parameters), user: user),
-                    context: context
-                )
+                let verifier = secret.flatMap { ScramVerifier($0) }
+                var machine = machine
+                let actions = machine.event(.verifierLookedUp(verifier))
+                self.login = PooledLogin(machine: machine, key: key)
+                self.run(actions, socketPath: socketPath, request: request, context: context)
             }
     }
 
-    /// The client was asked for SCRAM already (see `connect`); what it sent since is its answer.
-    func startPooledLogin(_ login: PooledLogin, context: ChannelHandlerContext) {
+    /// Feeds the pooled login's machine one event and runs what it decides.
+    func loginEvent(_ event: PooledLoginMachine.Event, server: PooledServer? = nil, context: ChannelHandlerContext) {
+        guard var login else { return }
+        let actions = login.machine.event(event)
         self.login = login
-        phase = .authenticating
-        for pending in pendingToServer { authMessages.append(pending) }
-        pendingToServer = []
-        processAuthentication(context: context)
+        run(actions, server: server, context: context)
+    }
+
+    /// Runs the machine's actions. `server`: the session the event that led to them brought,
+    /// which a `.begin` lends; the direct path needs the route (`socketPath`, `request`).
+    func run(
+        _ actions: [PooledLoginMachine.Action], server: PooledServer? = nil, socketPath: String? = nil, request: RouteRequest? = nil,
+        context: ChannelHandlerContext
+    ) {
+        for action in actions {
+            switch action {
+            case .goDirect:
+                login = nil
+                guard let socketPath, let request else { return }
+                connectDirect(socketPath: socketPath, request: request, negotiate: nil, clientAskedForSCRAM: true, context: context)
+            case .readAuthentication:
+                // The client was asked for SCRAM already (see `connect`); what it sent since is its answer.
+                phase = .authenticating
+                for pending in pendingToServer { authMessages.append(pending) }
+                pendingToServer = []
+                processAuthentication(context: context)
+            case .sendServerFirst(let serverFirst):
+                var out = context.channel.allocator.buffer(capacity: 128)
+                AuthenticationRequest.saslContinue(serverFirst).encode(into: &out)
+                context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+            case .sendServerFinal(let serverFinal):
+                var out = context.channel.allocator.buffer(capacity: 128)
+                AuthenticationRequest.saslFinal(serverFinal).encode(into: &out)
+                AuthenticationRequest.ok.encode(into: &out)
+                context.write(wrapOutboundOut(out), promise: nil)
+                phase = .checkingOut
+            case .checkOut:
+                checkOut(context: context)
+            case .wait(let deadline):
+                waitForSession(until: deadline, context: context)
+            case .open(let verifier, let clientKey):
+                openServer(verifier: verifier, clientKey: clientKey, context: context)
+            case .trim:
+                guard let key = login?.key else { return }
+                // Idle pooled sessions this client cannot use (other users, databases, event
+                // loops) give their slots back.
+                shared.pools.trim(key.tenant, keeping: key, on: context.eventLoop)
+                loginEvent(.trimmed(hasLent: shared.pools.pool(on: context.eventLoop).hasLent(key)), context: context)
+            case .retry(let delay):
+                context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+                    guard case .checkingOut = self.phase, context.channel.isActive else { return }
+                    self.loginEvent(.retryTimerFired, context: context)
+                }
+            case .slotWaitEnded(let served):
+                if let key = login?.key { shared.metrics.slotWaitEnded(key.tenant, served: served) }
+            case .begin(let id):
+                login = nil
+                guard let server, server.id == id else { return }
+                begin(server, pool: shared.pools.pool(on: context.eventLoop), context: context)
+            case .fail(let error):
+                login = nil
+                fail(error, context: context)
+            case .refuse(let response, let label):
+                login = nil
+                fail(response, label: label, context: context)
+            case .close:
+                login = nil
+                phase = .done
+                context.close(promise: nil)
+            }
+        }
     }
 
     func processAuthentication(context: ChannelHandlerContext) {
@@ -55,85 +117,40 @@ extension ClientConnectionHandler {
             do {
                 message = try authMessages.next()
             } catch {
-                fail(.protocolViolation("invalid authentication message"), context: context)
+                loginEvent(.invalidMessage, context: context)
                 return
             }
             guard let message else { return }
-            guard message.type == FrontendMessageType.password else {
-                // A Terminate, or anything else, instead of the password: the client gave up.
-                phase = .done
-                context.close(promise: nil)
-                return
-            }
-            authenticate(message.body, context: context)
+            loginEvent(.message(message), context: context)
         }
     }
 
-    func authenticate(_ body: ByteBuffer, context: ChannelHandlerContext) {
-        guard var login else { return }
-        do {
-            if !login.receivedFirst {
-                var body = body
-                let mechanism = try body.readCString("SASL mechanism")
-                guard mechanism == Scram.mechanism else {
-                    fail(.unsupportedAuthentication("SASL mechanism not supported"), context: context)
-                    return
-                }
-                let length = try body.readInt32("SASL data length")
-                guard length >= 0, let data = body.readBytes(length: Int(length)) else {
-                    fail(.protocolViolation("malformed SCRAM message"), context: context)
-                    return
-                }
-                let serverFirst = try login.exchange.receiveClientFirst(data)
-                login.receivedFirst = true
-                self.login = login
-                var out = context.channel.allocator.buffer(capacity: 128)
-                AuthenticationRequest.saslContinue(serverFirst).encode(into: &out)
-                context.writeAndFlush(wrapOutboundOut(out), promise: nil)
-            } else {
-                let (serverFinal, clientKey) = try login.exchange.receiveClientFinal(Array(body.readableBytesView))
-                self.login = nil
-                var out = context.channel.allocator.buffer(capacity: 128)
-                AuthenticationRequest.saslFinal(serverFinal).encode(into: &out)
-                AuthenticationRequest.ok.encode(into: &out)
-                context.write(wrapOutboundOut(out), promise: nil)
-                phase = .checkingOut
-                checkOut(login, clientKey: clientKey, context: context)
-            }
-        } catch ScramError.wrongProof {
-            fail(.authenticationFailed(user: login.user), context: context)
-        } catch ScramError.unsupported(let what) {
-            fail(.unsupportedAuthentication(what), context: context)
-        } catch {
-            fail(.protocolViolation("malformed SCRAM message"), context: context)
-        }
-    }
-
-    /// A pooled session for `login`: an idle one of this event loop's pool, or a new one, or
-    /// (`queue`) a place in line for either (see `ServerPool.shouldWait`). `attempt` counts
-    /// the tries.
-    func checkOut(_ login: PooledLogin, clientKey: [UInt8], attempt: Int = 1, queue: Bool = true, context: ChannelHandlerContext) {
+    /// Asks this event loop's pool for an idle session of the client's kind, else whether to
+    /// queue (see `ServerPool.shouldWait`).
+    func checkOut(context: ChannelHandlerContext) {
+        guard let key = login?.key else { return }
         let pool = shared.pools.pool(on: context.eventLoop)
-        if let server = pool.checkout(login.key) {
+        if let server = pool.checkout(key) {
             do {
                 try pool.prepareForClient(server)
                 shared.metrics.serverSession(.reused)
-                begin(server, pool: pool, context: context)
+                loginEvent(.pool(.idle(server.id)), server: server, context: context)
                 return
             } catch {
                 server.channel.close(promise: nil)
             }
         }
-        if queue && pool.shouldWait(login.key) {
-            waitForSession(login, clientKey: clientKey, pool: pool, attempt: attempt, context: context)
-            return
+        if pool.shouldWait(key) {
+            loginEvent(.pool(.shouldWait(saturated: pool.isSaturated(key), now: .now())), context: context)
+        } else {
+            loginEvent(.pool(.mustOpen), context: context)
         }
-        openServer(login, clientKey: clientKey, pool: pool, attempt: attempt, context: context)
     }
 
-    func openServer(_ login: PooledLogin, clientKey: [UInt8], pool: ServerPool, attempt: Int, context: ChannelHandlerContext) {
-        let name = login.key.tenant.rawValue
-        pool.open(login.key, verifier: login.exchange.verifier, clientKey: clientKey).assumeIsolated().whenComplete { result in
+    func openServer(verifier: ScramVerifier, clientKey: [UInt8], context: ChannelHandlerContext) {
+        guard let key = login?.key else { return }
+        let pool = shared.pools.pool(on: context.eventLoop)
+        pool.open(key, verifier: verifier, clientKey: clientKey).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let server):
                 guard case .checkingOut = self.phase, context.channel.isActive else {
@@ -141,51 +158,26 @@ extension ClientConnectionHandler {
                     return
                 }
                 self.shared.metrics.serverSession(.opened)
-                self.begin(server, pool: pool, context: context)
-            case .failure(ServerLoginError.refused(let response)) where response.sqlstate == "53300":
-                let refused = self.loginMachine.slotRefused(now: .now())
-                guard case .checkingOut = self.phase, context.channel.isActive else { return }
-                guard refused == .trim else {
-                    self.shared.metrics.slotWaitEnded(login.key.tenant, served: false)
-                    self.fail(response, label: "server_refused", context: context)
-                    return
-                }
-                // Idle pooled sessions this client cannot use (other users, databases, event
-                // loops) give their slots back.
-                self.shared.pools.trim(login.key.tenant, keeping: login.key, on: context.eventLoop)
-                switch self.loginMachine.trimmed(hasLent: pool.hasLent(login.key), attempt: attempt) {
-                case .waitForSession:
-                    self.waitForSession(login, clientKey: clientKey, pool: pool, attempt: attempt, context: context)
-                case .retry(let delay):
-                    context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
-                        guard case .checkingOut = self.phase, context.channel.isActive else { return }
-                        self.checkOut(login, clientKey: clientKey, attempt: attempt + 1, context: context)
-                    }
-                case .refuse, .trim:
-                    self.fail(response, label: "server_refused", context: context)
-                }
+                self.loginEvent(.opened(server.id), server: server, context: context)
             case .failure(ServerLoginError.refused(let response)):
-                // The server's own refusal (no such database, …), as it is.
-                self.fail(response, label: "server_refused", context: context)
+                guard case .checkingOut = self.phase, context.channel.isActive else { return }
+                self.loginEvent(.refused(response, now: .now()), context: context)
             case .failure(let error):
-                self.shared.logger.warning("cannot open a server session", metadata: ["tenant": "\(name)", "error": "\(error)"])
-                self.fail(.backendUnavailable(name), context: context)
+                self.shared.logger.warning("cannot open a server session", metadata: ["tenant": "\(key.tenant.rawValue)", "error": "\(error)"])
+                self.loginEvent(.openFailed, context: context)
             }
         }
     }
 
     /// Queues the client for the next session of its kind that comes back to this event loop's
     /// pool, or its turn to log in a new one (see `ServerPool.wait`).
-    func waitForSession(_ login: PooledLogin, clientKey: [UInt8], pool: ServerPool, attempt: Int, context: ChannelHandlerContext) {
-        let deadline = loginMachine.queued(now: .now(), saturated: pool.isSaturated(login.key))
-        pool.wait(for: login.key, until: deadline) { server in
+    func waitForSession(until deadline: NIODeadline, context: ChannelHandlerContext) {
+        guard let key = login?.key else { return }
+        let pool = shared.pools.pool(on: context.eventLoop)
+        pool.wait(for: key, until: deadline) { server in
             guard case .checkingOut = self.phase, context.channel.isActive else { return false }
-            if let server {
-                self.shared.metrics.serverSession(.reused)
-                self.begin(server, pool: pool, context: context)
-            } else {
-                self.checkOut(login, clientKey: clientKey, attempt: attempt + 1, queue: false, context: context)
-            }
+            if server != nil { self.shared.metrics.serverSession(.reused) }
+            self.loginEvent(.resumed(server?.id), server: server, context: context)
             return true
         }
     }
@@ -195,7 +187,6 @@ extension ClientConnectionHandler {
     func begin(_ server: PooledServer, pool: ServerPool, context: ChannelHandlerContext) {
         phase = .handedOver
         timeout?.cancel()
-        if loginMachine.waitedForSlot { shared.metrics.slotWaitEnded(server.key.tenant, served: true) }
         var out = context.channel.allocator.buffer(capacity: 512)
         server.writeParameters(into: &out)
         if let key = server.backendKey {
