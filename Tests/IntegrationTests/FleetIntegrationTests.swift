@@ -147,9 +147,16 @@ struct FleetIntegrationTests {
             let half = try await harness.info("half")
             #expect(half.state == .stopped && half.desiredState == .stopped, "\(half.state) / \(half.desiredState)")
             #expect(half.failureReason?.contains("creation did not finish") == true, "\(half.failureReason ?? "no reason")")
-            // The killed daemon's initdb may still be running on its own (its postgres children
-            // count here); once it is over, no postgres is left and none is started.
-            _ = try await Harness.eventually { Harness.postmasters(of: half.dataDirectory).isEmpty }
+            // The killed daemon's initdb may still be running on its own, as the tenant's OS user:
+            // it runs one postgres after another (bootstrap, then single-user steps), so "no
+            // postgres now" can be a gap between two. Once no process of that user is left, none
+            // is started.
+            // (The user may not exist: the daemon can die before its useradd has finished.)
+            let settled = try await Harness.eventually {
+                let user = getpwnam(half.osUser).map { $0.pointee.pw_uid }
+                return Harness.postmasters(of: half.dataDirectory).isEmpty && (user.map { ProcFS.processes(ofUID: $0).isEmpty } ?? true)
+            }
+            #expect(settled, "the interrupted initdb of the tenant's user never ended")
             try await Task.sleep(for: .milliseconds(500))  // none started in the meantime: absence takes a while to show
             #expect(Harness.postmasters(of: half.dataDirectory).isEmpty)
             #expect(try await harness.info("half").state == .stopped)
