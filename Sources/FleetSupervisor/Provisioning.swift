@@ -50,15 +50,17 @@ extension Fleet {
         try Files.write("", to: marker, mode: 0o600, owner: nil, sync: false)
         var markerStays = false
         defer { if !markerStays { try? FileManager.default.removeItem(atPath: marker) } }
-        var record = try catalog.insertTenant(TenantRecord(
+        // What was made, each with its undo: a failed create undoes exactly that, newest first.
+        var steps = UndoableSteps<CreationLeftovers>()
+        let initial = try TenantRecord(
             spec: spec, osUser: osUserName, uid: Int(daemonUser.uid), gid: Int(daemonUser.gid), directory: layout.tenantDirectory(name),
             dataDirectory: layout.dataDirectory(name), socketDirectory: layout.socketDirectory(name),
             logFile: layout.tenantLogFile(name), port: FleetLayout.tenantPort, desiredState: .stopped, createdAt: Date()
-        ))
+        )
+        var record = try await steps.run("catalog row") { [catalog] in try catalog.insertTenant(initial) } undo: { [catalog] _, _ in
+            try? catalog.deleteTenant(named: name.rawValue)
+        }
         phases.mark("catalog row")
-        // What was made, each with its undo: a failed create undoes exactly that, newest first.
-        var steps = UndoableSteps<CreationLeftovers>()
-        steps.record("catalog row") { [catalog] _ in try? catalog.deleteTenant(named: name.rawValue) }
         // The password's SCRAM verifier (4,096 PBKDF2 rounds) is computed while the cluster is claimed and started.
         let verifierTask = Task.detached { try ScramVerifierMaker.make(password: password) }
         // The tenant's OS user, when isolated: its id is chosen here, so that a claimed cluster
