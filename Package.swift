@@ -40,6 +40,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The host beneath each tenant: cgroups (v1 and v2), disk quotas, the sandbox, the
+        // readings of /proc and /sys. Decides and writes; the C launcher only executes it.
+        .target(
+            name: "FleetHost",
+            dependencies: [
+                "FleetCore", "FleetSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // PostgreSQL bundles: import, manifest, verification.
         .target(
             name: "FleetBundles",
@@ -60,7 +70,7 @@ let package = Package(
         .target(
             name: "FleetSupervisor",
             dependencies: [
-                "FleetCore", "FleetSystem", "FleetBundles", "FleetCatalog", "PGWire",
+                "FleetCore", "FleetSystem", "FleetHost", "FleetBundles", "FleetCatalog", "PGWire",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -123,7 +133,7 @@ let package = Package(
         .executableTarget(
             name: "pgfleet",
             dependencies: [
-                "FleetCore", "FleetSystem", "FleetBundles", "FleetCatalog", "FleetSupervisor", "FleetAPI", "FleetClient", "FleetCLI",
+                "FleetCore", "FleetSystem", "FleetHost", "FleetBundles", "FleetCatalog", "FleetSupervisor", "FleetAPI", "FleetClient", "FleetCLI",
                 "FleetProxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -159,6 +169,7 @@ let package = Package(
             dependencies: ["FleetCore", "FleetCatalog", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "FleetHostTests", dependencies: ["FleetCore", "FleetSystem", "FleetHost"], swiftSettings: swiftSettings),
         .testTarget(name: "FleetBundlesTests", dependencies: ["FleetCore", "FleetSystem", "FleetBundles"], swiftSettings: swiftSettings),
         .testTarget(
             name: "FleetAPITests",
@@ -171,7 +182,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["FleetCore", "FleetSystem", "pgfleet"],
+            dependencies: ["FleetCore", "FleetSystem", "FleetHost", "pgfleet"],
             exclude: ["proxy_checks.py", "driver_checks.py"],
             swiftSettings: swiftSettings
         ),

@@ -13,9 +13,10 @@ else
 fi
 
 # Debian packages: PostgreSQL (the default bundle and psql), SQLite headers (the catalog),
-# unzip (bundles from wheels), pgbench (ships with postgresql-contrib / the server package).
+# unzip (bundles from wheels), pgbench (ships with postgresql-contrib / the server package),
+# bubblewrap (each tenant's sandbox), e2fsprogs and xfsprogs (each tenant's disk image).
 missing=()
-for pkg in postgresql-15 postgresql-client-15 libsqlite3-dev unzip passwd; do
+for pkg in postgresql-15 postgresql-client-15 libsqlite3-dev unzip passwd bubblewrap e2fsprogs xfsprogs; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
