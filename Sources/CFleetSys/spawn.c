@@ -25,7 +25,7 @@ struct child_error {
 
 static const char *const steps[] = {
     "exec", "dup2", "setsid", "chdir", "setgroups", "setgid", "setuid", "oom_score_adj", "setrlimit", "prctl", "open /dev/null",
-    "setpriority",
+    "setpriority", "cgroup placement",
 };
 
 static void report(int fd, int step, int err) {
@@ -44,7 +44,27 @@ static int write_all(int fd, const char *s, size_t n) {
     return 0;
 }
 
+/* The decimal digits of v into buf (no terminator); returns the length. Async-signal-safe. */
+static int format_int(char *buf, long v) {
+    char tmp[24];
+    int n = 0, len = 0, neg = v < 0;
+    unsigned long u = neg ? (unsigned long)(-v) : (unsigned long)v;
+    do { tmp[n++] = (char)('0' + u % 10); u /= 10; } while (u && n < 23);
+    if (neg) buf[len++] = '-';
+    while (n > 0) buf[len++] = tmp[--n];
+    return len;
+}
+
 static void child(const pgf_spawn_options *o, int errfd) {
+    /* First of all: into the tenant's cgroups, so that not one instruction of the child (nor
+       anything it forks) runs under the daemon's limits instead of the tenant's. */
+    if (o->cgroup_fd_count > 0) {
+        char pid[24];
+        int len = format_int(pid, (long)getpid());
+        for (int i = 0; i < o->cgroup_fd_count; i++) {
+            if (write_all(o->cgroup_fds[i], pid, (size_t)len) < 0) report(errfd, 12, errno);
+        }
+    }
     /* Signal dispositions and masks are inherited across exec; the daemon ignores some. */
     sigset_t all;
     sigemptyset(&all);
@@ -89,14 +109,8 @@ static void child(const pgf_spawn_options *o, int errfd) {
     if (o->set_oom_score_adj) {
         int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
         if (fd < 0) report(errfd, 7, errno);
-        char buf[16];
-        int v = o->oom_score_adj, n = 0, neg = v < 0;
-        unsigned int u = neg ? (unsigned int)(-v) : (unsigned int)v;
-        char tmp[16];
-        do { tmp[n++] = (char)('0' + u % 10); u /= 10; } while (u && n < 15);
-        int len = 0;
-        if (neg) buf[len++] = '-';
-        while (n > 0) buf[len++] = tmp[--n];
+        char buf[24];
+        int len = format_int(buf, o->oom_score_adj);
         if (write_all(fd, buf, (size_t)len) < 0) report(errfd, 7, errno);
         close(fd);
     }

@@ -151,6 +151,7 @@ public enum Presentation {
             ("log file", tenant.logFile),
             ("created", timestamp(tenant.createdAt)),
         ]
+        pairs += resourceLines(tenant)
         if let reason = tenant.failureReason {
             pairs.append(("failure reason", reason))
         }
@@ -161,6 +162,32 @@ public enum Presentation {
         }
         pairs.append(("connect (socket)", connectCommand(tenant)))
         return keyValueLines(pairs)
+    }
+
+    /// Each limit beside what is used of it: `memory  41MB of 256MB`, `cpu  12.3 s used (limit 0.5 cores)`.
+    static func resourceLines(_ tenant: TenantInfo) -> [(String, String)] {
+        let limits = tenant.limits ?? .none
+        let usage = tenant.usage
+        func of(_ used: String?, _ limit: String?) -> String {
+            switch (used, limit) {
+            case let (used?, limit?): "\(used) of \(limit)"
+            case let (used?, nil): "\(used) (no limit)"
+            case let (nil, limit?): "limit \(limit)"
+            case (nil, nil): "no limit"
+            }
+        }
+        var lines: [(String, String)] = [
+            ("cpu", of(usage?.cpuMicroseconds.map { String(format: "%.1f s used", Double($0) / 1_000_000) },
+                       limits.cpuMillicores.map { "\(TenantLimits.cores($0)) cores" }).replacingOccurrences(of: " used of ", with: " used, limit ")),
+            ("memory", of(usage?.memoryBytes.map(ByteSize.format), limits.memoryBytes.map(ByteSize.format))),
+            ("processes", of(usage?.pids.map(String.init), limits.pids.map(String.init))),
+        ]
+        if let weight = limits.ioWeight { lines.append(("io weight", String(weight))) }
+        if limits.diskBytes != nil || usage?.diskUsedBytes != nil {
+            lines.append(("disk", of(usage?.diskUsedBytes.map(ByteSize.format), limits.diskBytes.map(ByteSize.format))))
+        }
+        if let kills = usage?.oomKills { lines.append(("oom kills", String(kills))) }
+        return lines
     }
 
     public static func keyValueLines(_ pairs: [(String, String)]) -> String {

@@ -226,6 +226,21 @@ public final class Catalog: Sendable {
         try updateTenant(named: name, TenantRecord.Columns.suspendAfter.set(to: seconds))
     }
 
+    /// The tenant's own limits (each nil: the daemon's default applies).
+    public func setLimits(_ limits: TenantLimits, forTenant name: String) throws {
+        typealias Key = TenantRecord.CodingKeys
+        try writer.write { db in
+            let updated = try TenantRecord.filter(TenantRecord.Columns.name == name).updateAll(db, [
+                Column(Key.cpuMillicores).set(to: limits.cpuMillicores),
+                Column(Key.memoryBytes).set(to: limits.memoryBytes.map { Int64(clamping: $0) }),
+                Column(Key.pidsMax).set(to: limits.pids),
+                Column(Key.ioWeight).set(to: limits.ioWeight),
+                Column(Key.diskBytes).set(to: limits.diskBytes.map { Int64(clamping: $0) }),
+            ])
+            if updated == 0 { throw FleetError.tenantNotFound(name) }
+        }
+    }
+
     /// Deletes a tenant. Throws `FleetError.tenantNotFound` if absent.
     public func deleteTenant(named name: String) throws {
         try writer.write { db in

@@ -92,11 +92,18 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
     public var suspended: Bool
     /// Seconds without a client connection before it is suspended; nil: the daemon's default; 0: never.
     public var suspendAfter: Int?
+    /// The tenant's own limits (each nil: the daemon's default applies).
+    public var cpuMillicores: Int?
+    public var memoryBytes: Int64?
+    public var pidsMax: Int?
+    public var ioWeight: Int?
+    public var diskBytes: Int64?
 
     public init(
         id: Int64? = nil, name: String, bundleID: String, superuser: String, osUser: String, uid: Int, gid: Int,
         directory: String, dataDirectory: String, socketDirectory: String, logFile: String, port: Int,
-        desiredState: DesiredState, createdAt: Date, failureReason: String?, suspended: Bool = false, suspendAfter: Int? = nil
+        desiredState: DesiredState, createdAt: Date, failureReason: String?, suspended: Bool = false, suspendAfter: Int? = nil,
+        limits: TenantLimits = .none
     ) {
         self.suspended = suspended
         self.suspendAfter = suspendAfter
@@ -115,6 +122,7 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
         self.desiredState = desiredState
         self.createdAt = createdAt
         self.failureReason = failureReason
+        self.limits = limits
     }
 
     public static let databaseTableName = "tenant"
@@ -137,6 +145,11 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
         case failureReason = "failure_reason"
         case suspended
         case suspendAfter = "suspend_after"
+        case cpuMillicores = "cpu_millicores"
+        case memoryBytes = "memory_bytes"
+        case pidsMax = "pids_max"
+        case ioWeight = "io_weight"
+        case diskBytes = "disk_bytes"
     }
 
     public enum Columns {
@@ -147,6 +160,23 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
         static let failureReason = Column(CodingKeys.failureReason)
         static let suspended = Column(CodingKeys.suspended)
         static let suspendAfter = Column(CodingKeys.suspendAfter)
+    }
+
+    /// The tenant's own limits, as the catalog keeps them (SQLite integers are signed).
+    public var limits: TenantLimits {
+        get {
+            TenantLimits(
+                cpuMillicores: cpuMillicores, memoryBytes: memoryBytes.map { UInt64($0) }, pids: pidsMax, ioWeight: ioWeight,
+                diskBytes: diskBytes.map { UInt64($0) }
+            )
+        }
+        set {
+            cpuMillicores = newValue.cpuMillicores
+            memoryBytes = newValue.memoryBytes.map { Int64(clamping: $0) }
+            pidsMax = newValue.pids
+            ioWeight = newValue.ioWeight
+            diskBytes = newValue.diskBytes.map { Int64(clamping: $0) }
+        }
     }
 }
 
@@ -162,14 +192,16 @@ extension TenantRecord {
         self.init(
             name: spec.name.rawValue, bundleID: bundleID, superuser: spec.superuser, osUser: osUser, uid: uid, gid: gid,
             directory: directory, dataDirectory: dataDirectory, socketDirectory: socketDirectory, logFile: logFile, port: port,
-            desiredState: desiredState, createdAt: createdAt, failureReason: nil, suspendAfter: spec.suspendAfter
+            desiredState: desiredState, createdAt: createdAt, failureReason: nil, suspendAfter: spec.suspendAfter, limits: spec.limits
         )
     }
 
     /// What the tenant is, as it was created (and changed since).
     public var spec: TenantSpec {
         get throws {
-            TenantSpec(name: try TenantName(validating: name), bundle: .id(bundleID), superuser: superuser, suspendAfter: suspendAfter)
+            TenantSpec(
+                name: try TenantName(validating: name), bundle: .id(bundleID), superuser: superuser, suspendAfter: suspendAfter, limits: limits
+            )
         }
     }
 
@@ -195,6 +227,11 @@ extension TenantRecord {
             port: try value(.port), desiredState: desired, createdAt: try value(.createdAt), failureReason: try value(.failureReason),
             suspended: try value(.suspended), suspendAfter: try value(.suspendAfter)
         )
+        cpuMillicores = try value(.cpuMillicores)
+        memoryBytes = try value(.memoryBytes)
+        pidsMax = try value(.pidsMax)
+        ioWeight = try value(.ioWeight)
+        diskBytes = try value(.diskBytes)
     }
 }
 

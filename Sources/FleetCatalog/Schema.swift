@@ -63,6 +63,16 @@ enum Schema {
                 t.add(column: "suspend_after", .integer).check { $0 == nil || $0 >= 0 }
             }
         }
+        migrator.registerMigration("v4-limits") { db in
+            try db.alter(table: "tenant") { t in
+                // The tenant's own limits (NULL: none of its own; the daemon's default applies).
+                t.add(column: "cpu_millicores", .integer).check { $0 == nil || $0 > 0 }
+                t.add(column: "memory_bytes", .integer).check { $0 == nil || $0 > 0 }
+                t.add(column: "pids_max", .integer).check { $0 == nil || $0 > 0 }
+                t.add(column: "io_weight", .integer).check { $0 == nil || $0 > 0 }
+                t.add(column: "disk_bytes", .integer).check { $0 == nil || $0 > 0 }
+            }
+        }
         return migrator
     }()
 }

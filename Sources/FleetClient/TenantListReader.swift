@@ -60,6 +60,8 @@ private struct JSONCursor {
         var failureReason: String?
         var suspendAfter: Int?
         var proxy: ProxyEndpoint?
+        var limits: TenantLimits?
+        var usage: TenantUsage?
 
         let complete = object { cursor, key in
             switch key {
@@ -105,6 +107,14 @@ private struct JSONCursor {
                 if cursor.null() { proxy = nil; return true }
                 proxy = cursor.proxy()
                 return proxy != nil
+            case "limits":
+                if cursor.null() { limits = nil; return true }
+                limits = cursor.limits()
+                return limits != nil
+            case "usage":
+                if cursor.null() { usage = nil; return true }
+                usage = cursor.usage()
+                return usage != nil
             default:
                 return cursor.skipValue(depth: 0)
             }
@@ -119,7 +129,51 @@ private struct JSONCursor {
         )
         tenant.suspendAfter = suspendAfter
         tenant.proxy = proxy
+        tenant.limits = limits
+        tenant.usage = usage
         return tenant
+    }
+
+    mutating func limits() -> TenantLimits? {
+        var limits = TenantLimits()
+        let complete = object { cursor, key in
+            switch key {
+            case "cpuMillicores": return cursor.optionalInt(into: &limits.cpuMillicores)
+            case "diskBytes": return cursor.optionalUInt64(into: &limits.diskBytes)
+            case "ioWeight": return cursor.optionalInt(into: &limits.ioWeight)
+            case "memoryBytes": return cursor.optionalUInt64(into: &limits.memoryBytes)
+            case "pids": return cursor.optionalInt(into: &limits.pids)
+            default: return cursor.skipValue(depth: 1)
+            }
+        }
+        return complete ? limits : nil
+    }
+
+    mutating func usage() -> TenantUsage? {
+        var usage = TenantUsage()
+        let complete = object { cursor, key in
+            switch key {
+            case "cpuMicroseconds": return cursor.optionalUInt64(into: &usage.cpuMicroseconds)
+            case "diskUsedBytes": return cursor.optionalUInt64(into: &usage.diskUsedBytes)
+            case "memoryBytes": return cursor.optionalUInt64(into: &usage.memoryBytes)
+            case "oomKills": return cursor.optionalInt(into: &usage.oomKills)
+            case "pids": return cursor.optionalInt(into: &usage.pids)
+            default: return cursor.skipValue(depth: 1)
+            }
+        }
+        return complete ? usage : nil
+    }
+
+    private mutating func optionalInt(into value: inout Int?) -> Bool {
+        if null() { value = nil; return true }
+        return int(into: &value)
+    }
+
+    private mutating func optionalUInt64(into value: inout UInt64?) -> Bool {
+        if null() { value = nil; return true }
+        guard let read = int(), read >= 0 else { return false }
+        value = UInt64(read)
+        return true
     }
 
     mutating func proxy() -> ProxyEndpoint? {

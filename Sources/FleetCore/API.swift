@@ -76,6 +76,10 @@ public struct TenantInfo: Codable, Sendable, Equatable {
     public var suspendAfter: Int?
     /// The proxy clients connect through, when the daemon runs one.
     public var proxy: ProxyEndpoint?
+    /// The limits in force: its own, each unset one filled from the daemon's defaults.
+    public var limits: TenantLimits?
+    /// What it uses now, from its cgroups (nil where the host cannot tell).
+    public var usage: TenantUsage?
 
     public init(
         name: String, version: String, major: Int, bundle: String, state: TenantState, desiredState: DesiredState,
@@ -185,10 +189,14 @@ public struct CreateTenantRequest: Codable, Sendable {
     public var password: String?
     /// Seconds without a client before the tenant is suspended; nil: the daemon's default; 0: never.
     public var suspendAfter: Int?
+    /// Its own limits (`--cpu 0.5 --memory 256MB …`); unset ones are the daemon's defaults.
+    public var limits: LimitsChange?
 
     public init(
-        name: String, pg: Int? = nil, bundle: String? = nil, superuser: String? = nil, password: String? = nil, suspendAfter: Int? = nil
+        name: String, pg: Int? = nil, bundle: String? = nil, superuser: String? = nil, password: String? = nil, suspendAfter: Int? = nil,
+        limits: LimitsChange? = nil
     ) {
+        self.limits = limits
         self.suspendAfter = suspendAfter
         self.name = name
         self.pg = pg
@@ -228,6 +236,8 @@ public struct SettingsRequest: Codable, Sendable, Equatable {
     public var settings: [Setting]
     /// Restart the tenant if a setting needs it.
     public var restart: Bool
+    /// New limits (`--cpu`, `--memory`, …), applied at once where the kernel allows it.
+    public var limits: LimitsChange?
 
     public struct Setting: Codable, Sendable, Equatable {
         public var name: String
@@ -238,9 +248,29 @@ public struct SettingsRequest: Codable, Sendable, Equatable {
         }
     }
 
-    public init(settings: [Setting], restart: Bool = false) {
+    public init(settings: [Setting], restart: Bool = false, limits: LimitsChange? = nil) {
         self.settings = settings
         self.restart = restart
+        self.limits = limits
+    }
+}
+
+/// A tenant's use of its limits, read from its cgroups.
+public struct TenantUsage: Codable, Sendable, Equatable {
+    public var memoryBytes: UInt64?
+    /// CPU time used since its cgroup was made (integers only: the list's JSON is written by hand).
+    public var cpuMicroseconds: UInt64?
+    public var pids: Int?
+    /// Processes of the tenant the kernel's OOM killer ended inside its memory limit.
+    public var oomKills: Int?
+    public var diskUsedBytes: UInt64?
+
+    public init(memoryBytes: UInt64? = nil, cpuMicroseconds: UInt64? = nil, pids: Int? = nil, oomKills: Int? = nil, diskUsedBytes: UInt64? = nil) {
+        self.memoryBytes = memoryBytes
+        self.cpuMicroseconds = cpuMicroseconds
+        self.pids = pids
+        self.oomKills = oomKills
+        self.diskUsedBytes = diskUsedBytes
     }
 }
 
@@ -251,8 +281,11 @@ public struct SettingsResult: Codable, Sendable, Equatable {
     /// Settings that only take effect after a restart that has not happened yet.
     public var restartNeeded: [String]
     public var restarted: Bool
+    /// What the host could not do as asked ("io weight: the kernel has no blkio.weight here").
+    public var notes: [String]?
 
-    public init(tenant: TenantInfo, applied: [String], restartNeeded: [String], restarted: Bool) {
+    public init(tenant: TenantInfo, applied: [String], restartNeeded: [String], restarted: Bool, notes: [String]? = nil) {
+        self.notes = notes
         self.tenant = tenant
         self.applied = applied
         self.restartNeeded = restartNeeded

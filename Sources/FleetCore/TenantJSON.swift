@@ -19,9 +19,11 @@ public enum TenantJSON {
 
     /// The stored properties of `TenantInfo` and `ProxyEndpoint` this writer knows about.
     public static let tenantKeys: Set<String> = [
-        "bundle", "createdAt", "dataDirectory", "desiredState", "failureReason", "logFile", "major", "name", "osUser",
-        "pid", "port", "proxy", "restarts", "runningSince", "socketDirectory", "state", "superuser", "suspendAfter", "version",
+        "bundle", "createdAt", "dataDirectory", "desiredState", "failureReason", "limits", "logFile", "major", "name", "osUser",
+        "pid", "port", "proxy", "restarts", "runningSince", "socketDirectory", "state", "superuser", "suspendAfter", "usage", "version",
     ]
+    public static let limitsKeys: Set<String> = ["cpuMillicores", "diskBytes", "ioWeight", "memoryBytes", "pids"]
+    public static let usageKeys: Set<String> = ["cpuMicroseconds", "diskUsedBytes", "memoryBytes", "oomKills", "pids"]
     public static let proxyKeys: Set<String> = ["host", "port", "sniDomain", "tls"]
 
     public static func encode(_ tenants: [TenantInfo], style: Style) -> [UInt8] {
@@ -81,6 +83,10 @@ struct JSONBytes {
         key("dataDirectory", &object); string(tenant.dataDirectory)
         key("desiredState", &object); string(tenant.desiredState.rawValue)
         optional(tenant.failureReason, "failureReason", &object) { $0.string($1) }
+        if let limits = tenant.limits {
+            key("limits", &object)
+            self.limits(limits, depth: depth + 1)
+        }
         key("logFile", &object); string(tenant.logFile)
         key("major", &object); int(tenant.major)
         key("name", &object); string(tenant.name)
@@ -99,7 +105,34 @@ struct JSONBytes {
         if let suspendAfter = tenant.suspendAfter {
             key("suspendAfter", &object); int(suspendAfter)
         }
+        if let usage = tenant.usage {
+            key("usage", &object)
+            self.usage(usage, depth: depth + 1)
+        }
         key("version", &object); string(tenant.version)
+        close(object)
+    }
+
+    /// Absent members left out in both styles, as `Codable` does (no tenant lacks a whole object's worth).
+    mutating func limits(_ limits: TenantLimits, depth: Int) {
+        var object = ObjectState(depth: depth)
+        bytes.append(UInt8(ascii: "{"))
+        if let value = limits.cpuMillicores { key("cpuMillicores", &object); int(value) }
+        if let value = limits.diskBytes { key("diskBytes", &object); int(Int(clamping: value)) }
+        if let value = limits.ioWeight { key("ioWeight", &object); int(value) }
+        if let value = limits.memoryBytes { key("memoryBytes", &object); int(Int(clamping: value)) }
+        if let value = limits.pids { key("pids", &object); int(value) }
+        close(object)
+    }
+
+    mutating func usage(_ usage: TenantUsage, depth: Int) {
+        var object = ObjectState(depth: depth)
+        bytes.append(UInt8(ascii: "{"))
+        if let value = usage.cpuMicroseconds { key("cpuMicroseconds", &object); int(Int(clamping: value)) }
+        if let value = usage.diskUsedBytes { key("diskUsedBytes", &object); int(Int(clamping: value)) }
+        if let value = usage.memoryBytes { key("memoryBytes", &object); int(Int(clamping: value)) }
+        if let value = usage.oomKills { key("oomKills", &object); int(value) }
+        if let value = usage.pids { key("pids", &object); int(value) }
         close(object)
     }
 

@@ -69,6 +69,23 @@ public struct LimitsChange: Sendable, Equatable, Codable {
 
     public var isEmpty: Bool { cpu == nil && memory == nil && pids == nil && ioWeight == nil && disk == nil }
 
+    enum CodingKeys: String, CodingKey {
+        case cpu, memory, pids, ioWeight, disk
+    }
+
+    /// JSON may give numbers (`"cpu": 0.5`, `"memory": 268435456`) or the command line's strings.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        func text(_ key: CodingKeys) throws -> String? {
+            guard container.contains(key), try !container.decodeNil(forKey: key) else { return nil }
+            if let string = try? container.decode(String.self, forKey: key) { return string }
+            if let integer = try? container.decode(Int64.self, forKey: key) { return String(integer) }
+            if let number = try? container.decode(Double.self, forKey: key) { return String(number) }
+            throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "expected a number or a string")
+        }
+        self.init(cpu: try text(.cpu), memory: try text(.memory), pids: try text(.pids), ioWeight: try text(.ioWeight), disk: try text(.disk))
+    }
+
     /// `current` with this change applied; throws `FleetError.invalidRequest` naming the bad value.
     public func applied(to current: TenantLimits, spelling: LimitSpelling = .commandLine) throws -> TenantLimits {
         var limits = current

@@ -21,8 +21,14 @@ public struct TenantSpec: Sendable, Equatable {
     public var superuser: String
     /// Seconds without a client before the tenant is suspended; nil: the daemon's default; 0: never.
     public var suspendAfter: Int?
+    /// Its own limits; each unset one is the daemon's default (`serve --cpu …`).
+    public var limits: TenantLimits
 
-    public init(name: TenantName, bundle: BundleChoice = .daemonDefault, superuser: String = Self.defaultSuperuser, suspendAfter: Int? = nil) {
+    public init(
+        name: TenantName, bundle: BundleChoice = .daemonDefault, superuser: String = Self.defaultSuperuser, suspendAfter: Int? = nil,
+        limits: TenantLimits = .none
+    ) {
+        self.limits = limits
         self.name = name
         self.bundle = bundle
         self.superuser = superuser
@@ -67,6 +73,7 @@ extension CreateTenantRequest {
             throw FleetError.invalidRequest("suspend-after must be 0 (never) or a positive number of seconds")
         }
         let bundle: TenantSpec.BundleChoice = if let bundle { .id(bundle) } else if let pg { .major(pg) } else { .daemonDefault }
-        return TenantSpec(name: name, bundle: bundle, superuser: superuser, suspendAfter: suspendAfter)
+        let limits = try (self.limits ?? LimitsChange()).applied(to: .none, spelling: spelling == .json ? .json : .commandLine)
+        return TenantSpec(name: name, bundle: bundle, superuser: superuser, suspendAfter: suspendAfter, limits: limits)
     }
 }

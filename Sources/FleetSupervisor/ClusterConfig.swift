@@ -6,6 +6,16 @@ enum ClusterConfig {
     /// defaults while the tenant's own `ALTER SYSTEM` settings (postgresql.auto.conf) still win over both.
     static let includeFile = "pgfleet.conf"
 
+    /// What a new tenant's memory settings are: `settings(name:socketDirectory:)` below over
+    /// PostgreSQL's defaults (hash_mem_multiplier became 2 in 15). Checked against `postgres -C`
+    /// by the limits' integration tests.
+    static func newTenantMemorySettings(major: Int) -> MemorySettings {
+        MemorySettings(
+            sharedBuffers: 16 << 20, walBuffers: 128 << 10, maxConnections: 40, maxWorkerProcesses: 2, maxWalSenders: 2,
+            hashMemMultiplier: major >= 15 ? 2 : 1
+        )
+    }
+
     static func settings(name: TenantName, socketDirectory: String) -> String {
         """
         # Managed by pgfleet: rewritten on changes. Override settings with ALTER SYSTEM.

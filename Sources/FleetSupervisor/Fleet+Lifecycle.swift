@@ -33,6 +33,8 @@ extension Fleet {
         )
         info.proxy = options.proxy
         info.suspendAfter = record.suspendAfter ?? options.defaultSuspendAfter
+        info.limits = effectiveLimits(record)
+        if snapshot?.pid != nil { info.usage = usage(of: record) }
         return info
     }
 

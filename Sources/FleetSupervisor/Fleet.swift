@@ -20,6 +20,10 @@ public struct FleetOptions: Sendable {
     public var defaultSuspendAfter: Int
     /// Ready clusters kept per bundle for `tenant create` to claim; 0: none.
     public var poolSize: Int
+    /// Limits for every tenant that has none of its own (`serve --default-memory …`).
+    public var defaultLimits: TenantLimits = .none
+    /// The tenants' cgroups; nil when the daemon cannot make any (not root, no writable tree).
+    public var cgroups: (any CgroupControl)?
 
     public init(
         layout: FleetLayout, isolated: Bool, userPrefix: String = "pgf-", policy: RestartPolicy = RestartPolicy(),
@@ -71,6 +75,8 @@ public actor Fleet: FleetControl {
     var proxyServerSessions: (@Sendable (TenantName) -> Int)?
     /// Tells the proxy that a tenant was just created (see `ProxyServer.prepare`).
     var proxyPrepare: (@Sendable (TenantName, String) -> Void)?
+    /// The limits in force per tenant, for the supervisors' spawns.
+    let limitsBoard = LimitsBoard()
 
     public init(options: FleetOptions, catalog: Catalog, logger: Logger, probe: HealthProbe = HealthProbe()) {
         self.options = options
@@ -97,6 +103,7 @@ public actor Fleet: FleetControl {
     /// Brings every tenant back to its desired state, re-adopting live postmasters.
     public func resumeTenants() async throws {
         var records = try catalog.tenants()
+        prepareCgroups(for: records)
         let marked = creationMarkers(known: Set(records.map(\.name)))
         for index in records.indices where marked.contains(records[index].name) {
             guard let name = try? TenantName(validating: records[index].name) else { continue }
@@ -120,6 +127,7 @@ public actor Fleet: FleetControl {
                     let running = PostmasterPID.read(dataDirectory: record.dataDirectory)
                         .flatMap { $0.isLivePostmaster(expectedDataDirectory: record.dataDirectory) ? $0.pid : nil }
                     if let running {
+                        await self.placeAdopted(record: record)
                         await supervisor.adopt(pid: running)
                         if record.desiredState == .stopped { await supervisor.stop() }
                     } else if record.desiredState == .running && record.suspended {
@@ -214,7 +222,8 @@ public actor Fleet: FleetControl {
         let user = options.isolated ? UserIdentity(name: record.osUser, uid: uid_t(record.uid), gid: gid_t(record.gid)) : nil
         let launch = PostmasterLaunch(
             postgres: bundle.postgres, dataDirectory: record.dataDirectory, socketDirectory: record.socketDirectory,
-            logFile: record.logFile, user: user, environment: Self.environment(for: bundle)
+            logFile: record.logFile, user: user, environment: Self.postmasterEnvironment(for: bundle, isolated: options.isolated),
+            cgroup: cgroupPlacement(for: record), oomScoreAdjust: options.isolated ? -1000 : nil
         )
         let catalog = catalog
         let supervisor = TenantSupervisor(
@@ -230,6 +239,17 @@ public actor Fleet: FleetControl {
     /// The environment for a bundle's programs. Release tarballs carry libraries (libpq among
     /// them) that some of their extension modules look for under the build machine's prefix;
     /// pointing the loader at the bundle keeps them from picking up the host's copies instead.
+    /// The postmaster's environment: its backends set their OOM score back to 0 after forking
+    /// (PostgreSQL's "Linux Memory Overcommit" advice), so the kernel picks them, never it.
+    static func postmasterEnvironment(for bundle: FleetBundles.Bundle, isolated: Bool) -> [String: String] {
+        var environment = environment(for: bundle)
+        if isolated {
+            environment["PG_OOM_ADJUST_FILE"] = "/proc/self/oom_score_adj"
+            environment["PG_OOM_ADJUST_VALUE"] = "0"
+        }
+        return environment
+    }
+
     static func environment(for bundle: FleetBundles.Bundle) -> [String: String] {
         var environment = SpawnSpec.baseEnvironment
         if bundle.manifest.source.kind == .tarball {

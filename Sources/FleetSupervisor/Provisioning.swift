@@ -34,6 +34,10 @@ extension Fleet {
     ) async throws -> (TenantInfo, String?) {
         let name = spec.name
         if try catalog.tenant(named: name.rawValue) != nil { throw FleetError.tenantExists(name.rawValue) }
+        // Limits a new cluster's settings cannot live with are refused before anything is made.
+        for note in try checkFit(spec.limits.filled(from: options.defaultLimits), settings: ClusterConfig.newTenantMemorySettings(major: bundleRecord.major)) {
+            await progress(.progress("note: \(note)"))
+        }
         let generated = requested == nil ? Self.generatePassword() : nil
         let password = requested ?? generated!
         let layout = options.layout
@@ -237,6 +241,7 @@ extension Fleet {
         }
         supervisors[name] = nil
         board.remove(name)
+        removeCgroups(of: name)
         await progress(.progress("removing \(record.directory)"))
         try await removeTenantFiles(record: record, name: name)
         try catalog.deleteTenant(named: name.rawValue)

@@ -13,7 +13,10 @@ extension Fleet {
     ]
 
     public func setSettings(_ name: TenantName, _ request: SettingsRequest) async throws -> SettingsResult {
-        guard !request.settings.isEmpty else { throw FleetError.invalidRequest("no settings given: use name=value") }
+        guard !request.settings.isEmpty || !(request.limits?.isEmpty ?? true) else {
+            throw FleetError.invalidRequest("no settings or limits given: use name=value or --memory, --cpu, --pids, --io-weight")
+        }
+        if let change = request.limits { _ = try change.applied(to: .none, spelling: .json) }
         // In its turn: the values are checked against the bundle and the file the tenant has then.
         return try await operations.run(name, .settings) { try await setSettingsInTurn(name, request) }
     }
@@ -51,6 +54,16 @@ extension Fleet {
             settings.append((key, setting.value))
         }
 
+        // Limits and settings are checked together: a new memory limit against the new settings.
+        var notes: [String] = []
+        if let change = request.limits, !change.isEmpty {
+            notes = try await changeLimits(change, record: record, settings: settings)
+        } else if !settings.isEmpty {
+            try await checkSettingsFit(record: record, settings: settings)
+        }
+        if settings.isEmpty {
+            return SettingsResult(tenant: try await tenantInfo(name), applied: [], restartNeeded: [], restarted: false, notes: notes)
+        }
         let contexts = try await parameterContexts(bundle: bundle, environment: environment, owner: owner)
         let needRestart = settings.map(\.name).filter { contexts[$0] == "postmaster" }
         try writeSettings(settings, record: record, owner: owner)
@@ -73,7 +86,7 @@ extension Fleet {
         logger.info("tenant settings changed", metadata: ["tenant": "\(name)", "settings": "\(settings.map(\.name))"])
         return SettingsResult(
             tenant: try await tenantInfo(name), applied: settings.map { "\($0.name) = \($0.value)" },
-            restartNeeded: pending, restarted: restarted
+            restartNeeded: pending, restarted: restarted, notes: notes.isEmpty ? nil : notes
         )
     }
 

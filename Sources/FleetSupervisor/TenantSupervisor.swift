@@ -12,17 +12,37 @@ public struct PostmasterLaunch: Sendable {
     /// Nil when the daemon is not root: the postmaster then runs as the daemon's user.
     public var user: UserIdentity?
     public var environment: [String: String]
+    /// The tenant's cgroups, joined by the postmaster before it execs.
+    public var cgroup: CgroupPlacement?
+    /// The postmaster's OOM score: -1000 so that an OOM kill inside the tenant takes a backend
+    /// (its children reset theirs to 0 through PG_OOM_ADJUST_FILE) and the postmaster recovers.
+    public var oomScoreAdjust: Int32?
 
     public init(
         postgres: String, dataDirectory: String, socketDirectory: String, logFile: String, user: UserIdentity?,
-        environment: [String: String] = SpawnSpec.baseEnvironment
+        environment: [String: String] = SpawnSpec.baseEnvironment, cgroup: CgroupPlacement? = nil, oomScoreAdjust: Int32? = nil
     ) {
+        self.cgroup = cgroup
+        self.oomScoreAdjust = oomScoreAdjust
         self.environment = environment
         self.postgres = postgres
         self.dataDirectory = dataDirectory
         self.socketDirectory = socketDirectory
         self.logFile = logFile
         self.user = user
+    }
+}
+
+/// Where a tenant's processes belong: the `cgroup.procs` file of each of its cgroups.
+public struct CgroupPlacement: Sendable {
+    public var procsFiles: [String]
+    /// Makes the cgroups again, with the tenant's limits, when they are gone (a start after a
+    /// reboot, or someone removed them); throws when that cannot be done, and the start fails.
+    public var ensure: @Sendable () throws -> Void
+
+    public init(procsFiles: [String], ensure: @escaping @Sendable () throws -> Void) {
+        self.procsFiles = procsFiles
+        self.ensure = ensure
     }
 }
 
@@ -223,10 +243,12 @@ public actor TenantSupervisor {
         do {
             let logFD = try Files.openLog(launch.logFile, mode: 0o600, owner: launch.user)
             defer { close(logFD) }
-            let spec = SpawnSpec(
+            try launch.cgroup?.ensure()
+            var spec = SpawnSpec(
                 executable: launch.postgres, arguments: ["-D", launch.dataDirectory], environment: launch.environment,
-                workingDirectory: launch.dataDirectory, user: launch.user, newSession: true
+                workingDirectory: launch.dataDirectory, user: launch.user, newSession: true, oomScoreAdjust: launch.oomScoreAdjust
             )
+            spec.cgroupProcsFiles = launch.cgroup?.procsFiles ?? []
             result = .success(try Spawner.spawn(spec, stdout: logFD, stderr: logFD))
         } catch let error as SpawnError {
             result = .failure(.failed(error.description))

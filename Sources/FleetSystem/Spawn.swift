@@ -37,6 +37,8 @@ public struct SpawnSpec: Sendable {
     public var fileLimit: Int?
     /// Lowest CPU and I/O priority: for work nobody is waiting for (the ready pool's initdb).
     public var background: Bool
+    /// `cgroup.procs` files the child joins before it does anything else (one per hierarchy).
+    public var cgroupProcsFiles: [String] = []
 
     public init(
         executable: String, arguments: [String] = [], environment: [String: String] = SpawnSpec.baseEnvironment,
@@ -65,9 +67,12 @@ public struct SpawnError: Error, CustomStringConvertible, Sendable {
     public var executable: String
     public var step: String?
     public var errno: Int32
+    /// The file a step failed on, when there is one (a cgroup's `cgroup.procs`).
+    public var path: String? = nil
 
     public var description: String {
         let reason = String(cString: strerror(errno))
+        if let path { return "could not start \(executable): \(step ?? "opening") \(path) failed: \(reason)" }
         if let step, step != "exec" { return "could not start \(executable): \(step) failed: \(reason)" }
         return "could not start \(executable): \(reason)"
     }
@@ -76,6 +81,14 @@ public struct SpawnError: Error, CustomStringConvertible, Sendable {
 public enum Spawner {
     /// Starts the child; `stdin`/`stdout`/`stderr` are descriptors to hand it (-1: /dev/null).
     public static func spawn(_ spec: SpawnSpec, stdin: Int32 = -1, stdout: Int32 = -1, stderr: Int32 = -1) throws(SpawnError) -> pid_t {
+        // Opened here, so a missing cgroup is named in the error; the child only writes its pid.
+        var cgroupFDs: [Int32] = []
+        defer { for fd in cgroupFDs { close(fd) } }
+        for path in spec.cgroupProcsFiles {
+            let fd = open(path, O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw SpawnError(executable: spec.executable, step: "opening", errno: Glibc.errno, path: path) }
+            cgroupFDs.append(fd)
+        }
         let argv = [spec.executable] + spec.arguments
         let envp = spec.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         var pid: pid_t = 0
@@ -104,7 +117,11 @@ public enum Spawner {
                         }
                         options.nofile_limit = spec.fileLimit ?? 0
                         options.background = spec.background ? 1 : 0
-                        return pgf_spawn(&options, &pid, &failedStep)
+                        return cgroupFDs.withUnsafeBufferPointer { fds in
+                            options.cgroup_fds = fds.baseAddress
+                            options.cgroup_fd_count = Int32(fds.count)
+                            return pgf_spawn(&options, &pid, &failedStep)
+                        }
                     }
                 }
             }

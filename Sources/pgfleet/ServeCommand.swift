@@ -25,6 +25,7 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var rootOptions: RootOptions
     @OptionGroup(title: "Proxy") var proxyOptions: ProxyOptions
+    @OptionGroup(title: "Default limits") var defaultLimits: DefaultLimitOptions
 
     @Option(help: "Prefix of the OS user names created for tenants (root only).")
     var userPrefix = "pgf-"
@@ -113,14 +114,14 @@ struct Serve: AsyncParsableCommand {
             initialBackoff: .milliseconds(Int64(restartBackoff * 1000)), maxConsecutiveCrashes: maxCrashes,
             startTimeout: .milliseconds(Int64(startTimeout * 1000))
         )
-        let fleet = Fleet(
-            options: FleetOptions(
-                layout: layout, isolated: isRoot, userPrefix: userPrefix, policy: policy, registerSystemBundles: systemBundles,
-                proxy: try proxyOptions.endpoint(), defaultSuspendAfter: DurationText.seconds(suspendAfter) ?? 0,
-                poolSize: poolSize
-            ),
-            catalog: catalog, logger: logger
+        var fleetOptions = FleetOptions(
+            layout: layout, isolated: isRoot, userPrefix: userPrefix, policy: policy, registerSystemBundles: systemBundles,
+            proxy: try proxyOptions.endpoint(), defaultSuspendAfter: DurationText.seconds(suspendAfter) ?? 0,
+            poolSize: poolSize
         )
+        fleetOptions.defaultLimits = try defaultLimits.limits()
+        fleetOptions.cgroups = isRoot ? hostCgroups(layout: layout, logger: logger) : nil
+        let fleet = Fleet(options: fleetOptions, catalog: catalog, logger: logger)
         await fleet.removeLeftovers()
         if systemBundles { await fleet.registerSystemBundles() }
 

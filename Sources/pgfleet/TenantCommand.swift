@@ -49,6 +49,8 @@ struct TenantCommand: AsyncParsableCommand {
         ))
         var suspendAfter: String?
 
+        @OptionGroup(title: "Limits") var limits: LimitOptions
+
         func run() async throws {
             try await reportingErrors {
                 // The command line's own forms, then the request's one validation, as the daemon does it.
@@ -63,7 +65,8 @@ struct TenantCommand: AsyncParsableCommand {
                     seconds = parsed
                 }
                 let request = CreateTenantRequest(
-                    name: name, pg: major, bundle: bundle, superuser: superuser, password: password, suspendAfter: seconds
+                    name: name, pg: major, bundle: bundle, superuser: superuser, password: password, suspendAfter: seconds,
+                    limits: try limits.change()
                 )
                 let tenantName = try request.validated(spelling: .commandLine).name
                 let result = try await FleetClient(layout: rootOptions.layout).createTenant(request, onEvent: Terminal.progress)
@@ -77,6 +80,7 @@ struct TenantCommand: AsyncParsableCommand {
                     Presentation.keyValueLines([
                         ("superuser", tenant.superuser),
                         ("os user", tenant.osUser),
+                        ("limits", tenant.limits?.summary ?? "none"),
                         ("socket directory", tenant.socketDirectory),
                         ("data directory", tenant.dataDirectory),
                         ("log file", tenant.logFile),
@@ -186,12 +190,14 @@ struct TenantCommand: AsyncParsableCommand {
     struct SetSettings: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "set",
-            abstract: "Change PostgreSQL settings of a tenant: checked by its own PostgreSQL, then reloaded.",
+            abstract: "Change a tenant's limits or PostgreSQL settings: checked, then applied at once where possible.",
             discussion: """
                 Each NAME=VALUE is validated by the tenant's bundle (names, units and ranges of its \
                 version) before anything changes, stored in the tenant's pgfleet.settings.conf, and \
                 applied with a reload. Settings that need a restart (e.g. shared_buffers) are reported; \
-                --restart restarts the tenant to apply them at once.
+                --restart restarts the tenant to apply them at once. Limits (--cpu, --memory, --pids, \
+                --io-weight) change the tenant's cgroups while it runs; with a memory limit, settings \
+                that could not fit in it are refused, with the arithmetic.
                 """
         )
 
@@ -206,10 +212,15 @@ struct TenantCommand: AsyncParsableCommand {
         @Flag(help: "Restart the tenant if a setting needs it.")
         var restart = false
 
+        @OptionGroup(title: "Limits") var limits: LimitOptions
+
         func run() async throws {
             try await reportingErrors {
                 let tenantName = try validatedTenantName(name)
-                guard !settings.isEmpty else { throw FleetError.invalidRequest("give at least one setting as name=value, e.g. work_mem=16MB") }
+                let limitsChange = try limits.change()
+                guard !settings.isEmpty || limitsChange != nil else {
+                    throw FleetError.invalidRequest("give a limit (e.g. --memory 512MB) or a setting as name=value (e.g. work_mem=16MB)")
+                }
                 let parsed = try settings.map { pair -> SettingsRequest.Setting in
                     guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
                         throw FleetError.invalidRequest("\"\(pair.debugClipped)\" is not name=value")
@@ -217,12 +228,14 @@ struct TenantCommand: AsyncParsableCommand {
                     return SettingsRequest.Setting(name: String(pair[..<equals]), value: String(pair[pair.index(after: equals)...]))
                 }
                 let result = try await FleetClient(layout: rootOptions.layout)
-                    .setSettings(tenantName, SettingsRequest(settings: parsed, restart: restart))
+                    .setSettings(tenantName, SettingsRequest(settings: parsed, restart: restart, limits: limitsChange))
                 var lines = result.applied.map { "set \($0)" }
+                if limitsChange != nil { lines.append("limits now: \(result.tenant.limits?.summary ?? "none")") }
+                lines += (result.notes ?? []).map { "note: \($0)" }
                 if result.restarted { lines.append("restarted tenant \(tenantName): the settings are in effect") }
                 if !result.restartNeeded.isEmpty {
                     lines.append("restart needed for \(result.restartNeeded.joined(separator: ", ")): run `pgfleet tenant restart \(tenantName)` or repeat with --restart")
-                } else if !result.restarted {
+                } else if !result.restarted && !result.applied.isEmpty {
                     lines.append(result.tenant.state == .running ? "reloaded: the settings are in effect" : "stored: they apply when tenant \(tenantName) starts")
                 }
                 Terminal.out(lines.joined(separator: "\n"))

@@ -29,7 +29,7 @@ import Testing
                 }
             }
             let catalog = try Catalog(path: path)
-            #expect(try catalog.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend"])
+            #expect(try catalog.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits"])
             let tenants = try catalog.tenants()
             #expect(tenants.count == 1)
             let alpha = try #require(tenants.first)

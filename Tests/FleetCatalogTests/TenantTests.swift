@@ -247,4 +247,20 @@ struct CatalogSuspensionTests {
         #expect(try catalog.tenant(named: "alpha")?.suspendAfter == nil)
         #expect(throws: FleetError.tenantNotFound("nosuch")) { try catalog.setSuspended(true, forTenant: "nosuch") }
     }
+
+    @Test func limitsRoundTripAndClear() throws {
+        let catalog = try Catalog.inMemory()
+        try catalog.insertBundle(makeBundle())
+        var row = makeTenant("alpha")
+        row.limits = TenantLimits(cpuMillicores: 500, memoryBytes: 256 << 20)
+        let inserted = try catalog.insertTenant(row)
+        #expect(inserted.limits == TenantLimits(cpuMillicores: 500, memoryBytes: 256 << 20))
+        let all = TenantLimits(cpuMillicores: 1500, memoryBytes: 1 << 40, pids: 300, ioWeight: 50, diskBytes: 10 << 30)
+        try catalog.setLimits(all, forTenant: "alpha")
+        #expect(try catalog.tenant(named: "alpha")?.limits == all)
+        #expect(try catalog.tenant(named: "alpha")?.spec.limits == all)
+        try catalog.setLimits(.none, forTenant: "alpha")
+        #expect(try catalog.tenant(named: "alpha")?.limits == TenantLimits.none)
+        #expect(throws: FleetError.tenantNotFound("nosuch")) { try catalog.setLimits(all, forTenant: "nosuch") }
+    }
 }

@@ -22,6 +22,8 @@ typedef struct {
     long nofile_limit;          /* > 0: RLIMIT_NOFILE soft and hard */
     int parent_death_signal;    /* 0: none (tenants must outlive the daemon) */
     int background;             /* non-zero: nice 19 and the idle I/O class */
+    const int *cgroup_fds;      /* open cgroup.procs files the child writes its pid into before */
+    int cgroup_fd_count;        /* anything else, so it never runs outside its cgroups */
 } pgf_spawn_options;
 
 /// Forks and execs. Returns 0 and sets *pid, or an errno: from fork, or from the child's
