@@ -150,7 +150,7 @@ extension ClientConnectionHandler {
     func openServer(verifier: ScramVerifier, clientKey: [UInt8], context: ChannelHandlerContext) {
         guard let key = login?.key else { return }
         let pool = shared.pools.pool(on: context.eventLoop)
-        pool.open(key, verifier: verifier, clientKey: clientKey).assumeIsolated().whenComplete { result in
+        pool.open(key, verifier: verifier, clientKey: clientKey).whenComplete { result in
             switch result {
             case .success(let server):
                 guard case .checkingOut = self.phase, context.channel.isActive else {

@@ -53,7 +53,8 @@ final class ServerPool {
 
     /// Opens and logs in a new server connection for `key`, proving `clientKey`; it is lent.
     /// A refusal for want of a slot while sessions of `key` are lent marks the key saturated.
-    func open(_ key: PoolKey, verifier: ScramVerifier, clientKey: [UInt8]) -> EventLoopFuture<PooledServer> {
+    /// The future stays on the pool's loop (a `PooledServer` is loop-bound, not `Sendable`).
+    func open(_ key: PoolKey, verifier: ScramVerifier, clientKey: [UInt8]) -> EventLoopFuture<PooledServer>.Isolated {
         let id = state.startOpening(key)
         let opened = connect(key, scram: ScramClientExchange(verifier: verifier, clientKey: clientKey)).assumeIsolated().map { channel, session in
             self.register(id, channel: channel, key: key, session: session)
@@ -68,7 +69,7 @@ final class ServerPool {
                 self.run(self.state.openFailed(id, outOfSlots: outOfSlots))
             }
         }
-        return opened.nonisolated()
+        return opened
     }
 
     /// A channel logged in to `key`'s server joins the pool, lent to the client that opened it
