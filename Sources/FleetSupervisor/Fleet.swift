@@ -24,6 +24,9 @@ public struct FleetOptions: Sendable {
     public var defaultLimits: TenantLimits = .none
     /// The tenants' cgroups; nil when the daemon cannot make any (not root, no writable tree).
     public var cgroups: (any CgroupControl)?
+    /// Whether the postmaster's OOM score can be lowered to -1000 (CAP_SYS_RESOURCE). Without,
+    /// its backends raise theirs instead: an OOM kill inside a tenant still takes a backend.
+    public var canProtectPostmaster = ProcFS.hasCapability(24)
 
     public init(
         layout: FleetLayout, isolated: Bool, userPrefix: String = "pgf-", policy: RestartPolicy = RestartPolicy(),
@@ -222,8 +225,8 @@ public actor Fleet: FleetControl {
         let user = options.isolated ? UserIdentity(name: record.osUser, uid: uid_t(record.uid), gid: gid_t(record.gid)) : nil
         let launch = PostmasterLaunch(
             postgres: bundle.postgres, dataDirectory: record.dataDirectory, socketDirectory: record.socketDirectory,
-            logFile: record.logFile, user: user, environment: Self.postmasterEnvironment(for: bundle, isolated: options.isolated),
-            cgroup: cgroupPlacement(for: record), oomScoreAdjust: options.isolated ? -1000 : nil
+            logFile: record.logFile, user: user, environment: Self.postmasterEnvironment(for: bundle, isolated: options.isolated, protected: options.canProtectPostmaster),
+            cgroup: cgroupPlacement(for: record), oomScoreAdjust: options.isolated && options.canProtectPostmaster ? -1000 : nil
         )
         let catalog = catalog
         let supervisor = TenantSupervisor(
@@ -240,12 +243,14 @@ public actor Fleet: FleetControl {
     /// them) that some of their extension modules look for under the build machine's prefix;
     /// pointing the loader at the bundle keeps them from picking up the host's copies instead.
     /// The postmaster's environment: its backends set their OOM score back to 0 after forking
-    /// (PostgreSQL's "Linux Memory Overcommit" advice), so the kernel picks them, never it.
-    static func postmasterEnvironment(for bundle: FleetBundles.Bundle, isolated: Bool) -> [String: String] {
+    /// (PostgreSQL's "Linux Memory Overcommit" advice), so the kernel picks them, never it. Where
+    /// the postmaster could not be given -1000 (no CAP_SYS_RESOURCE, as in some containers), the
+    /// backends raise theirs to 500 instead, which anyone may: the same order of victims.
+    static func postmasterEnvironment(for bundle: FleetBundles.Bundle, isolated: Bool, protected: Bool) -> [String: String] {
         var environment = environment(for: bundle)
         if isolated {
             environment["PG_OOM_ADJUST_FILE"] = "/proc/self/oom_score_adj"
-            environment["PG_OOM_ADJUST_VALUE"] = "0"
+            environment["PG_OOM_ADJUST_VALUE"] = protected ? "0" : "500"
         }
         return environment
     }

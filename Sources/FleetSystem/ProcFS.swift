@@ -24,6 +24,15 @@ public enum ProcFS {
         return (state, parent)
     }
 
+    /// Whether this process holds a capability (`CapEff` of /proc/self/status), e.g. 24,
+    /// CAP_SYS_RESOURCE, which lowering an OOM score needs.
+    public static func hasCapability(_ bit: Int) -> Bool {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+              let mask = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+        return mask & (1 << UInt64(bit)) != 0
+    }
+
     /// Pids of processes whose real uid is `uid`.
     public static func processes(ofUID uid: uid_t) -> [pid_t] {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }

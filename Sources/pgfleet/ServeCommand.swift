@@ -121,6 +121,9 @@ struct Serve: AsyncParsableCommand {
         )
         fleetOptions.defaultLimits = try defaultLimits.limits()
         fleetOptions.cgroups = isRoot ? hostCgroups(layout: layout, logger: logger) : nil
+        if isRoot && !fleetOptions.canProtectPostmaster {
+            logger.notice("no CAP_SYS_RESOURCE: postmasters keep their OOM score and their backends raise theirs to 500 instead of -1000 and 0")
+        }
         let fleet = Fleet(options: fleetOptions, catalog: catalog, logger: logger)
         await fleet.removeLeftovers()
         if systemBundles { await fleet.registerSystemBundles() }

@@ -1,4 +1,5 @@
 import FleetCore
+import FleetHost
 import FleetSystem
 import Foundation
 import Testing
@@ -224,6 +225,11 @@ final class Harness: @unchecked Sendable {
                 }
                 _ = try? await Command.run("/usr/sbin/userdel", [name])
             }
+        }
+        // The daemon's cgroups (its tenants' are gone with them).
+        if let cgroups = try? CgroupLayout.discover() {
+            let left = TenantCgroups(layout: cgroups, groupName: TenantCgroups.groupName(forRoot: root)).removeSubtree()
+            if !left.isEmpty { Issue.record("cgroups left behind: \(left)") }
         }
         try? Files.removeTree(root)
     }

@@ -1,0 +1,3 @@
+import FleetHost
+
+extension TenantCgroups: CgroupControl {}
