@@ -40,6 +40,13 @@ public struct CgroupHierarchy: Sendable, Equatable, Hashable {
     /// v1: the controllers bound to it (`cpu`, `cpuacct` when mounted together).
     public var controllers: Set<String>
 
+    public init(version: Version, mountPoint: String, ownPath: String, controllers: Set<String>) {
+        self.version = version
+        self.mountPoint = mountPoint
+        self.ownPath = ownPath
+        self.controllers = controllers
+    }
+
     /// The directory of `relative` (beneath the daemon's own cgroup) on the host.
     public func directory(_ relative: String, root: HostRoot) -> String {
         let own = ownPath == "/" ? "" : ownPath

@@ -75,7 +75,8 @@ enum CgroupWriter {
 /// Reading and writing cgroup control files; every failure names the file and the value.
 enum CgroupFiles {
     static func write(_ value: String, to path: String) throws {
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        // O_TRUNC as a shell's `echo >` does: cgroupfs ignores it; a plain file (a test's) needs it.
+        let fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC)
         guard fd >= 0 else { throw failure("open", path, value) }
         defer { close(fd) }
         let written = value.withCString { pointer in Glibc.write(fd, pointer, strlen(pointer)) }

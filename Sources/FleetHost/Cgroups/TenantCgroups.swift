@@ -57,7 +57,8 @@ public struct TenantCgroups: Sendable {
             let group = hierarchy.directory(groupName, root: root)
             try CgroupFiles.makeDirectory(group + "/tenants")
             guard hierarchy.version == .v2 else { continue }
-            let wanted = Self.limited.map(\.v2Name).filter { hierarchy.controllers.contains($0) }
+            var wanted: [String] = []
+            for name in Self.limited.map(\.v2Name) where hierarchy.controllers.contains(name) && !wanted.contains(name) { wanted.append(name) }
             let own = hierarchy.directory("", root: root)
             if hierarchy.ownPath != "/" {
                 // Into a leaf of its own first, so that its own cgroup holds no process.
