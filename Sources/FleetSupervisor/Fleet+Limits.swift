@@ -47,7 +47,7 @@ extension Fleet {
 
     /// How the tenant's postmaster joins its cgroups: nil without cgroups (not root, or none usable).
     func cgroupPlacement(for record: TenantRecord) -> CgroupPlacement? {
-        guard let cgroups = options.cgroups else { return nil }
+        guard let cgroups = options.cgroups, cgroupsReady else { return nil }
         let name = record.name
         let board = limitsBoard
         board[name] = effectiveLimits(record)
@@ -58,8 +58,7 @@ extension Fleet {
         }
     }
 
-    /// At start-up: the daemon's subtree, stale groups of dropped tenants removed, and every
-    /// tenant's group with its limits (running postmasters of an older daemon moved into theirs).
+    /// At start-up: the daemon's subtree, and the stale groups of dropped tenants removed.
     func prepareCgroups(for records: [TenantRecord]) {
         guard let cgroups = options.cgroups else { return }
         do {
@@ -68,26 +67,28 @@ extension Fleet {
             logger.error("cgroups: \(error); tenants run without limits", metadata: ["error": "\(error)"])
             return
         }
+        cgroupsReady = true
         for removed in cgroups.removeStale(keeping: Set(records.map(\.name))) {
             logger.info("removed the cgroup of a tenant that no longer exists", metadata: ["tenant": "\(removed)"])
         }
-        for record in records {
-            do {
-                try cgroups.create(record.name)
-                for note in try cgroups.apply(effectiveLimits(record), to: record.name) {
-                    logger.warning("cgroups: \(note)", metadata: ["tenant": "\(record.name)"])
-                }
-                limitsBoard[record.name] = effectiveLimits(record)
-            } catch {
-                logger.error("could not set up the tenant's cgroup", metadata: ["tenant": "\(record.name)", "error": "\(error)"])
-            }
-        }
+        // A tenant's own groups are made when its postmaster starts (or is adopted, below):
+        // suspended and stopped tenants, most of a dense host's, cost the kernel nothing.
+        for record in records { limitsBoard[record.name] = effectiveLimits(record) }
     }
 
     /// Puts a re-adopted postmaster and its children into the tenant's cgroups when they are not
     /// there (an older pgfleet started them without).
     func placeAdopted(record: TenantRecord) {
-        guard let cgroups = options.cgroups, options.isolated else { return }
+        guard let cgroups = options.cgroups, cgroupsReady, options.isolated else { return }
+        do {
+            try cgroups.create(record.name)
+            for note in try cgroups.apply(effectiveLimits(record), to: record.name) {
+                logger.warning("cgroups: \(note)", metadata: ["tenant": "\(record.name)"])
+            }
+        } catch {
+            logger.error("could not set up the cgroup of an adopted tenant", metadata: ["tenant": "\(record.name)", "error": "\(error)"])
+            return
+        }
         let inside = Set(cgroups.processes(of: record.name))
         for pid in ProcFS.processes(ofUID: uid_t(record.uid)) where !inside.contains(pid) {
             do {
@@ -110,7 +111,7 @@ extension Fleet {
     }
 
     func usage(of record: TenantRecord) -> TenantUsage? {
-        options.cgroups?.usage(of: record.name)
+        cgroupsReady ? options.cgroups?.usage(of: record.name) : nil
     }
 
     /// The tenant's settings as its own PostgreSQL reads them, with `overrides` (name → value) on top.
@@ -162,7 +163,7 @@ extension Fleet {
         }
         try catalog.setLimits(own, forTenant: record.name)
         limitsBoard[record.name] = effective
-        if let cgroups = options.cgroups {
+        if let cgroups = options.cgroups, cgroupsReady {
             try cgroups.create(record.name)
             notes += try cgroups.apply(effective, to: record.name)
         } else if !effective.isEmpty {

@@ -80,6 +80,8 @@ public actor Fleet: FleetControl {
     var proxyPrepare: (@Sendable (TenantName, String) -> Void)?
     /// The limits in force per tenant, for the supervisors' spawns.
     let limitsBoard = LimitsBoard()
+    /// Whether the daemon's cgroup subtree is in place (`prepareCgroups` at start-up).
+    var cgroupsReady = false
 
     public init(options: FleetOptions, catalog: Catalog, logger: Logger, probe: HealthProbe = HealthProbe()) {
         self.options = options
