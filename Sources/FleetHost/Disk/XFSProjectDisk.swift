@@ -28,17 +28,22 @@ public struct XFSProjectDisk: TenantDisk {
     public struct Projects: Sendable, Equatable {
         public var data: UInt32
         public var wal: UInt32
+        /// The limits last set.
+        public var limits: DiskAreas?
 
-        var text: String { "data=\(data) wal=\(wal)\n" }
+        var text: String {
+            "data=\(data) wal=\(wal)" + (limits.map { " dataBytes=\($0.dataBytes) walBytes=\($0.walBytes)" } ?? "") + "\n"
+        }
 
         static func parse(_ text: String) -> Projects? {
-            var values: [String: UInt32] = [:]
+            var values: [String: UInt64] = [:]
             for pair in text.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
                 let parts = pair.split(separator: "=")
-                if parts.count == 2, let id = UInt32(parts[1]) { values[String(parts[0])] = id }
+                if parts.count == 2, let value = UInt64(parts[1]) { values[String(parts[0])] = value }
             }
-            guard let data = values["data"], let wal = values["wal"] else { return nil }
-            return Projects(data: data, wal: wal)
+            guard let data = values["data"].flatMap(UInt32.init(exactly:)), let wal = values["wal"].flatMap(UInt32.init(exactly:)) else { return nil }
+            let limits = values["dataBytes"].flatMap { d in values["walBytes"].map { DiskAreas(dataBytes: d, walBytes: $0) } }
+            return Projects(data: data, wal: wal, limits: limits)
         }
     }
 
@@ -70,7 +75,9 @@ public struct XFSProjectDisk: TenantDisk {
 
     public func resize(_ name: TenantName, areas: DiskAreas) async throws {
         let projects = try self.projects(name)
-        let current = try? usage(name)
+        // Usage matters only when a limit shrinks (XFS itself accepts a limit below usage).
+        let shrinking = projects.limits.map { areas.dataBytes < $0.dataBytes || areas.walBytes < $0.walBytes } ?? false
+        let current = shrinking ? try usage(name) : nil
         for (area, id, bytes, used) in [
             ("data", projects.data, areas.dataBytes, current?.data.usedBytes), ("WAL", projects.wal, areas.walBytes, current?.wal.usedBytes),
         ] {
@@ -81,6 +88,9 @@ public struct XFSProjectDisk: TenantDisk {
             }
             try await commands.run("/usr/sbin/xfs_quota", Self.limitArguments(id: id, bytes: bytes, filesystem: try mountPoint()))
         }
+        var updated = projects
+        updated.limits = areas
+        try Files.write(updated.text, to: paths.projectsFile(name), mode: 0o600)
     }
 
     static func limitArguments(id: UInt32, bytes: UInt64, filesystem: String) -> [String] {
@@ -137,7 +147,7 @@ public struct XFSProjectDisk: TenantDisk {
         }
         let free = Self.projectIDs.lazy.filter { !taken.contains($0) }.prefix(2)
         guard free.count == 2 else { throw FleetError.failed("no free XFS project ids left in \(Self.projectIDs)") }
-        return Projects(data: free.first!, wal: free.dropFirst().first!)
+        return Projects(data: free.first!, wal: free.dropFirst().first!, limits: nil)
     }
 
     /// The XFS mount point holding the root.
