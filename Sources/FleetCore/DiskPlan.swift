@@ -35,6 +35,11 @@ public struct WALSettings: Sendable, Equatable, Codable {
 /// The two areas of a tenant's disk: WAL on a filesystem (or project) of its own, so a full data
 /// area is an ERROR for the writer ("could not extend file", SQLSTATE 53100) and never the PANIC
 /// PostgreSQL raises when it cannot write WAL.
+///
+/// Not enough on its own (measured, PostgreSQL 15): with the data area full, the next checkpoint
+/// PANICs writing `pg_logical/replorigin_checkpoint.tmp` in PGDATA, and after the restart every
+/// connection fails with "could not write init file" (the relcache init file), so nobody can log
+/// in to delete data. PGDATA's own small files need room the tenant's tables cannot take.
 public struct DiskAreas: Sendable, Equatable, Codable {
     /// Data, temp files and logs: everything under the tenant's directory but `wal/`.
     public var dataBytes: UInt64
