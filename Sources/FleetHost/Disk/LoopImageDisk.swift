@@ -1,0 +1,222 @@
+import FleetCore
+import FleetSystem
+import Foundation
+
+/// One sparse ext4 image per area ("one partition per client"), loop-mounted at the tenant's
+/// directory (data) and at its `wal/` (WAL). The limit inside each image is a `Reserve`; the
+/// image only grows (truncate, `losetup -c`, online `resize2fs`) when a limit passes what the
+/// filesystem can hold, so most `tenant set --disk` changes never resize a filesystem.
+public struct LoopImageDisk: TenantDisk {
+    public let paths: DiskPaths
+    let commands: any DiskCommandRunner
+    let host: HostRoot
+
+    public var kind: DiskBackendKind { .loopImage }
+
+    public init(layout: FleetLayout, commands: any DiskCommandRunner = SystemDiskCommands(), host: HostRoot = .real) {
+        self.paths = DiskPaths(layout: layout)
+        self.commands = commands
+        self.host = host
+    }
+
+    // MARK: Image sizes
+
+    /// An image holds at least this (data) so that growing rarely needs a resize: a sparse 16GB
+    /// ext4 costs the host about 4.4MB (inode tables are never written), a 4GB one 2.2MB.
+    public static let smallestDataImage: UInt64 = 16 << 30
+    public static let smallestWALImage: UInt64 = 4 << 30
+    /// Growth room an image gets beyond its limit, as a multiple of the limit.
+    public static let growthFactor: UInt64 = 4
+    static let dataJournal: UInt64 = 16 << 20
+    static let walJournal: UInt64 = 8 << 20
+
+    public static func imageBytes(limit: UInt64, wal: Bool) -> UInt64 {
+        let journal = wal ? walJournal : dataJournal
+        return max(wal ? smallestWALImage : smallestDataImage, Ext4Overhead.imageBytes(usable: limit * growthFactor, journalBytes: journal))
+    }
+
+    enum Area: String, CaseIterable {
+        case data, wal
+    }
+
+    func image(_ name: TenantName, _ area: Area) -> String { area == .data ? paths.dataImage(name) : paths.walImage(name) }
+    func mountPoint(_ name: TenantName, _ area: Area) -> String { area == .data ? paths.dataMount(name) : paths.walMount(name) }
+    func limit(_ areas: DiskAreas, _ area: Area) -> UInt64 { area == .data ? areas.dataBytes : areas.walBytes }
+
+    // MARK: TenantDisk
+
+    public func create(_ name: TenantName, areas: DiskAreas, owner: UserIdentity) async throws {
+        try Files.makeDirectory(paths.disksDirectory, mode: 0o700)
+        try Files.makeDirectory(paths.directory(name), mode: 0o700)
+        for area in Area.allCases {
+            try await makeImage(image(name, area), bytes: Self.imageBytes(limit: limit(areas, area), wal: area == .wal), owner: owner, wal: area == .wal)
+        }
+        try await mountAll(name, owner: owner)
+        try await resize(name, areas: areas)
+    }
+
+    public func ensureMounted(_ name: TenantName) async throws {
+        try await mountAll(name, owner: nil)
+    }
+
+    public func resize(_ name: TenantName, areas: DiskAreas) async throws {
+        for area in Area.allCases {
+            try await setLimit(limit(areas, area), name: name, area: area)
+        }
+    }
+
+    public func usage(_ name: TenantName) throws -> DiskUsage {
+        DiskUsage(data: try Reserve.read(mount: paths.dataMount(name)).usage, wal: try Reserve.read(mount: paths.walMount(name)).usage)
+    }
+
+    public func unmount(_ name: TenantName) async throws {
+        // WAL first: its mount point is inside the data filesystem.
+        for area in Area.allCases.reversed() {
+            let point = mountPoint(name, area)
+            while let mounted = mountTable().mount(at: point) {
+                guard try backingFile(of: mounted.source) == image(name, area, resolved: true) else {
+                    throw FleetError.conflict("\(point) holds \(mounted.source), not \(name)'s \(area.rawValue) image; unmount it by hand")
+                }
+                try await commands.run("/bin/umount", [point])
+            }
+        }
+    }
+
+    public func remove(_ name: TenantName) async throws {
+        try await unmount(name)
+        for area in Area.allCases {
+            for device in try await loopDevices(of: image(name, area)) {
+                try await commands.run("/sbin/losetup", ["-d", device])
+            }
+        }
+        try Files.removeTree(paths.directory(name))
+    }
+
+    // MARK: Steps
+
+    func makeImage(_ path: String, bytes: UInt64, owner: UserIdentity, wal: Bool) async throws {
+        unlink(path)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FleetError.failed("cannot create \(path): \(errnoText())") }
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(bytes)) == 0 else { throw FleetError.failed("truncate \(path): \(errnoText())") }
+        try await commands.run("/sbin/mkfs.ext4", Self.mkfsArguments(image: path, owner: owner, wal: wal))
+    }
+
+    /// -m 0: no blocks kept for root (pgfleet never writes as root there). -b 4096: mke2fs's
+    /// "small" type would pick 1kB blocks for a small image. -i 16384: an empty cluster has about
+    /// a thousand files. Lazy init: mke2fs punches the sparse file's holes (discard), so inode
+    /// tables and journal already read as zeros and nothing is written for them, now or later.
+    static func mkfsArguments(image: String, owner: UserIdentity, wal: Bool) -> [String] {
+        [
+            "-q", "-F", "-t", "ext4", "-m", "0", "-b", "4096", "-i", "16384", "-J", "size=\((wal ? walJournal : dataJournal) >> 20)",
+            "-E", "lazy_itable_init=1,lazy_journal_init=1,root_owner=\(owner.uid):\(owner.gid)", image,
+        ]
+    }
+
+    /// nosuid, nodev: nothing a tenant writes becomes a privilege. discard: deleting data gives
+    /// the host its blocks back (the loop driver punches holes in the image).
+    static let mountOptions = "nosuid,nodev,noatime,discard"
+
+    private func mountAll(_ name: TenantName, owner: UserIdentity?) async throws {
+        for area in Area.allCases {
+            let point = mountPoint(name, area)
+            let path = image(name, area)
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw FleetError.failed("the \(area.rawValue) image of tenant \(name) is missing: \(path)")
+            }
+            if let mounted = mountTable().mount(at: point) {
+                if try backingFile(of: mounted.source) == image(name, area, resolved: true) { continue }
+                throw FleetError.conflict("\(point) already holds \(mounted.source), not \(name)'s \(area.rawValue) image")
+            }
+            // The data filesystem holds the WAL mount point; a fresh one gets it now.
+            if area == .wal, !FileManager.default.fileExists(atPath: point) {
+                var info = stat()
+                guard stat(paths.dataMount(name), &info) == 0 else { throw FleetError.failed("stat \(paths.dataMount(name)): \(errnoText())") }
+                try Files.makeDirectory(point, mode: 0o700, owner: owner ?? UserIdentity(name: "", uid: info.st_uid, gid: info.st_gid))
+            } else if area == .data {
+                try Files.makeDirectory(point, mode: 0o700)
+            }
+            try await attach(path, at: point)
+            let fresh = !FileManager.default.fileExists(atPath: Reserve.path(in: point))
+            if fresh {
+                try Reserve.prepare(mount: point)
+                try Files.setMode(point, 0o700)
+            }
+        }
+    }
+
+    /// Mounts the image, reusing a loop device it is already attached to (a crash between
+    /// losetup and mount): two devices on one image would be two writers of one filesystem.
+    private func attach(_ path: String, at point: String) async throws {
+        let devices = try await loopDevices(of: path)
+        let table = mountTable()
+        if let busy = devices.first(where: { device in table.mounts.contains { $0.source == device } }) {
+            let elsewhere = table.mounts.first { $0.source == busy }?.mountPoint ?? "?"
+            throw FleetError.conflict("\(path) is already mounted at \(elsewhere) (\(busy))")
+        }
+        if let device = devices.first {
+            try await commands.run("/bin/mount", ["-t", "ext4", "-o", Self.mountOptions, device, point])
+        } else {
+            // mount -o loop attaches with autoclear: the device is released at the last unmount.
+            try await commands.run("/bin/mount", ["-t", "ext4", "-o", "loop," + Self.mountOptions, path, point])
+        }
+    }
+
+    private func setLimit(_ limit: UInt64, name: TenantName, area: Area) async throws {
+        let point = mountPoint(name, area)
+        guard mountTable().mount(at: point) != nil else { throw FleetError.failed("the \(area.rawValue) area of tenant \(name) is not mounted at \(point)") }
+        if case .needsLargerFilesystem = try Reserve.setLimit(limit, mount: point, area: area.rawValue) {
+            try await growImage(name, area: area, limit: limit)
+            guard case .done = try Reserve.setLimit(limit, mount: point, area: area.rawValue) else {
+                throw FleetError.failed("the \(area.rawValue) filesystem of tenant \(name) is still too small for \(ByteSize.format(limit)) after resize2fs")
+            }
+        }
+    }
+
+    /// Online: truncate the image, tell the loop device (`losetup -c`), resize2fs the mounted filesystem.
+    private func growImage(_ name: TenantName, area: Area, limit: UInt64) async throws {
+        let path = image(name, area)
+        guard let device = mountTable().mount(at: mountPoint(name, area))?.source else { throw FleetError.failed("\(path) is not mounted") }
+        let bytes = Self.imageBytes(limit: limit, wal: area == .wal)
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw FleetError.failed("stat \(path): \(errnoText())") }
+        if UInt64(info.st_size) < bytes {
+            guard truncate(path, off_t(bytes)) == 0 else { throw FleetError.failed("truncate \(path): \(errnoText())") }
+        }
+        try await commands.run("/sbin/losetup", ["-c", device])
+        do {
+            try await commands.run("/sbin/resize2fs", [device])
+        } catch let error as FleetError where error.description.contains("Permission denied") {
+            throw FleetError.failed(
+                "\(error.description)\n(ext4's online resize needs CAP_SYS_RESOURCE, which this process lacks, e.g. in a container; "
+                    + "without it a tenant's \(area.rawValue) area grows only up to its filesystem's size)"
+            )
+        }
+    }
+
+    func mountTable() -> MountTable { MountTable.read(host: host) ?? MountTable(mounts: []) }
+
+    /// The loop devices attached to `path` (`losetup -j`).
+    func loopDevices(of path: String) async throws -> [String] {
+        guard FileManager.default.fileExists(atPath: path) else { return [] }
+        // "/dev/loop3: []: (/root/disks/a/data.img)"
+        let result = try await commands.run("/sbin/losetup", ["-j", path])
+        return result.stdout.split(separator: "\n").compactMap { line in
+            line.split(separator: ":", maxSplits: 1).first.map(String.init)
+        }.filter { $0.hasPrefix("/dev/") }
+    }
+
+    /// The image behind `/dev/loopN`, from sysfs; nil for anything that is not a loop device.
+    func backingFile(of device: String) throws -> String? {
+        guard device.hasPrefix("/dev/loop") else { return nil }
+        let name = String(device.dropFirst("/dev/".count))
+        return host.read("sys/block/\(name)/loop/backing_file")?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Paths as the loop driver reports them: symbolic links resolved.
+    func image(_ name: TenantName, _ area: Area, resolved: Bool) -> String {
+        let path = image(name, area)
+        return resolved ? URL(fileURLWithPath: path).resolvingSymlinksInPath().path : path
+    }
+}
