@@ -115,12 +115,26 @@ public struct TenantCgroups: Sendable {
         }
         if let weight = limits.ioWeight {
             if let directory = directory(.io, tenant), let hierarchy = layout.hierarchy(for: .io) {
-                if let note = try CgroupWriter.ioWeight(weight, version: hierarchy.version, directory: directory) { notes.append(note) }
+                if let note = try CgroupWriter.ioWeight(weight, version: hierarchy.version, directory: directory) {
+                    notes.append(note)
+                } else if let note = schedulerNote() {
+                    notes.append(note)
+                }
             } else {
                 notes.append("--io-weight is not enforced: no io (blkio) controller is available to pgfleet here")
             }
         }
         return notes
+    }
+
+    /// A weight is written, but only BFQ (or CFQ) heeds it: say so when no disk of the host uses one.
+    func schedulerNote() -> String? {
+        let block = root.resolve("sys/block")
+        guard let devices = try? FileManager.default.contentsOfDirectory(atPath: block), !devices.isEmpty else { return nil }
+        let schedulers = devices.compactMap { root.read("sys/block/\($0)/queue/scheduler") }
+        guard !schedulers.contains(where: { $0.contains("[bfq]") || $0.contains("[cfq]") }) else { return nil }
+        return "--io-weight is stored and written, but no disk here uses the BFQ I/O scheduler, so it has no effect "
+            + "(e.g. `echo bfq > /sys/block/DEVICE/queue/scheduler` for the disk that holds the tenants)"
     }
 
     public func usage(of tenant: String) -> TenantUsage {
