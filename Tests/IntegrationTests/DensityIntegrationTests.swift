@@ -53,8 +53,9 @@ struct DensityIntegrationTests {
             // Parsing the bundle manifest once per tenant took about 20 s on a quiet machine (far
             // more in this debug build); once per bundle it is well under a second. The bound
             // leaves room for other suites running beside this one on 2 cores: 12 s was exceeded
-            // (13 s) at a load average of 10.
-            #expect(ready < .seconds(20), "the daemon took \(ready) to list \(count + 1) tenants after its start")
+            // (13 s) at a load average of 10, 20 s (20.8 and 29.5) beside the isolation suites,
+            // which spin CPUs and fill memory on purpose.
+            #expect(ready < .seconds(40), "the daemon took \(ready) to list \(count + 1) tenants after its start")
             let states = Dictionary(grouping: listed, by: \.state).mapValues(\.count)
             #expect(states == [.suspended: count, .running: 1])
 

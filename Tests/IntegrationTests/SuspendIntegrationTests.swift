@@ -11,22 +11,24 @@ struct SuspendIntegrationTests {
         try await withHarness(extraServeArguments: ["--no-system-bundles", "--listen", "127.0.0.1:\(port)", "--tls", "disable"]) { harness in
             try await harness.startDaemon()
             try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
-            let (sleepy, password) = try await harness.createTenant("sleepy", extra: ["--suspend-after", "2s"])
-            #expect(sleepy.suspendAfter == 2)
+            // 5 s, not less: the direct session below must begin before the tenant is idle that long,
+            // and on a loaded CI machine (the isolation suites spin CPUs beside it) 2 s was too short.
+            let (sleepy, password) = try await harness.createTenant("sleepy", extra: ["--suspend-after", "5s"])
+            #expect(sleepy.suspendAfter == 5)
             let conn = "host=127.0.0.1 port=\(port) user=postgres@sleepy dbname=postgres sslmode=disable"
             let write = try await psql(conn, password: password, "create table t as select 'kept' as v")
             #expect(write.succeeded, "\(write.stderr)")
 
             // A session on the socket, bypassing the proxy, keeps it awake.
-            let direct = Task { try await harness.psql(sleepy, password: password, "select pg_sleep(6)") }
+            let direct = Task { try await harness.psql(sleepy, password: password, "select pg_sleep(12)") }
             let holding = try await harness.waitForQuery(
-                sleepy, password: password, "select count(*) from pg_stat_activity where query = 'select pg_sleep(6)' and state = 'active'", toPrint: "1")
+                sleepy, password: password, "select count(*) from pg_stat_activity where query = 'select pg_sleep(12)' and state = 'active'", toPrint: "1")
             #expect(holding == "1")
-            try await Task.sleep(for: .seconds(3))  // longer than --suspend-after: time passing is the point
+            try await Task.sleep(for: .seconds(6))  // longer than --suspend-after: time passing is the point
             #expect(try await harness.info("sleepy").state == .running)
             _ = try await direct.value
 
-            // No client for 2 s: suspended, no postmaster left.
+            // No client for 5 s: suspended, no postmaster left.
             let suspended = try await harness.waitFor("sleepy", state: .suspended, timeout: .seconds(40))
             #expect(suspended.state == .suspended)
             #expect(suspended.pid == nil)
