@@ -91,22 +91,16 @@ public struct CgroupLayout: Sendable, Equatable {
                 for controller in parts[1].split(separator: ",") { v1Paths[String(controller)] = parts[2] }
             }
         }
-        // mountinfo: "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ... - FSTYPE SOURCE SUPEROPTIONS".
         var v1Mounts: [String: (String, Set<String>)] = [:]
         var v2Mount: String?
-        for line in mountinfo.split(separator: "\n") {
-            let fields = line.split(separator: " ").map(String.init)
-            guard let dash = fields.firstIndex(of: "-"), dash > 4, dash + 1 < fields.count else { continue }
-            let mountPoint = unescape(fields[4])
-            let fsType = fields[dash + 1]
-            // A bind mount of a sub-cgroup (root field not "/") is not the hierarchy's root.
-            guard fields[3] == "/" else { continue }
-            if fsType == "cgroup2" {
-                if v2Mount == nil { v2Mount = mountPoint }
-            } else if fsType == "cgroup", dash + 3 < fields.count {
-                let options = Set(fields[dash + 3].split(separator: ",").map(String.init))
+        // A bind mount of a sub-cgroup (root not "/") is not the hierarchy's root.
+        for mount in MountTable.parse(mountinfo).mounts where mount.root == "/" {
+            if mount.fsType == "cgroup2" {
+                if v2Mount == nil { v2Mount = mount.mountPoint }
+            } else if mount.fsType == "cgroup" {
+                let options = Set(mount.superOptions)
                 for controller in options where v1Paths[controller] != nil && v1Mounts[controller] == nil {
-                    v1Mounts[controller] = (mountPoint, options.intersection(Set(v1Paths.keys)))
+                    v1Mounts[controller] = (mount.mountPoint, options.intersection(Set(v1Paths.keys)))
                 }
             }
         }
@@ -126,24 +120,5 @@ public struct CgroupLayout: Sendable, Equatable {
             }
         }
         return CgroupLayout(hierarchies: hierarchies)
-    }
-
-    /// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
-    static func unescape(_ field: String) -> String {
-        guard field.contains("\\") else { return field }
-        var bytes: [UInt8] = []
-        let utf8 = Array(field.utf8)
-        var index = 0
-        while index < utf8.count {
-            if utf8[index] == UInt8(ascii: "\\"), index + 4 <= utf8.count,
-               let value = UInt8(String(decoding: utf8[(index + 1)..<(index + 4)], as: UTF8.self), radix: 8) {
-                bytes.append(value)
-                index += 4
-            } else {
-                bytes.append(utf8[index])
-                index += 1
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -7,6 +7,8 @@ public struct MountTable: Sendable, Equatable {
         public var fsType: String
         public var source: String
         public var superOptions: [String]
+        /// The directory of the filesystem that is mounted here (`/` unless a bind mount of a part).
+        public var root: String = "/"
 
         public var hasProjectQuota: Bool {
             superOptions.contains { ["prjquota", "pquota", "pqnoenforce"].contains($0) }
@@ -27,7 +29,8 @@ public struct MountTable: Sendable, Equatable {
             guard fields.count >= 10, let dash = fields.firstIndex(of: "-"), dash >= 6, fields.count >= dash + 3 else { continue }
             mounts.append(Mount(
                 mountPoint: unescape(fields[4]), fsType: fields[dash + 1], source: unescape(fields[dash + 2]),
-                superOptions: fields.count > dash + 3 ? fields[dash + 3].split(separator: ",").map(String.init) : []
+                superOptions: fields.count > dash + 3 ? fields[dash + 3].split(separator: ",").map(String.init) : [],
+                root: unescape(fields[3])
             ))
         }
         return MountTable(mounts: mounts)
