@@ -159,7 +159,7 @@ extension Fleet {
         let effective = own.filled(from: options.defaultLimits)
         var notes = try checkFit(effective, settings: try await memorySettings(record: record, overrides: settings))
         if effective.diskBytes != effectiveLimits(record).diskBytes {
-            notes.append("disk quotas are not applied by this version of pgfleet yet; the limit is stored")
+            notes.append(Self.diskNotEnforced)
         }
         try catalog.setLimits(own, forTenant: record.name)
         limitsBoard[record.name] = effective
@@ -167,11 +167,13 @@ extension Fleet {
             try cgroups.create(record.name)
             notes += try cgroups.apply(effective, to: record.name)
         } else if !effective.isEmpty {
-            notes.append("limits are stored but not enforced: the daemon has no cgroups it can use (it runs as root with a writable cgroup tree)")
+            notes.append("limits are stored but not enforced: the daemon has no cgroups it can use; run `pgfleet serve` as root with a writable cgroup tree (under systemd: Delegate=yes, see the README's Limits section)")
         }
         logger.info("tenant limits changed", metadata: ["tenant": "\(record.name)", "limits": "\(effective.summary)"])
         return notes
     }
+
+    static let diskNotEnforced = "--disk is stored but not enforced yet: this version of pgfleet gives tenants no disk quota"
 
     /// The settings check for `tenant set NAME key=value` under a memory limit already in force.
     func checkSettingsFit(record: TenantRecord, settings: [(name: String, value: String)]) async throws {

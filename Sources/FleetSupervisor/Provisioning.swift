@@ -35,9 +35,10 @@ extension Fleet {
         let name = spec.name
         if try catalog.tenant(named: name.rawValue) != nil { throw FleetError.tenantExists(name.rawValue) }
         // Limits a new cluster's settings cannot live with are refused before anything is made.
-        for note in try checkFit(spec.limits.filled(from: options.defaultLimits), settings: ClusterConfig.newTenantMemorySettings(major: bundleRecord.major)) {
-            await progress(.progress("note: \(note)"))
-        }
+        let limits = spec.limits.filled(from: options.defaultLimits)
+        var notes = try checkFit(limits, settings: ClusterConfig.newTenantMemorySettings(major: bundleRecord.major))
+        if limits.diskBytes != nil { notes.append(Self.diskNotEnforced) }
+        for note in notes { await progress(.progress("note: \(note)")) }
         let generated = requested == nil ? Self.generatePassword() : nil
         let password = requested ?? generated!
         let layout = options.layout
