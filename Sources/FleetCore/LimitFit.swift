@@ -146,13 +146,28 @@ public enum LimitFit {
         let m = memory(s, limit: limit)
         guard m.needed > limit else { return nil }
         let f = ByteSize.format
-        let suggestion = max(UInt64(128) << 10, limit / 4 / (1 << 20) * (1 << 20))
+        let megabyte: UInt64 = 1 << 20
+        let excess = m.needed - limit
+        // What to lower: the largest of the terms a setting moves (not always shared_buffers).
+        let maintenanceName = s.autovacuumWorkMem == nil ? "maintenance_work_mem" : "autovacuum_work_mem"
+        let advice: String
+        if s.sharedBuffers >= m.maintenance && s.sharedBuffers >= m.oneQuery {
+            let suggestion = max(UInt64(128) << 10, limit / 4 / megabyte * megabyte)
+            advice = "lower shared_buffers (e.g. shared_buffers=\(f(suggestion)), a quarter of the limit)"
+        } else if m.maintenance >= m.oneQuery, m.maintenance > excess + megabyte {
+            advice = "lower \(maintenanceName) (e.g. \(maintenanceName)=\(f((m.maintenance - excess) / megabyte * megabyte)))"
+        } else if m.oneQuery > excess + megabyte {
+            let workMem = UInt64(Double(m.oneQuery - excess) / max(1, s.hashMemMultiplier)) / megabyte * megabyte
+            advice = "lower work_mem (e.g. work_mem=\(f(max(megabyte, workMem))))"
+        } else {
+            advice = "lower shared_buffers, \(maintenanceName) or work_mem"
+        }
         return "the memory limit \(f(limit)) is too small for these settings, which need \(f(m.needed)): "
             + "shared memory \(f(m.shared)) (shared_buffers \(f(s.sharedBuffers)), wal_buffers \(f(s.walBuffers)), \(s.processSlots) process slots) "
             + "+ \(auxiliaryProcesses) background processes × \(f(backendBaseline)) "
             + "+ one query's work_mem \(f(s.workMem)) × hash_mem_multiplier \(formatted(s.hashMemMultiplier)) = \(f(m.oneQuery)) "
             + "+ one vacuum's \(s.autovacuumWorkMem == nil ? "maintenance_work_mem" : "autovacuum_work_mem") \(f(m.maintenance)); "
-            + "lower shared_buffers (e.g. shared_buffers=\(f(suggestion)), a quarter of the limit) or raise the limit"
+            + "\(advice) with `pgfleet tenant set`, or give a limit of at least \(f((m.needed + megabyte - 1) / megabyte * megabyte))"
     }
 
     /// A note when the limit leaves room for fewer busy connections than max_connections allows.

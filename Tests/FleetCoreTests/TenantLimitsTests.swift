@@ -90,6 +90,17 @@ import Testing
         #expect(LimitFit.memoryProblem(settings, limit: 512 << 20) == nil)
     }
 
+    @Test func theAdviceNamesTheSettingThatTakesMost() throws {
+        // pgfleet's own defaults under 64MB: maintenance_work_mem (64MB) is what does not fit, not shared_buffers (16MB).
+        let settings = MemorySettings(sharedBuffers: 16 << 20, walBuffers: 128 << 10, maxConnections: 40, maxWorkerProcesses: 2, maxWalSenders: 2)
+        let problem = try #require(LimitFit.memoryProblem(settings, limit: 64 << 20))
+        #expect(problem.contains("lower maintenance_work_mem (e.g. maintenance_work_mem=22MB)"), "\(problem)")
+        #expect(problem.contains("or give a limit of at least 106MB"), "\(problem)")
+        var fixed = settings
+        fixed.maintenanceWorkMem = 22 << 20
+        #expect(LimitFit.memoryProblem(fixed, limit: 64 << 20) == nil)
+    }
+
     @Test func notesHowManyBusyConnectionsFit() throws {
         var settings = MemorySettings(sharedBuffers: 16 << 20, maxConnections: 40)
         #expect(LimitFit.memoryNote(settings, limit: 4 << 30) == nil)
