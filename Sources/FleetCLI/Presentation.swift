@@ -152,6 +152,15 @@ public enum Presentation {
             ("created", timestamp(tenant.createdAt)),
         ]
         pairs += resourceLines(tenant)
+        if let network = tenant.network {
+            let where_ = switch tenant.sandboxed {
+            case true?: "in its sandbox"
+            case false?: "not sandboxed (started by an older pgfleet, or the daemon runs with --sandbox off)"
+            case nil: "not running"
+            }
+            let reach = network == .none ? "network none (no TCP or UDP; clients through the proxy)" : "network host"
+            pairs.append(("sandbox", "\(where_), \(reach)"))
+        }
         if let reason = tenant.failureReason {
             pairs.append(("failure reason", reason))
         }

@@ -226,6 +226,10 @@ public final class Catalog: Sendable {
         try updateTenant(named: name, TenantRecord.Columns.suspendAfter.set(to: seconds))
     }
 
+    public func setNetwork(_ network: SandboxNetwork, forTenant name: String) throws {
+        try updateTenant(named: name, TenantRecord.Columns.network.set(to: network.rawValue))
+    }
+
     /// The tenant's own limits (each nil: the daemon's default applies).
     public func setLimits(_ limits: TenantLimits, forTenant name: String) throws {
         typealias Key = TenantRecord.CodingKeys

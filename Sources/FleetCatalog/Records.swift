@@ -98,13 +98,16 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
     public var pidsMax: Int?
     public var ioWeight: Int?
     public var diskBytes: Int64?
+    /// The sandbox's network: "none" or "host" (tenants an older pgfleet made keep "host").
+    public var network: String
 
     public init(
         id: Int64? = nil, name: String, bundleID: String, superuser: String, osUser: String, uid: Int, gid: Int,
         directory: String, dataDirectory: String, socketDirectory: String, logFile: String, port: Int,
         desiredState: DesiredState, createdAt: Date, failureReason: String?, suspended: Bool = false, suspendAfter: Int? = nil,
-        limits: TenantLimits = .none
+        limits: TenantLimits = .none, network: SandboxNetwork = .none
     ) {
+        self.network = network.rawValue
         self.suspended = suspended
         self.suspendAfter = suspendAfter
         self.id = id
@@ -150,6 +153,7 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
         case pidsMax = "pids_max"
         case ioWeight = "io_weight"
         case diskBytes = "disk_bytes"
+        case network
     }
 
     public enum Columns {
@@ -160,7 +164,11 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
         static let failureReason = Column(CodingKeys.failureReason)
         static let suspended = Column(CodingKeys.suspended)
         static let suspendAfter = Column(CodingKeys.suspendAfter)
+        static let network = Column(CodingKeys.network)
     }
+
+    /// The sandbox's network; a value the catalog should never hold reads as the safer "none".
+    public var sandboxNetwork: SandboxNetwork { SandboxNetwork(rawValue: network) ?? .none }
 
     /// The tenant's own limits, as the catalog keeps them (SQLite integers are signed).
     public var limits: TenantLimits {
@@ -192,7 +200,8 @@ extension TenantRecord {
         self.init(
             name: spec.name.rawValue, bundleID: bundleID, superuser: spec.superuser, osUser: osUser, uid: uid, gid: gid,
             directory: directory, dataDirectory: dataDirectory, socketDirectory: socketDirectory, logFile: logFile, port: port,
-            desiredState: desiredState, createdAt: createdAt, failureReason: nil, suspendAfter: spec.suspendAfter, limits: spec.limits
+            desiredState: desiredState, createdAt: createdAt, failureReason: nil, suspendAfter: spec.suspendAfter, limits: spec.limits,
+            network: spec.network
         )
     }
 
@@ -200,7 +209,8 @@ extension TenantRecord {
     public var spec: TenantSpec {
         get throws {
             TenantSpec(
-                name: try TenantName(validating: name), bundle: .id(bundleID), superuser: superuser, suspendAfter: suspendAfter, limits: limits
+                name: try TenantName(validating: name), bundle: .id(bundleID), superuser: superuser, suspendAfter: suspendAfter, limits: limits,
+                network: sandboxNetwork
             )
         }
     }
@@ -232,6 +242,7 @@ extension TenantRecord {
         pidsMax = try value(.pidsMax)
         ioWeight = try value(.ioWeight)
         diskBytes = try value(.diskBytes)
+        network = try value(.network)
     }
 }
 

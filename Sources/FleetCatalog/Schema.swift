@@ -73,6 +73,13 @@ enum Schema {
                 t.add(column: "disk_bytes", .integer).check { $0 == nil || $0 > 0 }
             }
         }
+        migrator.registerMigration("v5-network") { db in
+            try db.alter(table: "tenant") { t in
+                // Tenants made before the sandbox had the host's network: they keep it (their
+                // postgres_fdw or dblink goes on working); new ones get "none" unless asked.
+                t.add(column: "network", .text).notNull().defaults(to: "host").check { ["none", "host"].contains($0) }
+            }
+        }
         return migrator
     }()
 }

@@ -62,6 +62,8 @@ private struct JSONCursor {
         var proxy: ProxyEndpoint?
         var limits: TenantLimits?
         var usage: TenantUsage?
+        var network: SandboxNetwork?
+        var sandboxed: Bool?
 
         let complete = object { cursor, key in
             switch key {
@@ -115,6 +117,15 @@ private struct JSONCursor {
                 if cursor.null() { usage = nil; return true }
                 usage = cursor.usage()
                 return usage != nil
+            case "network":
+                if cursor.null() { network = nil; return true }
+                guard let raw = cursor.string(), let value = SandboxNetwork(rawValue: raw) else { return false }
+                network = value
+                return true
+            case "sandboxed":
+                if cursor.null() { sandboxed = nil; return true }
+                sandboxed = cursor.bool()
+                return sandboxed != nil
             default:
                 return cursor.skipValue(depth: 0)
             }
@@ -131,6 +142,8 @@ private struct JSONCursor {
         tenant.proxy = proxy
         tenant.limits = limits
         tenant.usage = usage
+        tenant.network = network
+        tenant.sandboxed = sandboxed
         return tenant
     }
 
@@ -238,6 +251,13 @@ private struct JSONCursor {
     static func isNumberCharacter(_ byte: UInt8) -> Bool {
         (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+")
             || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E")
+    }
+
+    mutating func bool() -> Bool? {
+        skipWhitespace()
+        if word("true") { return true }
+        if word("false") { return false }
+        return nil
     }
 
     mutating func null() -> Bool {

@@ -80,6 +80,11 @@ public struct TenantInfo: Codable, Sendable, Equatable {
     public var limits: TenantLimits?
     /// What it uses now, from its cgroups (nil where the host cannot tell).
     public var usage: TenantUsage?
+    /// The sandbox's network (`--network`).
+    public var network: SandboxNetwork?
+    /// Whether the running postmaster is in its sandbox (nil: not running). False for one an older
+    /// pgfleet started, until its next restart, or when the daemon runs with `--sandbox off`.
+    public var sandboxed: Bool?
 
     public init(
         name: String, version: String, major: Int, bundle: String, state: TenantState, desiredState: DesiredState,
@@ -191,11 +196,14 @@ public struct CreateTenantRequest: Codable, Sendable {
     public var suspendAfter: Int?
     /// Its own limits (`--cpu 0.5 --memory 256MB …`); unset ones are the daemon's defaults.
     public var limits: LimitsChange?
+    /// "none" (the default) or "host": see `SandboxNetwork`.
+    public var network: String?
 
     public init(
         name: String, pg: Int? = nil, bundle: String? = nil, superuser: String? = nil, password: String? = nil, suspendAfter: Int? = nil,
-        limits: LimitsChange? = nil
+        limits: LimitsChange? = nil, network: String? = nil
     ) {
+        self.network = network
         self.limits = limits
         self.suspendAfter = suspendAfter
         self.name = name
@@ -238,6 +246,9 @@ public struct SettingsRequest: Codable, Sendable, Equatable {
     public var restart: Bool
     /// New limits (`--cpu`, `--memory`, …), applied at once where the kernel allows it.
     public var limits: LimitsChange?
+    /// A new sandbox network ("none" or "host"): the postmaster's namespaces are made at its start,
+    /// so it takes effect at the next start (at once with `restart`).
+    public var network: String?
 
     public struct Setting: Codable, Sendable, Equatable {
         public var name: String
@@ -248,7 +259,8 @@ public struct SettingsRequest: Codable, Sendable, Equatable {
         }
     }
 
-    public init(settings: [Setting], restart: Bool = false, limits: LimitsChange? = nil) {
+    public init(settings: [Setting], restart: Bool = false, limits: LimitsChange? = nil, network: String? = nil) {
+        self.network = network
         self.settings = settings
         self.restart = restart
         self.limits = limits

@@ -37,6 +37,8 @@ public struct FleetLayout: Sendable, Equatable {
     public var bundlesDirectory: String { root + "/bundles" }
     public var tenantsDirectory: String { root + "/tenants" }
     public var poolDirectory: String { root + "/pool" }
+    /// The daemon's files about each tenant's sandbox (root's, out of the tenant's reach).
+    public var sandboxesDirectory: String { root + "/sandbox" }
 
     public func bundleDirectory(_ id: String) -> String { bundlesDirectory + "/" + id }
     public func poolDirectory(bundle id: String) -> String { poolDirectory + "/" + id }
@@ -45,6 +47,8 @@ public struct FleetLayout: Sendable, Equatable {
     public func socketDirectory(_ name: TenantName) -> String { tenantDirectory(name) + "/socket" }
     public func tenantLogDirectory(_ name: TenantName) -> String { tenantDirectory(name) + "/log" }
     public func tenantLogFile(_ name: TenantName) -> String { tenantLogDirectory(name) + "/postgresql.log" }
+    /// The sandbox's generated /etc/passwd and /etc/group, and its postmaster's host pid.
+    public func sandboxDirectory(_ name: TenantName) -> String { sandboxesDirectory + "/" + name.rawValue }
     /// Present while `tenant create NAME` runs, and after it if the create never finished (the
     /// daemon died during it, or the new cluster did not start): see `Fleet.resumeTenants`.
     /// Beside the tenants' directories, not in one: a tenant's files are its OS user's, this one

@@ -197,6 +197,11 @@ public struct SupervisorMachine: Sendable, Equatable {
 
     public mutating func spawnFailed(reason: String, now: Duration) -> [Action] {
         guard case .starting(nil, _, _) = phase else { return [] }
+        // A stop asked for while the spawn was in flight (a sandboxed one takes a few ms) is kept.
+        if desired == .stopped {
+            phase = .stopped
+            return []
+        }
         return crashed(problem: "could not be started: \(reason)", ranFor: .zero, now: now)
     }
 

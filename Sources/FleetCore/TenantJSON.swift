@@ -19,8 +19,8 @@ public enum TenantJSON {
 
     /// The stored properties of `TenantInfo` and `ProxyEndpoint` this writer knows about.
     public static let tenantKeys: Set<String> = [
-        "bundle", "createdAt", "dataDirectory", "desiredState", "failureReason", "limits", "logFile", "major", "name", "osUser",
-        "pid", "port", "proxy", "restarts", "runningSince", "socketDirectory", "state", "superuser", "suspendAfter", "usage", "version",
+        "bundle", "createdAt", "dataDirectory", "desiredState", "failureReason", "limits", "logFile", "major", "name", "network",
+        "osUser", "pid", "port", "proxy", "restarts", "runningSince", "sandboxed", "socketDirectory", "state", "superuser", "suspendAfter", "usage", "version",
     ]
     public static let limitsKeys: Set<String> = ["cpuMillicores", "diskBytes", "ioWeight", "memoryBytes", "pids"]
     public static let usageKeys: Set<String> = ["cpuMicroseconds", "diskUsedBytes", "memoryBytes", "oomKills", "pids"]
@@ -90,6 +90,9 @@ struct JSONBytes {
         key("logFile", &object); string(tenant.logFile)
         key("major", &object); int(tenant.major)
         key("name", &object); string(tenant.name)
+        if let network = tenant.network {
+            key("network", &object); string(network.rawValue)
+        }
         key("osUser", &object); string(tenant.osUser)
         optional(tenant.pid, "pid", &object) { $0.int(Int($1)) }
         key("port", &object); int(tenant.port)
@@ -99,6 +102,9 @@ struct JSONBytes {
         }
         key("restarts", &object); int(tenant.restarts)
         optional(tenant.runningSince, "runningSince", &object) { $0.date($1) }
+        if let sandboxed = tenant.sandboxed {
+            key("sandboxed", &object); literal(sandboxed ? "true" : "false")
+        }
         key("socketDirectory", &object); string(tenant.socketDirectory)
         key("state", &object); string(tenant.state.rawValue)
         key("superuser", &object); string(tenant.superuser)

@@ -23,11 +23,14 @@ public struct TenantSpec: Sendable, Equatable {
     public var suspendAfter: Int?
     /// Its own limits; each unset one is the daemon's default (`serve --cpu …`).
     public var limits: TenantLimits
+    /// The sandbox's network: none (the default for a new tenant) or the host's.
+    public var network: SandboxNetwork
 
     public init(
         name: TenantName, bundle: BundleChoice = .daemonDefault, superuser: String = Self.defaultSuperuser, suspendAfter: Int? = nil,
-        limits: TenantLimits = .none
+        limits: TenantLimits = .none, network: SandboxNetwork = .none
     ) {
+        self.network = network
         self.limits = limits
         self.name = name
         self.bundle = bundle
@@ -74,6 +77,7 @@ extension CreateTenantRequest {
         }
         let bundle: TenantSpec.BundleChoice = if let bundle { .id(bundle) } else if let pg { .major(pg) } else { .daemonDefault }
         let limits = try (self.limits ?? LimitsChange()).applied(to: .none, spelling: spelling == .json ? .json : .commandLine)
-        return TenantSpec(name: name, bundle: bundle, superuser: superuser, suspendAfter: suspendAfter, limits: limits)
+        let network = try self.network.map { text throws(FleetError) in try SandboxNetwork(validating: text, field: spelling.field("network", option: "network")) } ?? .none
+        return TenantSpec(name: name, bundle: bundle, superuser: superuser, suspendAfter: suspendAfter, limits: limits, network: network)
     }
 }

@@ -1,4 +1,5 @@
 import FleetCore
+import FleetSystem
 
 /// The configuration files pgfleet owns in every tenant's data directory.
 enum ClusterConfig {
@@ -85,7 +86,29 @@ enum ClusterConfig {
         # MAPNAME  SYSTEM-USERNAME  PG-USERNAME
         pgfleet    \(daemonUser)  \(HealthProbe.role)
 
+        """ + (daemonUser == "root" ? sandboxPeerIdent : "")
+    }
+
+    /// Root on the host as a sandboxed postmaster sees it: the sandbox's user namespace maps only
+    /// the tenant's uid, so every other uid appears as the overflow uid, `nobody` in the sandbox's
+    /// passwd. Nothing inside the sandbox can be that uid (no other uid is mapped, setuid is off
+    /// and no nested user namespace can be made), and outside it only root can reach the socket
+    /// (its directory is the tenant's, mode 0700).
+    static let sandboxPeerIdent = """
+        # Root on the host, as a sandboxed postmaster sees it (its user namespace maps only the tenant's uid).
+        pgfleet    nobody  \(HealthProbe.role)
+
         """
+
+    /// Adds `sandboxPeerIdent` to the pg_ident.conf of a cluster made before the sandbox.
+    static func ensureSandboxPeerIdent(dataDirectory: String, owner: UserIdentity?) throws {
+        let path = dataDirectory + "/pg_ident.conf"
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        let present = text.split(separator: "\n").contains { line in
+            line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init) == ["pgfleet", "nobody", HealthProbe.role]
+        }
+        if present { return }
+        try Files.write(text + (text.hasSuffix("\n") || text.isEmpty ? "" : "\n") + sandboxPeerIdent, to: path, mode: 0o600, owner: owner)
     }
 
     /// Run in single-user mode right after initdb (one statement per line): the role the health

@@ -34,6 +34,8 @@ extension Fleet {
         info.proxy = options.proxy
         info.suspendAfter = record.suspendAfter ?? options.defaultSuspendAfter
         info.limits = effectiveLimits(record)
+        info.network = record.sandboxNetwork
+        info.sandboxed = snapshot?.sandboxed
         if snapshot?.pid != nil { info.usage = usage(of: record) }
         return info
     }

@@ -27,6 +27,8 @@ public struct FleetOptions: Sendable {
     /// Whether the postmaster's OOM score can be lowered to -1000 (CAP_SYS_RESOURCE). Without,
     /// its backends raise theirs instead: an OOM kill inside a tenant still takes a backend.
     public var canProtectPostmaster = ProcFS.hasCapability(24)
+    /// Each postmaster in a sandbox of its own (bubblewrap); nil: none. Used only as root.
+    public var sandbox: SandboxSettings?
 
     public init(
         layout: FleetLayout, isolated: Bool, userPrefix: String = "pgf-", policy: RestartPolicy = RestartPolicy(),
@@ -80,6 +82,8 @@ public actor Fleet: FleetControl {
     var proxyPrepare: (@Sendable (TenantName, String) -> Void)?
     /// The limits in force per tenant, for the supervisors' spawns.
     let limitsBoard = LimitsBoard()
+    /// The sandbox network per tenant, for the supervisors' spawns.
+    let networkBoard = NetworkBoard()
     /// Whether the daemon's cgroup subtree is in place (`prepareCgroups` at start-up).
     var cgroupsReady = false
 
@@ -129,11 +133,9 @@ public actor Fleet: FleetControl {
                     continue
                 }
                 group.addTask { [logger] in
-                    let running = PostmasterPID.read(dataDirectory: record.dataDirectory)
-                        .flatMap { $0.isLivePostmaster(expectedDataDirectory: record.dataDirectory) ? $0.pid : nil }
-                    if let running {
+                    if let running = await self.runningPostmaster(of: record, name: name) {
                         await self.placeAdopted(record: record)
-                        await supervisor.adopt(pid: running)
+                        await supervisor.adopt(pid: running.pid, sandboxed: running.sandboxed)
                         if record.desiredState == .stopped { await supervisor.stop() }
                     } else if record.desiredState == .running && record.suspended {
                         await supervisor.restoreSuspended()
@@ -225,10 +227,12 @@ public actor Fleet: FleetControl {
         if let existing = supervisors[name] { return existing }
         let bundle = try loadBundle(id: record.bundleID)
         let user = options.isolated ? UserIdentity(name: record.osUser, uid: uid_t(record.uid), gid: gid_t(record.gid)) : nil
+        let environment = Self.postmasterEnvironment(for: bundle, isolated: options.isolated, protected: options.canProtectPostmaster)
         let launch = PostmasterLaunch(
             postgres: bundle.postgres, dataDirectory: record.dataDirectory, socketDirectory: record.socketDirectory,
-            logFile: record.logFile, user: user, environment: Self.postmasterEnvironment(for: bundle, isolated: options.isolated, protected: options.canProtectPostmaster),
-            cgroup: cgroupPlacement(for: record), oomScoreAdjust: options.isolated && options.canProtectPostmaster ? -1000 : nil
+            logFile: record.logFile, user: user, environment: environment,
+            cgroup: cgroupPlacement(for: record), oomScoreAdjust: options.isolated && options.canProtectPostmaster ? -1000 : nil,
+            sandbox: sandboxLaunch(for: record, name: name, bundle: bundle, user: user, environment: environment)
         )
         let catalog = catalog
         let supervisor = TenantSupervisor(

@@ -1,5 +1,6 @@
 import FleetBundles
 import FleetCore
+import FleetHost
 import FleetSystem
 import Foundation
 
@@ -63,13 +64,28 @@ enum NewCluster {
     /// `dataDirectory`, as `owner`. Throws naming `doing` with PostgreSQL's error messages when
     /// a statement failed: single-user mode exits 0 all the same. A failing statement is not
     /// echoed into that output (log_min_error_statement), so a statement may carry a verifier.
+    /// `sandbox`: run inside it (its command is replaced by this one), as a tenant's postmaster runs.
     static func singleUser(
-        _ sql: String, doing: String, bundle: FleetBundles.Bundle, dataDirectory: String, owner: UserIdentity?, background: Bool = false
+        _ sql: String, doing: String, bundle: FleetBundles.Bundle, dataDirectory: String, owner: UserIdentity?, background: Bool = false,
+        sandbox: SandboxPlan? = nil
     ) async throws {
+        let command = [bundle.postgres, "--single", "-D", dataDirectory, "-c", "log_min_messages=warning", "-c", "log_min_error_statement=panic", "postgres"]
+        var executable = command[0]
+        var arguments = Array(command.dropFirst())
+        var environment = Fleet.environment(for: bundle)
+        var user = owner
+        if var plan = sandbox {
+            plan.command = command
+            let invocation: SandboxInvocation
+            do { invocation = try plan.invocation() } catch { throw FleetError.failed("the sandbox for \(doing): \(error.description)") }
+            for file in invocation.files { try Files.write(file.contents, to: file.hostPath, mode: 0o644, sync: false) }
+            executable = invocation.executable
+            arguments = Array(invocation.arguments.dropFirst())
+            environment = invocation.environment
+            user = invocation.switchUserBeforeExec ? owner : nil
+        }
         let result = try await Command.run(
-            bundle.postgres,
-            ["--single", "-D", dataDirectory, "-c", "log_min_messages=warning", "-c", "log_min_error_statement=panic", "postgres"],
-            environment: Fleet.environment(for: bundle), user: owner, stdin: Array(sql.utf8), workingDirectory: dataDirectory,
+            executable, arguments, environment: environment, user: user, stdin: Array(sql.utf8), workingDirectory: dataDirectory,
             background: background
         )
         try result.check("postgres --single (\(doing))")

@@ -47,8 +47,13 @@ extension Fleet {
         let sql = "ALTER ROLE \(ClusterConfig.identifier(record.superuser)) PASSWORD \(ClusterConfig.literal(verifier));\n"
         var failure: (any Error)? = nil
         do {
+            // Nothing of the tenant may still run: a sandboxed postgres would not see it (see `SandboxLaunch.leftovers`).
+            if let left = supervisor.sandboxLeftovers(), !left.isEmpty {
+                throw FleetError.conflict("processes of the tenant's postmaster are still running (pids \(left.prefix(8).map(String.init).joined(separator: ", ")))")
+            }
             try await NewCluster.singleUser(
-                sql, doing: "setting the password of \(record.superuser)", bundle: bundle, dataDirectory: record.dataDirectory, owner: owner
+                sql, doing: "setting the password of \(record.superuser)", bundle: bundle, dataDirectory: record.dataDirectory, owner: owner,
+                sandbox: singleUserSandbox(for: record, name: name, bundle: bundle, user: owner)
             )
         } catch {
             failure = error

@@ -233,8 +233,7 @@ extension Fleet {
         if let supervisor = supervisors[name] {
             await progress(.progress("stopping"))
             await supervisor.stop()
-        } else if let running = PostmasterPID.read(dataDirectory: record.dataDirectory),
-                  running.isLivePostmaster(expectedDataDirectory: record.dataDirectory) {
+        } else if let running = runningPostmaster(of: record, name: name) {
             // Not supervised (its bundle is gone): stop the postmaster ourselves.
             await progress(.progress("stopping unsupervised postmaster \(running.pid)"))
             kill(running.pid, SIGINT)
@@ -243,6 +242,7 @@ extension Fleet {
         supervisors[name] = nil
         board.remove(name)
         removeCgroups(of: name)
+        removeSandboxDirectory(name)
         await progress(.progress("removing \(record.directory)"))
         try await removeTenantFiles(record: record, name: name)
         try catalog.deleteTenant(named: name.rawValue)

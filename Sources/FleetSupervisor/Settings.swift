@@ -13,10 +13,11 @@ extension Fleet {
     ]
 
     public func setSettings(_ name: TenantName, _ request: SettingsRequest) async throws -> SettingsResult {
-        guard !request.settings.isEmpty || !(request.limits?.isEmpty ?? true) else {
-            throw FleetError.invalidRequest("no settings or limits given: use name=value or --memory, --cpu, --pids, --io-weight")
+        guard !request.settings.isEmpty || !(request.limits?.isEmpty ?? true) || request.network != nil else {
+            throw FleetError.invalidRequest("no settings, limits or network given: use name=value, --memory, --cpu, --pids, --io-weight or --network")
         }
         if let change = request.limits { _ = try change.applied(to: .none, spelling: .json) }
+        if let network = request.network { _ = try SandboxNetwork(validating: network, field: "\"network\"") }
         // In its turn: the values are checked against the bundle and the file the tenant has then.
         return try await operations.run(name, .settings) { try await setSettingsInTurn(name, request) }
     }
@@ -61,8 +62,17 @@ extension Fleet {
         } else if !settings.isEmpty {
             try await checkSettingsFit(record: record, settings: settings)
         }
+        var networkChanged = false
+        if let text = request.network {
+            let network = try SandboxNetwork(validating: text, field: "\"network\"")
+            if network != record.sandboxNetwork {
+                networkChanged = true
+                // With settings too, their restart (below) brings the new network in.
+                notes += try await changeNetwork(network, record: record, name: name, restart: request.restart, restartsLater: !settings.isEmpty)
+            }
+        }
         if settings.isEmpty {
-            return SettingsResult(tenant: try await tenantInfo(name), applied: [], restartNeeded: [], restarted: false, notes: notes)
+            return SettingsResult(tenant: try await tenantInfo(name), applied: [], restartNeeded: [], restarted: false, notes: notes.isEmpty ? nil : notes)
         }
         let contexts = try await parameterContexts(bundle: bundle, environment: environment, owner: owner)
         let needRestart = settings.map(\.name).filter { contexts[$0] == "postmaster" }
@@ -72,7 +82,7 @@ extension Fleet {
         var snapshot = await supervisor.snapshot
         var restarted = false
         if snapshot.state == .running, let pid = snapshot.pid {
-            if request.restart && !needRestart.isEmpty {
+            if request.restart && (!needRestart.isEmpty || networkChanged) {
                 snapshot = await supervisor.restart()
                 restarted = true
                 if snapshot.state != .running {
@@ -88,6 +98,30 @@ extension Fleet {
             tenant: try await tenantInfo(name), applied: settings.map { "\($0.name) = \($0.value)" },
             restartNeeded: pending, restarted: restarted, notes: notes.isEmpty ? nil : notes
         )
+    }
+
+    /// Stores a new sandbox network; the namespaces are made at a start, so a running tenant
+    /// gets it when restarted (now, with `restart`).
+    private func changeNetwork(
+        _ network: SandboxNetwork, record: TenantRecord, name: TenantName, restart: Bool, restartsLater: Bool
+    ) async throws -> [String] {
+        try catalog.setNetwork(network, forTenant: name.rawValue)
+        networkBoard[name.rawValue] = network
+        logger.info("tenant network changed", metadata: ["tenant": "\(name)", "network": "\(network.rawValue)"])
+        guard options.sandbox != nil, options.isolated else {
+            return ["network \(network.rawValue) stored; this daemon runs without sandboxes (--sandbox off, or not root), so it has no effect now"]
+        }
+        let supervisor = try supervisor(for: record, name: name)
+        guard await supervisor.snapshot.state == .running else { return ["network \(network.rawValue): in effect from the next start"] }
+        guard restart else {
+            return ["network \(network.rawValue): in effect from the next start; run `pgfleet tenant restart \(name)` or repeat with --restart"]
+        }
+        if restartsLater { return ["network \(network.rawValue): in effect after the restart for the settings"] }
+        let snapshot = await supervisor.restart()
+        guard snapshot.state == .running else {
+            throw FleetError.failed("tenant \(name) did not come back after the restart: \(snapshot.failureReason ?? snapshot.state.rawValue)")
+        }
+        return ["network \(network.rawValue): restarted, in effect"]
     }
 
     /// Each parameter's context (postmaster, sighup, user, …) as the bundle describes it.

@@ -1,4 +1,5 @@
 import FleetCore
+import FleetHost
 import FleetSystem
 import Foundation
 import Logging
@@ -17,11 +18,15 @@ public struct PostmasterLaunch: Sendable {
     /// The postmaster's OOM score: -1000 so that an OOM kill inside the tenant takes a backend
     /// (its children reset theirs to 0 through PG_OOM_ADJUST_FILE) and the postmaster recovers.
     public var oomScoreAdjust: Int32?
+    /// The postmaster's sandbox; nil: it runs with the host's view (no root, or `--sandbox off`).
+    public var sandbox: SandboxLaunch?
 
     public init(
         postgres: String, dataDirectory: String, socketDirectory: String, logFile: String, user: UserIdentity?,
-        environment: [String: String] = SpawnSpec.baseEnvironment, cgroup: CgroupPlacement? = nil, oomScoreAdjust: Int32? = nil
+        environment: [String: String] = SpawnSpec.baseEnvironment, cgroup: CgroupPlacement? = nil, oomScoreAdjust: Int32? = nil,
+        sandbox: SandboxLaunch? = nil
     ) {
+        self.sandbox = sandbox
         self.cgroup = cgroup
         self.oomScoreAdjust = oomScoreAdjust
         self.environment = environment
@@ -46,6 +51,28 @@ public struct CgroupPlacement: Sendable {
     }
 }
 
+/// How a sandboxed postmaster is started: bwrap B (the launcher's child) → the sandbox's pid 1
+/// (an init shell) → the postmaster M. The supervisor signals M and learns of its end from B's
+/// exit status, which carries M's.
+public struct SandboxLaunch: Sendable {
+    /// The sandbox at this start (its network may have changed since the last one).
+    public var plan: @Sendable () -> SandboxPlan
+    /// Where M's host pid and start time are kept for re-adoption (`SandboxRecord`).
+    public var recordFile: String
+    /// Processes left of the tenant (in its cgroups, or of its OS user). A start is refused while
+    /// there are any: a postmaster in a new PID and IPC namespace would not see backends of an
+    /// earlier one (postmaster.pid says 2 to every sandboxed postmaster, which PostgreSQL takes
+    /// for its own pid, and System V shared memory is per namespace), and two would write one
+    /// data directory.
+    public var leftovers: @Sendable () -> [pid_t]
+
+    public init(plan: @escaping @Sendable () -> SandboxPlan, recordFile: String, leftovers: @escaping @Sendable () -> [pid_t]) {
+        self.plan = plan
+        self.recordFile = recordFile
+        self.leftovers = leftovers
+    }
+}
+
 /// What the rest of the daemon sees of a supervised tenant.
 public struct SupervisorSnapshot: Sendable, Equatable {
     public var state: TenantState
@@ -54,6 +81,8 @@ public struct SupervisorSnapshot: Sendable, Equatable {
     public var restarts: Int
     public var runningSince: Date?
     public var failureReason: String?
+    /// Whether the postmaster (when there is one) runs in its sandbox.
+    public var sandboxed: Bool?
 }
 
 /// Runs one tenant's postmaster as a foreground child in its own session and carries out what
@@ -98,13 +127,16 @@ public actor TenantSupervisor {
         self.initialFailure = failureReason
         // What `snapshot` says of a new machine (stopped), spelled out: an initialiser cannot read it.
         board?.claim(name, by: ObjectIdentifier(self), SupervisorSnapshot(
-            state: .stopped, desired: .stopped, pid: nil, restarts: 0, runningSince: nil, failureReason: failureReason
+            state: .stopped, desired: .stopped, pid: nil, restarts: 0, runningSince: nil, failureReason: failureReason, sandboxed: nil
         ))
     }
 
     private let initialFailure: String?
 
     private var now: Duration { clock.now - epoch }
+
+    /// What is left of the tenant's processes, where the sandbox can tell (nil: not sandboxed).
+    public nonisolated func sandboxLeftovers() -> [pid_t]? { launch.sandbox?.leftovers() }
 
     /// The postmaster's unix socket.
     public nonisolated var socketPath: String { "\(launch.socketDirectory)/.s.PGSQL.\(FleetLayout.tenantPort)" }
@@ -115,9 +147,13 @@ public actor TenantSupervisor {
         return SupervisorSnapshot(
             state: machine.state, desired: machine.desired, pid: machine.pid, restarts: machine.restarts,
             runningSince: machine.state == .running ? runningSince : nil,
-            failureReason: reason ?? (machine.state == .stopped ? initialFailure : machine.lastProblem)
+            failureReason: reason ?? (machine.state == .stopped ? initialFailure : machine.lastProblem),
+            sandboxed: machine.pid == nil ? nil : pidIsSandboxed
         )
     }
+
+    /// Whether the current postmaster was started in (or adopted from) a sandbox.
+    private var pidIsSandboxed = false
 
     /// Starts (or keeps) the postmaster and returns once it is running or has failed.
     @discardableResult
@@ -168,10 +204,15 @@ public actor TenantSupervisor {
         apply([])
     }
 
-    /// Takes over a postmaster left running by an earlier daemon.
+    /// Takes over a postmaster left running by an earlier daemon; `sandboxed`: found in a
+    /// sandbox (one an older pgfleet started without runs unsandboxed until its next start).
     @discardableResult
-    public func adopt(pid: Int32) async -> SupervisorSnapshot {
-        logger.info("re-adopting running postmaster", metadata: ["pid": "\(pid)"])
+    public func adopt(pid: Int32, sandboxed: Bool = false) async -> SupervisorSnapshot {
+        logger.info("re-adopting running postmaster", metadata: ["pid": "\(pid)", "sandboxed": "\(sandboxed)"])
+        if !sandboxed && launch.sandbox != nil {
+            logger.warning("this postmaster was started without a sandbox; it gets one at its next start (`pgfleet tenant restart`)", metadata: ["pid": "\(pid)"])
+        }
+        pidIsSandboxed = sandboxed
         apply(machine.adopted(pid: pid, now: now))
         watchExit(pid: pid, isChild: false)
         await wait { $0.state == .running || $0.state == .failed || $0.state == .backoff }
@@ -239,6 +280,10 @@ public actor TenantSupervisor {
     }
 
     private func spawn() {
+        if let sandbox = launch.sandbox {
+            spawnSandboxed(sandbox)
+            return
+        }
         let result: Result<pid_t, FleetError>
         do {
             let logFD = try Files.openLog(launch.logFile, mode: 0o600, owner: launch.user)
@@ -258,12 +303,78 @@ public actor TenantSupervisor {
         switch result {
         case .success(let pid):
             logger.info("started postmaster", metadata: ["pid": "\(pid)"])
+            pidIsSandboxed = false
             watchExit(pid: pid, isChild: true)
             apply(machine.spawned(pid: pid, now: now))
         case .failure(let error):
             logger.error("could not start postmaster", metadata: ["error": "\(error)"])
             apply(machine.spawnFailed(reason: error.description, now: now))
         }
+    }
+
+    /// Execs bwrap B in the tenant's cgroups as its user; the postmaster M appears a few
+    /// milliseconds later as B's grandchild (`sandboxStarted`).
+    private func spawnSandboxed(_ sandbox: SandboxLaunch) {
+        let bwrap: pid_t
+        do {
+            let left = sandbox.leftovers()
+            guard left.isEmpty else {
+                throw FleetError.failed(
+                    "processes of an earlier postmaster of this tenant are still running (pids \(left.prefix(8).map(String.init).joined(separator: ", "))); "
+                        + "a second postmaster is not started on the same data directory until they are gone"
+                )
+            }
+            let invocation: SandboxInvocation
+            do { invocation = try sandbox.plan().invocation() } catch { throw FleetError.failed("the sandbox: \(error.description)") }
+            for file in invocation.files { try Files.write(file.contents, to: file.hostPath, mode: 0o644, sync: false) }
+            let logFD = try Files.openLog(launch.logFile, mode: 0o600, owner: launch.user)
+            defer { close(logFD) }
+            try launch.cgroup?.ensure()
+            var spec = SpawnSpec(
+                executable: invocation.executable, arguments: Array(invocation.arguments.dropFirst()), environment: invocation.environment,
+                workingDirectory: launch.dataDirectory, user: invocation.switchUserBeforeExec ? launch.user : nil, newSession: true,
+                oomScoreAdjust: launch.oomScoreAdjust
+            )
+            spec.cgroupProcsFiles = launch.cgroup?.procsFiles ?? []
+            bwrap = try Spawner.spawn(spec, stdout: logFD, stderr: logFD)
+        } catch {
+            let reason = (error as? SpawnError)?.description ?? (error as? FleetError)?.description ?? "\(error)"
+            logger.error("could not start postmaster", metadata: ["error": "\(reason)"])
+            apply(machine.spawnFailed(reason: reason, now: now))
+            return
+        }
+        Task { await sandboxStarted(bwrap: bwrap, sandbox: sandbox) }
+    }
+
+    private func sandboxStarted(bwrap: pid_t, sandbox: SandboxLaunch) async {
+        guard let postmaster = await SandboxProcesses.waitForPostmaster(ofBwrap: bwrap) else {
+            // B ended before M appeared (bwrap could not make the sandbox, or postgres exited at
+            // once), or it hangs: whatever it left is killed, and the start failed.
+            if ProcFS.isAlive(bwrap) {
+                kill(bwrap, SIGKILL)
+                for pid in sandbox.leftovers() { kill(pid, SIGKILL) }
+            }
+            let status = SandboxExit.commandStatus(fromBwrap: await ProcessWatcher.shared.waitForExit(pid: bwrap, isChild: true))
+            let tail = Files.tail(launch.logFile, lines: 5)
+            let reason = "the sandbox exited (\(status)) before its postmaster started" + (tail.isEmpty ? "" : "; last log lines:\n" + tail.joined(separator: "\n"))
+            logger.error("could not start postmaster", metadata: ["error": "\(reason)"])
+            apply(machine.spawnFailed(reason: reason, now: now))
+            return
+        }
+        if let reading = ProcessReading.read(postmaster) {
+            do {
+                try Files.write(SandboxRecord(pid: postmaster, startTime: reading.startTime).text, to: sandbox.recordFile, mode: 0o644, sync: false)
+            } catch {
+                logger.warning("could not record the postmaster's pid; a new daemon finds it by a scan of /proc", metadata: ["error": "\(error)"])
+            }
+        }
+        logger.info("started postmaster", metadata: ["pid": "\(postmaster)", "sandbox": "\(bwrap)"])
+        pidIsSandboxed = true
+        Task {
+            let status = await ProcessWatcher.shared.waitForExit(pid: bwrap, isChild: true)
+            exited(pid: postmaster, status: SandboxExit.commandStatus(fromBwrap: status))
+        }
+        apply(machine.spawned(pid: postmaster, now: now))
     }
 
     private func watchExit(pid: Int32, isChild: Bool) {

@@ -57,6 +57,12 @@ struct Serve: AsyncParsableCommand {
     ))
     var poolSize = 2
 
+    @Option(help: ArgumentHelp(
+        "on: every postmaster runs in a sandbox of its own (bubblewrap: its own mount, PID, IPC and network namespaces; root only); off: with the host's view.",
+        valueName: "on|off"
+    ))
+    var sandbox = "on"
+
     func validate() throws {
         guard userPrefix.range(of: "^[a-z_][a-z0-9_-]{0,7}$", options: .regularExpression) != nil else {
             throw ValidationError("--user-prefix must be 1-8 characters of a-z, 0-9, '_' or '-', starting with a letter or '_'")
@@ -66,6 +72,9 @@ struct Serve: AsyncParsableCommand {
         }
         guard DurationText.seconds(suspendAfter) != nil else {
             throw ValidationError("--suspend-after must be a duration such as 30s, 10m, 1h or 0 (never)")
+        }
+        guard ["on", "off"].contains(sandbox) else {
+            throw ValidationError("--sandbox must be on or off")
         }
         guard (0...100).contains(poolSize) else {
             throw ValidationError("--pool-size must be between 0 (no pool) and 100")
@@ -121,6 +130,10 @@ struct Serve: AsyncParsableCommand {
         )
         fleetOptions.defaultLimits = try defaultLimits.limits()
         fleetOptions.cgroups = isRoot ? hostCgroups(layout: layout, logger: logger) : nil
+        if isRoot && sandbox == "on" {
+            let settings = try await hostSandbox(logger: logger)
+            fleetOptions.sandbox = settings
+        }
         if isRoot && !fleetOptions.canProtectPostmaster {
             logger.notice("no CAP_SYS_RESOURCE: postmasters keep their OOM score and their backends raise theirs to 500 instead of -1000 and 0")
         }

@@ -49,6 +49,12 @@ struct TenantCommand: AsyncParsableCommand {
         ))
         var suspendAfter: String?
 
+        @Option(help: ArgumentHelp(
+            "The sandbox's network: none (no TCP or UDP at all; clients still reach it through the proxy) or host (for postgres_fdw, dblink).",
+            valueName: "none|host"
+        ))
+        var network: String?
+
         @OptionGroup(title: "Limits") var limits: LimitOptions
 
         func run() async throws {
@@ -66,7 +72,7 @@ struct TenantCommand: AsyncParsableCommand {
                 }
                 let request = CreateTenantRequest(
                     name: name, pg: major, bundle: bundle, superuser: superuser, password: password, suspendAfter: seconds,
-                    limits: try limits.change()
+                    limits: try limits.change(), network: network
                 )
                 let tenantName = try request.validated(spelling: .commandLine).name
                 let result = try await FleetClient(layout: rootOptions.layout).createTenant(request, onEvent: Terminal.progress)
@@ -209,8 +215,14 @@ struct TenantCommand: AsyncParsableCommand {
         @Argument(help: ArgumentHelp("Settings, e.g. work_mem=16MB shared_buffers=64MB.", valueName: "name=value"))
         var settings: [String] = []
 
-        @Flag(help: "Restart the tenant if a setting needs it.")
+        @Flag(help: "Restart the tenant if a setting (or --network) needs it.")
         var restart = false
+
+        @Option(help: ArgumentHelp(
+            "A new sandbox network, from the next start's network: none (no TCP or UDP at all; clients still reach it through the proxy) or host (for postgres_fdw, dblink).",
+            valueName: "none|host"
+        ))
+        var network: String?
 
         @OptionGroup(title: "Limits") var limits: LimitOptions
 
@@ -218,9 +230,10 @@ struct TenantCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let tenantName = try validatedTenantName(name)
                 let limitsChange = try limits.change()
-                guard !settings.isEmpty || limitsChange != nil else {
-                    throw FleetError.invalidRequest("give a limit (e.g. --memory 512MB) or a setting as name=value (e.g. work_mem=16MB)")
+                guard !settings.isEmpty || limitsChange != nil || network != nil else {
+                    throw FleetError.invalidRequest("give a limit (e.g. --memory 512MB), --network none|host, or a setting as name=value (e.g. work_mem=16MB)")
                 }
+                if let network { _ = try SandboxNetwork(validating: network) }
                 let parsed = try settings.map { pair -> SettingsRequest.Setting in
                     guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
                         throw FleetError.invalidRequest("\"\(pair.debugClipped)\" is not name=value")
@@ -228,7 +241,7 @@ struct TenantCommand: AsyncParsableCommand {
                     return SettingsRequest.Setting(name: String(pair[..<equals]), value: String(pair[pair.index(after: equals)...]))
                 }
                 let result = try await FleetClient(layout: rootOptions.layout)
-                    .setSettings(tenantName, SettingsRequest(settings: parsed, restart: restart, limits: limitsChange))
+                    .setSettings(tenantName, SettingsRequest(settings: parsed, restart: restart, limits: limitsChange, network: network))
                 var lines = result.applied.map { "set \($0)" }
                 if limitsChange != nil { lines.append("limits now: \(result.tenant.limits?.summary ?? "none")") }
                 lines += (result.notes ?? []).map { "note: \($0)" }

@@ -29,14 +29,15 @@ import Testing
                 }
             }
             let catalog = try Catalog(path: path)
-            #expect(try catalog.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits"])
+            #expect(try catalog.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network"])
             let tenants = try catalog.tenants()
             #expect(tenants.count == 1)
             let alpha = try #require(tenants.first)
             #expect(alpha.name == "alpha" && alpha.superuser == "owner" && alpha.dataDirectory == "/t/alpha/data")
             #expect(alpha.desiredState == .running && !alpha.suspended && alpha.suspendAfter == nil)
             #expect(alpha.createdAt == Date(timeIntervalSince1970: 1_700_000_100))
-            #expect(try alpha.spec == TenantSpec(name: TenantName(validating: "alpha"), bundle: .id("15.18-debian"), superuser: "owner"))
+            // Made before the sandbox: it keeps the host's network its postgres_fdw may use.
+            #expect(try alpha.spec == TenantSpec(name: TenantName(validating: "alpha"), bundle: .id("15.18-debian"), superuser: "owner", network: .host))
             #expect(try catalog.tenant(named: "alpha") == alpha)
         }
     }

@@ -171,6 +171,16 @@ import Testing
         #expect(machine.spawnFailed(reason: "setuid failed", now: .zero) == [.wake(at: .seconds(1))])
         #expect(machine.lastProblem == "could not be started: setuid failed")
     }
+
+    @Test func aStopDuringASpawnThatFailsLeavesItStopped() {
+        var machine = SupervisorMachine(policy: policy)
+        _ = machine.startRequested(now: .zero)
+        #expect(machine.stopRequested(now: .milliseconds(5)) == [])
+        #expect(machine.spawnFailed(reason: "the sandbox exited", now: .milliseconds(10)) == [])
+        #expect(machine.state == .stopped)
+        #expect(machine.restarts == 0)
+        #expect(machine.tick(now: .seconds(5)) == [])
+    }
 }
 
 @Suite struct SuspensionMachineTests {

@@ -22,6 +22,8 @@ import Testing
             runningSince: running ? Date(timeIntervalSince1970: 1_763_731_856.123_456) : nil, restarts: 0, failureReason: nil
         )
         tenant.suspendAfter = 300
+        tenant.network = SandboxNetwork.none
+        tenant.sandboxed = running ? true : nil
         return tenant
     }
 
@@ -38,6 +40,8 @@ import Testing
         tricky.major = -1
         tricky.state = .backoff
         tricky.desiredState = .stopped
+        tricky.network = .host
+        tricky.sandboxed = false
         var bare = tenant("bare", running: false)
         bare.suspendAfter = nil
         bare.proxy = ProxyEndpoint(host: "127.0.0.1", port: 6432, tls: "disable", sniDomain: nil)

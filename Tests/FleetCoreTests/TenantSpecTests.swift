@@ -30,6 +30,13 @@ import Testing
         #expect(spec.name.rawValue == "beta" && spec.superuser == "owner" && spec.suspendAfter == 0)
     }
 
+    @Test func theNetworkIsNoneUnlessAskedAndNamedInItsErrors() throws {
+        #expect(try CreateTenantRequest(name: "a").validated(spelling: .json).network == SandboxNetwork.none)
+        #expect(try CreateTenantRequest(name: "a", network: "HOST").validated(spelling: .json).network == .host)
+        #expect(problem(CreateTenantRequest(name: "a", network: "wide"), .commandLine)?.hasPrefix("--network must be none") == true)
+        #expect(problem(CreateTenantRequest(name: "a", network: "wide"), .json)?.hasPrefix("\"network\" must be none") == true)
+    }
+
     @Test func anInvalidNameIsRefused() {
         #expect(throws: FleetError.self) { try CreateTenantRequest(name: "Bad").validated(spelling: .json) }
     }

@@ -1,10 +1,6 @@
+import FleetCore
 import FleetSystem
 
-/// Whether a tenant's postmaster keeps the host's network (for `postgres_fdw`, `dblink`) or gets
-/// a network namespace of its own with only a loopback nobody else listens on.
-public enum SandboxNetwork: String, Sendable, Equatable, CaseIterable, Codable {
-    case none, host
-}
 
 /// How the sandbox becomes the tenant's user.
 public enum SandboxIdentityMode: String, Sendable, Equatable {

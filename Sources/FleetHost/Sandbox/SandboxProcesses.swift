@@ -227,3 +227,44 @@ extension SandboxHostLayout {
         return SandboxHostLayout(entries: entries)
     }
 }
+
+/// The daemon's note of the sandboxed postmaster it started: M's host pid and its start time,
+/// which together name one process for the whole uptime. Kept root-owned, outside the tenant's reach.
+public struct SandboxRecord: Sendable, Equatable {
+    public var pid: pid_t
+    public var startTime: UInt64
+
+    public init(pid: pid_t, startTime: UInt64) {
+        self.pid = pid
+        self.startTime = startTime
+    }
+
+    public var text: String { "\(pid) \(startTime)\n" }
+
+    public static func parse(_ text: String) -> SandboxRecord? {
+        let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard fields.count == 2, let pid = pid_t(fields[0]), pid > 0, let start = UInt64(fields[1]) else { return nil }
+        return SandboxRecord(pid: pid, startTime: start)
+    }
+
+    public static func read(_ path: String) -> SandboxRecord? {
+        (try? String(contentsOfFile: path, encoding: .utf8)).flatMap(parse)
+    }
+}
+
+extension SandboxProcesses {
+    /// The sandboxed postmaster of `dataDirectory` that is running now, to re-adopt: the recorded
+    /// one when it is still that very process and passes `verdict`; with no record (it could not
+    /// be written), the one a scan of /proc finds. A record naming anything else (the postmaster
+    /// died and its pid was recycled) adopts nothing: the supervisor then starts the tenant, and
+    /// refuses to while any process of it is left.
+    public static func adoptable(dataDirectory: String, uid: uid_t, record: SandboxRecord?, root: HostRoot = .real) -> pid_t? {
+        guard let text = root.read(SandboxPlan.normalized(dataDirectory) + "/postmaster.pid"),
+              let lockFile = PostmasterLockFile.parse(text), lockFile.pid == postmasterNamespacePID else { return nil }
+        guard let record else { return findPostmaster(dataDirectory: dataDirectory, uid: uid, root: root)?.pid }
+        guard let reading = ProcessReading.read(record.pid, root: root),
+              verdict(reading, lockFile: lockFile, dataDirectory: dataDirectory, uid: uid, expectedStartTime: record.startTime) == .postmaster
+        else { return nil }
+        return record.pid
+    }
+}

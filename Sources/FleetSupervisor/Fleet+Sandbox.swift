@@ -1,0 +1,143 @@
+import FleetBundles
+import FleetCatalog
+import FleetCore
+import FleetHost
+import FleetSystem
+import Foundation
+import Synchronization
+
+/// How the daemon sandboxes its tenants' postmasters (`serve --sandbox on`, the default as root).
+public struct SandboxSettings: Sendable {
+    public var bwrapPath: String
+    public var hostLayout: SandboxHostLayout
+    public var identityMode: SandboxIdentityMode
+
+    public init(bwrapPath: String = "/usr/bin/bwrap", hostLayout: SandboxHostLayout, identityMode: SandboxIdentityMode = .userNamespace) {
+        self.bwrapPath = bwrapPath
+        self.hostLayout = hostLayout
+        self.identityMode = identityMode
+    }
+
+    /// A private /tmp: scripts of `COPY … PROGRAM` may write there; PostgreSQL itself does not.
+    public static let tmpBytes: UInt64 = 64 << 20
+    /// The private /dev/shm without a memory limit (with one, the limit: tmpfs pages are charged
+    /// to the tenant's memory cgroup, so it can never hold more).
+    public static let unlimitedShmBytes: UInt64 = 1 << 30
+}
+
+/// Each tenant's sandbox network, read by its supervisor at every start and changed by `tenant set`.
+final class NetworkBoard: Sendable {
+    private let networks = Mutex<[String: SandboxNetwork]>([:])
+
+    subscript(name: String) -> SandboxNetwork {
+        get { networks.withLock { $0[name] ?? .none } }
+        set { networks.withLock { $0[name] = newValue } }
+    }
+
+    func remove(_ name: String) {
+        _ = networks.withLock { $0.removeValue(forKey: name) }
+    }
+}
+
+extension Fleet {
+    /// Nil when the postmaster runs unsandboxed: the daemon is not root, or runs with `--sandbox off`.
+    func sandboxLaunch(for record: TenantRecord, name: TenantName, bundle: FleetBundles.Bundle, user: UserIdentity?, environment: [String: String]) -> SandboxLaunch? {
+        guard let settings = options.sandbox, let user else { return nil }
+        // Errors surface at the spawn, which writes into it.
+        try? prepareSandboxDirectory(name)
+        // A cluster made before the sandbox must still let the daemon in as the health-check role.
+        if FileManager.default.fileExists(atPath: record.dataDirectory + "/PG_VERSION") {
+            do {
+                try ClusterConfig.ensureSandboxPeerIdent(dataDirectory: record.dataDirectory, owner: user)
+            } catch {
+                logger.warning("could not let the daemon in through the sandbox (pg_ident.conf)", metadata: ["tenant": "\(name)", "error": "\(error)"])
+            }
+        }
+        let board = networkBoard
+        let limits = limitsBoard
+        board[record.name] = record.sandboxNetwork
+        let hostLibraries = Self.hostLibraryPaths(bundle)
+        let stateDirectory = options.layout.sandboxDirectory(name)
+        let cgroups = cgroupsReady ? options.cgroups : nil
+        let plan: @Sendable () -> SandboxPlan = {
+            SandboxPlan(
+                bundleDirectory: bundle.directory, tenantDirectory: record.directory, readOnlyPaths: hostLibraries,
+                network: board[record.name], shmSize: limits[record.name].memoryBytes ?? SandboxSettings.unlimitedShmBytes,
+                tmpSize: SandboxSettings.tmpBytes, hostname: Self.sandboxHostname(name), user: user,
+                command: [bundle.postgres, "-D", record.dataDirectory], environment: environment, workingDirectory: record.dataDirectory,
+                stateDirectory: stateDirectory, hostLayout: settings.hostLayout, identityMode: settings.identityMode,
+                bwrapPath: settings.bwrapPath
+            )
+        }
+        let uid = user.uid
+        return SandboxLaunch(plan: plan, recordFile: Self.sandboxRecordFile(stateDirectory)) {
+            // The cgroup lists the tenant's processes at once; without one, a scan of /proc by uid.
+            cgroups?.processes(of: record.name) ?? ProcFS.processes(ofUID: uid)
+        }
+    }
+
+    /// The sandbox for one run of `postgres --single` (a new password): the same view as the
+    /// postmaster's, so nothing the tenant's superuser left in its configuration (a preloaded
+    /// library, say) runs outside it.
+    func singleUserSandbox(for record: TenantRecord, name: TenantName, bundle: FleetBundles.Bundle, user: UserIdentity?) -> SandboxPlan? {
+        guard let settings = options.sandbox, let user else { return nil }
+        return SandboxPlan(
+            bundleDirectory: bundle.directory, tenantDirectory: record.directory, readOnlyPaths: Self.hostLibraryPaths(bundle),
+            network: .none, shmSize: SandboxSettings.unlimitedShmBytes, tmpSize: SandboxSettings.tmpBytes,
+            hostname: Self.sandboxHostname(name), user: user, command: [bundle.postgres], environment: Self.environment(for: bundle),
+            workingDirectory: record.dataDirectory, stateDirectory: options.layout.sandboxDirectory(name),
+            hostLayout: settings.hostLayout, identityMode: settings.identityMode, bwrapPath: settings.bwrapPath
+        )
+    }
+
+    /// Makes the root-owned directory for the sandbox's generated files (0755: bwrap, running as
+    /// the tenant, reads them to bind them).
+    func prepareSandboxDirectory(_ name: TenantName) throws {
+        guard options.sandbox != nil, options.isolated else { return }
+        try Files.makeDirectory(options.layout.sandboxesDirectory, mode: 0o711)
+        try Files.makeDirectory(options.layout.sandboxDirectory(name), mode: 0o755)
+    }
+
+    func removeSandboxDirectory(_ name: TenantName) {
+        networkBoard.remove(name.rawValue)
+        try? Files.removeTree(options.layout.sandboxDirectory(name))
+    }
+
+    static func sandboxRecordFile(_ stateDirectory: String) -> String { stateDirectory + "/postmaster" }
+
+    /// The running postmaster of a tenant, to adopt instead of starting a second one: one an
+    /// earlier pgfleet started unsandboxed (postmaster.pid names its host pid), or a sandboxed one
+    /// (postmaster.pid says 2, the pid inside; the daemon's record names it on the host).
+    func runningPostmaster(of record: TenantRecord, name: TenantName) -> (pid: pid_t, sandboxed: Bool)? {
+        if let lock = PostmasterPID.read(dataDirectory: record.dataDirectory) {
+            if lock.pid != SandboxProcesses.postmasterNamespacePID, lock.isLivePostmaster(expectedDataDirectory: record.dataDirectory) {
+                return (lock.pid, false)
+            }
+        } else {
+            return nil
+        }
+        guard options.isolated else { return nil }
+        let noted = SandboxRecord.read(Self.sandboxRecordFile(options.layout.sandboxDirectory(name)))
+        return SandboxProcesses.adoptable(dataDirectory: record.dataDirectory, uid: uid_t(record.uid), record: noted).map { ($0, true) }
+    }
+
+    /// Host libraries the bundle's manifest lists, as real paths: those under /usr are in the
+    /// sandbox already; the rest are bound one by one.
+    static func hostLibraryPaths(_ bundle: FleetBundles.Bundle) -> [String] {
+        var paths: [String] = []
+        for library in bundle.manifest.host.libraries {
+            guard let resolved = realpath(library.path, nil) else { continue }
+            defer { free(resolved) }
+            let path = String(cString: resolved)
+            if !path.hasPrefix("/usr/"), !paths.contains(path) { paths.append(path) }
+        }
+        return paths
+    }
+
+    /// The tenant's name as the sandbox's hostname (one DNS label: no '-' at its end).
+    static func sandboxHostname(_ name: TenantName) -> String {
+        var label = name.rawValue
+        while label.hasSuffix("-") { label.removeLast() }
+        return label.isEmpty ? "tenant" : label
+    }
+}
