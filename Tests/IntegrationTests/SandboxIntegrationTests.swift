@@ -80,8 +80,9 @@ struct SandboxIntegrationTests {
             #expect(!bad.succeeded && bad.stderr.contains("--network must be none"), "\(bad.stderr)")
 
             // A new password, set in single-user mode inside the sandbox, works.
-            let reset = try await harness.mustRun(["tenant", "password", "alpha", "--password", "fresh-secret"])
-            #expect(reset.contains("alpha"), "\(reset)")
+            let reset = try await harness.cli(["tenant", "password", "alpha", "--password-stdin"], stdin: "fresh-secret\n")
+            #expect(reset.succeeded, "\(reset.stderr)")
+            #expect(reset.stdout.contains("alpha"), "\(reset.stdout)")
             let alphaAgain = try await harness.waitFor("alpha", state: .running)
             #expect(try await harness.mustQuery(alphaAgain, password: "fresh-secret", "SELECT 8") == "8")
             #expect(alphaAgain.sandboxed == true)
@@ -139,7 +140,7 @@ struct SandboxIntegrationTests {
             kill(pid, SIGKILL)
             #expect(try await Harness.eventually { ProcFS.processes(ofUID: user.uid).isEmpty })
             let stranger = try Spawner.spawn(SpawnSpec(
-                executable: "/bin/sleep", arguments: ["600"], workingDirectory: tenant.dataDirectory,
+                executable: "/bin/sleep", arguments: ["600"], workingDirectory: "/",
                 user: UserIdentity(name: "nobody", uid: 65534, gid: 65534), newSession: true))
             defer { kill(stranger, SIGKILL) }
             let recordFile = harness.layout.sandboxDirectory(try TenantName(validating: "kept")) + "/postmaster"
