@@ -63,11 +63,14 @@ struct TenantDiskTests {
 
             let started = ContinuousClock.now
             try await disk.create(name, areas: small.areas, owner: Self.writer)
-            print("create (2 × mkfs.ext4 + mount + reserve): \(ContinuousClock.now - started)")
+            print("create (4 × mkfs.ext4 + mount + reserve): \(ContinuousClock.now - started)")
             let fresh = try disk.usage(name)
-            #expect(fresh.data.limitBytes >= small.areas.dataBytes && fresh.data.limitBytes < small.areas.dataBytes + Self.mb)
-            #expect(fresh.wal.limitBytes >= small.areas.walBytes && fresh.wal.limitBytes < small.areas.walBytes + Self.mb)
-            #expect(fresh.data.usedBytes < Self.mb)
+            for area in DiskArea.allCases {
+                let limit = fresh.area(area).limitBytes, asked = small.areas.bytes(area)
+                #expect(limit >= asked && limit < asked + Self.mb, "\(area) area: \(limit) for \(asked)")
+            }
+            #expect(fresh.usedBytes < 2 * Self.mb)
+            #expect(fresh.limitBytes >= small.diskBytes && fresh.limitBytes < small.diskBytes + 4 * Self.mb, "the tenant sees its --disk")
             var info = stat()
             #expect(stat(paths.dataMount(name), &info) == 0 && info.st_uid == Self.writer.uid && info.st_mode & 0o777 == 0o700)
             #expect(stat(paths.walMount(name), &info) == 0 && info.st_uid == Self.writer.uid)
@@ -103,9 +106,9 @@ struct TenantDiskTests {
             #expect(Self.loopDevices(under: layout.root).isEmpty, "mount -o loop attaches with autoclear")
             try await disk.ensureMounted(name)
             try await disk.ensureMounted(name)
-            #expect(Self.mounts(under: layout.root) == [paths.dataMount(name), paths.walMount(name)])
+            #expect(Self.mounts(under: layout.root) == DiskArea.allCases.map { paths.mountPoint(name, $0) })
             #expect(FileManager.default.fileExists(atPath: paths.walMount(name) + "/segment"))
-            #expect(Self.loopDevices(under: layout.root).count == 2)
+            #expect(Self.loopDevices(under: layout.root).count == 4)
 
             try await disk.remove(name)
             #expect(Self.mounts(under: layout.root).isEmpty)
