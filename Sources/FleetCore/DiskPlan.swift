@@ -32,30 +32,51 @@ public struct WALSettings: Sendable, Equatable, Codable {
     }
 }
 
-/// The two areas of a tenant's disk: WAL on a filesystem (or project) of its own, so a full data
-/// area is an ERROR for the writer ("could not extend file", SQLSTATE 53100) and never the PANIC
-/// PostgreSQL raises when it cannot write WAL.
+/// The four areas of a tenant's disk, each a filesystem (or project) of its own with a hard limit,
+/// so that whatever the tenant fills is an ERROR for the writer, never a PANIC or a lockout:
 ///
-/// Not enough on its own (measured, PostgreSQL 15): with the data area full, the next checkpoint
-/// PANICs writing `pg_logical/replorigin_checkpoint.tmp` in PGDATA, and after the restart every
-/// connection fails with "could not write init file" (the relcache init file), so nobody can log
-/// in to delete data. PGDATA's own small files need room the tenant's tables cannot take.
+/// - data: PGDATA/base, where tables, indexes, temp files (base/pgsql_tmp) and CREATE DATABASE go.
+///   Full, it is "could not extend file" (SQLSTATE 53100) for the writer.
+/// - system: PGDATA's own small files (global/, pg_xact/, pg_multixact/, pg_subtrans/, pg_logical/,
+///   pg_stat/, global/pg_internal.init, postmaster.pid, …) and the socket. No SQL the tenant runs
+///   puts a table here.
+/// - WAL: pg_wal. Full, PostgreSQL PANICs, so `walAreaBytes(for:)` bounds what WAL can keep.
+/// - log: the postmaster's stderr. Full, PostgreSQL only loses log lines (measured: nothing fails).
+///
+/// Why four (measured, PostgreSQL 15, `--disk 128MB`): with PGDATA and its base/ on one area, a
+/// table filling it made the next checkpoint PANIC writing `pg_logical/replorigin_checkpoint.tmp`
+/// and, after the crash restart, every connection failed with "could not write init file" (the
+/// relcache init file), so nobody could log in to delete data. With base/ on an area of its own
+/// the same fill is an ERROR for the writer, checkpoints keep succeeding, the checkpointer is never
+/// restarted and new connections keep working; temp files fail with the same ERROR. The log has
+/// an area of its own because on the system area a log flood would bring the PANIC back, and on
+/// the data area a full table would swallow the very ERRORs that say why.
+///
+/// What this does not cover (measured): a database whose relcache init file
+/// (`base/<oid>/pg_internal.init`) must be rewritten while the data area is full — after a
+/// VACUUM or ANALYZE of a system catalog in it, or after any restart, which removes them, or a
+/// database never connected to before — refuses new connections with "could not write init
+/// file" until the data area has room: the init file lives beside the tables. The remedy is to
+/// raise `--disk` (online) by a few MB, delete data, and lower it again.
 public struct DiskAreas: Sendable, Equatable, Codable {
-    /// Data, temp files and logs: everything under the tenant's directory but `wal/`.
+    public var systemBytes: UInt64
     public var dataBytes: UInt64
     public var walBytes: UInt64
+    public var logBytes: UInt64
 
-    public init(dataBytes: UInt64, walBytes: UInt64) {
+    public init(systemBytes: UInt64, dataBytes: UInt64, walBytes: UInt64, logBytes: UInt64) {
+        self.systemBytes = systemBytes
         self.dataBytes = dataBytes
         self.walBytes = walBytes
+        self.logBytes = logBytes
     }
 
-    public var totalBytes: UInt64 { dataBytes + walBytes }
+    public var totalBytes: UInt64 { systemBytes + dataBytes + walBytes + logBytes }
 }
 
 /// How `--disk SIZE` is split, and the WAL settings pgfleet writes so WAL never outgrows its area.
 ///
-/// `--disk` is what the tenant may store (data + WAL), not the size of the filesystems holding it:
+/// `--disk` is what the tenant may store (all four areas), not the size of the filesystems holding it:
 /// their own overhead (journal, inode tables) is the host's, see `Ext4Overhead`.
 ///
 /// The WAL area must hold, at worst (see `walAreaBytes(for:)`):
@@ -87,14 +108,31 @@ public struct DiskPlan: Sendable, Equatable {
 
     /// The WAL area takes at most this share of the disk; beyond it max_wal_size is lowered.
     public static let walShareDivisor: UInt64 = 4
-    /// Data a new cluster needs: initdb writes 22 MB besides pg_wal (PostgreSQL 15, 1 MB segments),
-    /// plus room for the first tables, temp files and the log.
+    /// Data a new cluster needs: initdb writes 22 MB into base/ (PostgreSQL 15: template0,
+    /// template1, postgres), plus room for the first tables and temp files.
     public static let minimumDataBytes: UInt64 = 48 << 20
+    /// The system area takes 1/32 of the disk within these bounds. initdb writes 0.7 MB there;
+    /// what grows is pg_xact, pg_subtrans and pg_multixact (bounded by autovacuum's freezing:
+    /// pg_xact is 50 MB at autovacuum_freeze_max_age's 200 million transactions), pg_stat at
+    /// shutdown, and pg_logical's snapshots.
+    public static let systemBytesRange: ClosedRange<UInt64> = (16 << 20)...(256 << 20)
+    /// The log area takes 1/32 of the disk within these bounds: a log the tenant floods only loses lines.
+    public static let logBytesRange: ClosedRange<UInt64> = (8 << 20)...(256 << 20)
+    public static let systemShareDivisor: UInt64 = 32
+    public static let logShareDivisor: UInt64 = 32
     /// max_wal_size is not lowered below this many segments (PostgreSQL's own floor is 2).
     public static let minimumMaxWALSegments: UInt64 = 4
 
     /// Warn when an area is this full.
     public static let warningFraction = 0.85
+
+    public static func systemAreaBytes(diskBytes: UInt64) -> UInt64 { share(diskBytes / systemShareDivisor, systemBytesRange) }
+    public static func logAreaBytes(diskBytes: UInt64) -> UInt64 { share(diskBytes / logShareDivisor, logBytesRange) }
+
+    /// `bytes` in whole MB within `range`.
+    private static func share(_ bytes: UInt64, _ range: ClosedRange<UInt64>) -> UInt64 {
+        min(max((bytes >> 20) << 20, range.lowerBound), range.upperBound)
+    }
 
     public static func walAreaBytes(for wal: WALSettings) -> UInt64 {
         let retention = max(wal.keepBytes, wal.maxSlotKeepBytes ?? wal.maxWALBytes)
@@ -105,7 +143,8 @@ public struct DiskPlan: Sendable, Equatable {
     public static func minimumDiskBytes(for wal: WALSettings) -> UInt64 {
         let smallest = smallestWAL(wal)
         let walArea = walAreaBytes(for: smallest)
-        return max(minimumDataBytes + walArea, walShareDivisor * walArea)
+        let fixed = minimumDataBytes + walArea + systemBytesRange.lowerBound + logBytesRange.lowerBound
+        return max(fixed, walShareDivisor * walArea)
     }
 
     /// The split of `diskBytes`; throws `FleetError.invalidRequest` with the arithmetic when it is too small.
@@ -116,7 +155,10 @@ public struct DiskPlan: Sendable, Equatable {
         if wal.maxSlotKeepBytes == nil {
             wal.maxSlotKeepBytes = wal.maxWALBytes
         }
-        let cap = diskBytes / walShareDivisor
+        let system = systemAreaBytes(diskBytes: diskBytes), log = logAreaBytes(diskBytes: diskBytes)
+        // A quarter of the disk, and never so much that the data area gets less than its minimum.
+        let others = system + log + minimumDataBytes
+        let cap = min(diskBytes / walShareDivisor, diskBytes > others ? diskBytes - others : 0)
         if walAreaBytes(for: wal) > cap {
             // Lower max_wal_size (and a slot bound pgfleet chose) until the WAL area fits its share.
             let seg = wal.segmentBytes
@@ -141,8 +183,9 @@ public struct DiskPlan: Sendable, Equatable {
             adjustments.append("max_slot_wal_keep_size bounded to \(ByteSize.format(wal.maxSlotKeepBytes ?? 0)) (was unlimited)")
         }
         let walArea = walAreaBytes(for: wal)
-        guard walArea <= cap, diskBytes >= walArea + minimumDataBytes else { throw tooSmall(diskBytes, asked) }
-        return DiskPlan(diskBytes: diskBytes, areas: DiskAreas(dataBytes: diskBytes - walArea, walBytes: walArea), wal: wal, adjustments: adjustments)
+        guard walArea <= cap, diskBytes >= walArea + system + log + minimumDataBytes else { throw tooSmall(diskBytes, asked) }
+        let areas = DiskAreas(systemBytes: system, dataBytes: diskBytes - walArea - system - log, walBytes: walArea, logBytes: log)
+        return DiskPlan(diskBytes: diskBytes, areas: areas, wal: wal, adjustments: adjustments)
     }
 
     private static func validate(_ wal: WALSettings) throws(FleetError) {
@@ -173,7 +216,8 @@ public struct DiskPlan: Sendable, Equatable {
             "--disk \(ByteSize.format(diskBytes)) is too small: the WAL area needs at least \(ByteSize.format(walArea)) "
                 + "(retention \(ByteSize.format(retention)) + 2 × max_wal_size \(ByteSize.format(smallest.maxWALBytes)) "
                 + "+ 3 × \(ByteSize.format(wal.segmentBytes)) segments) and may take at most 1/\(walShareDivisor) of the disk, "
-                + "and the data area needs \(ByteSize.format(minimumDataBytes)); use --disk \(ByteSize.format(minimum)) or more"
+                + "and the data area needs \(ByteSize.format(minimumDataBytes)), the system area \(ByteSize.format(systemBytesRange.lowerBound)) "
+                + "and the log area \(ByteSize.format(logBytesRange.lowerBound)); use --disk \(ByteSize.format(minimum)) or more"
                 + (wal.keepBytes > 0 || wal.maxSlotKeepBytes != nil ? ", or lower wal_keep_size / max_slot_wal_keep_size" : "")
         )
     }
@@ -193,26 +237,30 @@ public struct AreaUsage: Sendable, Equatable, Codable {
     public var isNearlyFull: Bool { fraction >= DiskPlan.warningFraction }
 }
 
-/// A tenant's disk as `tenant info` shows it.
+/// A tenant's disk as `tenant info` shows it: the quota the tenant sees is the sum of its areas.
 public struct DiskUsage: Sendable, Equatable, Codable {
+    public var system: AreaUsage
     public var data: AreaUsage
     public var wal: AreaUsage
+    public var log: AreaUsage
 
-    public init(data: AreaUsage, wal: AreaUsage) {
+    public init(system: AreaUsage, data: AreaUsage, wal: AreaUsage, log: AreaUsage) {
+        self.system = system
         self.data = data
         self.wal = wal
+        self.log = log
     }
 
-    public var usedBytes: UInt64 { data.usedBytes + wal.usedBytes }
-    public var limitBytes: UInt64 { data.limitBytes + wal.limitBytes }
+    var areas: [(name: String, usage: AreaUsage)] { [("system", system), ("data", data), ("WAL", wal), ("log", log)] }
 
-    /// The warnings to raise (an event, a mark in `tenant list`), none when both areas are below 85 %.
+    public var usedBytes: UInt64 { areas.reduce(0) { $0 + $1.usage.usedBytes } }
+    public var limitBytes: UInt64 { areas.reduce(0) { $0 + $1.usage.limitBytes } }
+
+    /// The warnings to raise (an event, a mark in `tenant list`), none when every area is below 85 %.
     public var warnings: [String] {
-        var out: [String] = []
-        for (name, area) in [("data", data), ("WAL", wal)] where area.isNearlyFull {
-            out.append("\(name) area \(Int((area.fraction * 100).rounded(.down))) % full (\(ByteSize.format(area.usedBytes)) of \(ByteSize.format(area.limitBytes)))")
+        areas.filter { $0.usage.isNearlyFull }.map { name, area in
+            "\(name) area \(Int((area.fraction * 100).rounded(.down))) % full (\(ByteSize.format(area.usedBytes)) of \(ByteSize.format(area.limitBytes)))"
         }
-        return out
     }
 }
 

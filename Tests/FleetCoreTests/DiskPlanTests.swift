@@ -11,7 +11,9 @@ private let gb: UInt64 = 1 << 30
     #expect(plan.wal.maxSlotKeepBytes == 256 * mb)
     // 256 (slot bound) + 2 × 256 + 3 × 1
     #expect(plan.areas.walBytes == 771 * mb)
-    #expect(plan.areas.dataBytes == 10 * gb - 771 * mb)
+    // 1/32 of 10GB is 320MB: the system and log areas stop at 256MB.
+    #expect(plan.areas.systemBytes == 256 * mb && plan.areas.logBytes == 256 * mb)
+    #expect(plan.areas.dataBytes == 10 * gb - 771 * mb - 512 * mb)
     #expect(plan.areas.totalBytes == 10 * gb)
     #expect(plan.adjustments == ["max_slot_wal_keep_size bounded to 256MB (was unlimited)"])
 }
@@ -23,7 +25,9 @@ private let gb: UInt64 = 1 << 30
     #expect(plan.wal.minWALBytes == 9 * mb)
     #expect(plan.wal.maxSlotKeepBytes == 9 * mb)
     #expect(plan.areas.walBytes == 30 * mb)
-    #expect(plan.areas.dataBytes == 98 * mb)
+    // The system and log areas at their floors; the data area has the rest.
+    #expect(plan.areas.systemBytes == 16 * mb && plan.areas.logBytes == 8 * mb)
+    #expect(plan.areas.dataBytes == 74 * mb)
     #expect(plan.adjustments.count == 3)
     #expect(plan.adjustments[0] == "max_wal_size lowered from 256MB to 9MB to fit the WAL area")
 }
@@ -40,6 +44,9 @@ private let gb: UInt64 = 1 << 30
             #expect(kept + 2 * plan.wal.maxWALBytes + 3 * plan.wal.segmentBytes <= plan.areas.walBytes)
             #expect(plan.areas.walBytes <= disk / 4)
             #expect(plan.areas.dataBytes >= DiskPlan.minimumDataBytes)
+            #expect(plan.areas.totalBytes == disk)
+            #expect(DiskPlan.systemBytesRange.contains(plan.areas.systemBytes) && DiskPlan.logBytesRange.contains(plan.areas.logBytes))
+            #expect(plan.areas.systemBytes % mb == 0 && plan.areas.logBytes % mb == 0)
             #expect(plan.wal.maxWALBytes % plan.wal.segmentBytes == 0)
             #expect(plan.wal.minWALBytes <= plan.wal.maxWALBytes)
             #expect(plan.wal.keepBytes == wal.keepBytes, "an explicit wal_keep_size is never lowered")
@@ -48,14 +55,16 @@ private let gb: UInt64 = 1 << 30
 }
 
 @Test func belowTheMinimumTheMessageShowsTheArithmetic() {
-    #expect(DiskPlan.minimumDiskBytes(for: .pgfleetDefaults) == 63 * mb)
+    // 48MB data + 15MB WAL + 16MB system + 8MB log.
+    #expect(DiskPlan.minimumDiskBytes(for: .pgfleetDefaults) == 87 * mb)
     #expect(throws: FleetError.invalidRequest(
-        "--disk 62MB is too small: the WAL area needs at least 15MB (retention 4MB + 2 × max_wal_size 4MB + 3 × 1MB segments) "
-            + "and may take at most 1/4 of the disk, and the data area needs 48MB; use --disk 63MB or more"
+        "--disk 86MB is too small: the WAL area needs at least 15MB (retention 4MB + 2 × max_wal_size 4MB + 3 × 1MB segments) "
+            + "and may take at most 1/4 of the disk, and the data area needs 48MB, the system area 16MB and the log area 8MB; "
+            + "use --disk 87MB or more"
     )) {
-        try DiskPlan.make(diskBytes: 62 * mb, wal: .pgfleetDefaults)
+        try DiskPlan.make(diskBytes: 86 * mb, wal: .pgfleetDefaults)
     }
-    #expect((try? DiskPlan.make(diskBytes: 64 * mb, wal: .pgfleetDefaults)) != nil)
+    #expect((try? DiskPlan.make(diskBytes: 87 * mb, wal: .pgfleetDefaults)) != nil)
 }
 
 @Test func sixteenMegabyteSegmentsNeedALargerDisk() throws {
@@ -91,11 +100,14 @@ private let gb: UInt64 = 1 << 30
 }
 
 @Test func warningsStartAtEightyFivePercent() {
-    let calm = DiskUsage(data: AreaUsage(usedBytes: 84 * mb, limitBytes: 100 * mb), wal: AreaUsage(usedBytes: 0, limitBytes: 30 * mb))
+    let system = AreaUsage(usedBytes: mb, limitBytes: 16 * mb), log = AreaUsage(usedBytes: 0, limitBytes: 8 * mb)
+    let calm = DiskUsage(system: system, data: AreaUsage(usedBytes: 84 * mb, limitBytes: 100 * mb), wal: AreaUsage(usedBytes: 0, limitBytes: 30 * mb), log: log)
     #expect(calm.warnings.isEmpty)
-    let full = DiskUsage(data: AreaUsage(usedBytes: 85 * mb, limitBytes: 100 * mb), wal: AreaUsage(usedBytes: 29 * mb, limitBytes: 30 * mb))
-    #expect(full.warnings == ["data area 85 % full (85MB of 100MB)", "WAL area 96 % full (29MB of 30MB)"])
-    #expect(full.usedBytes == 114 * mb && full.limitBytes == 130 * mb)
+    let full = DiskUsage(
+        system: system, data: AreaUsage(usedBytes: 85 * mb, limitBytes: 100 * mb), wal: AreaUsage(usedBytes: 29 * mb, limitBytes: 30 * mb),
+        log: AreaUsage(usedBytes: 8 * mb, limitBytes: 8 * mb))
+    #expect(full.warnings == ["data area 85 % full (85MB of 100MB)", "WAL area 96 % full (29MB of 30MB)", "log area 100 % full (8MB of 8MB)"])
+    #expect(full.usedBytes == 123 * mb && full.limitBytes == 154 * mb)
     #expect(AreaUsage(usedBytes: 0, limitBytes: 0).isNearlyFull)
 }
 

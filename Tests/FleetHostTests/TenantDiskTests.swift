@@ -34,17 +34,26 @@ private let mountinfo = """
 }
 
 @Test func imagesLeaveRoomToGrowWithoutResizing() {
-    #expect(LoopImageDisk.imageBytes(limit: 98 << 20, wal: false) == 16 << 30)
-    #expect(LoopImageDisk.imageBytes(limit: 30 << 20, wal: true) == 4 << 30)
-    let large = LoopImageDisk.imageBytes(limit: 10 << 30, wal: false)
+    #expect(LoopImageDisk.imageBytes(limit: 98 << 20, area: .data) == 16 << 30)
+    #expect(LoopImageDisk.imageBytes(limit: 30 << 20, area: .wal) == 4 << 30)
+    #expect(LoopImageDisk.imageBytes(limit: 16 << 20, area: .system) == 1 << 30)
+    #expect(LoopImageDisk.imageBytes(limit: 256 << 20, area: .log) > 1 << 30, "a 256MB log gets four times its limit")
+    let large = LoopImageDisk.imageBytes(limit: 10 << 30, area: .data)
     #expect(large >= 40 << 30 && large - Ext4Overhead.bytes(imageBytes: large, journalBytes: 16 << 20) >= 40 << 30)
 }
 
 @Test func walPathsAndTheRelativeLink() throws {
     let paths = DiskPaths(layout: FleetLayout(root: "/r"))
     let name = try TenantName(validating: "a")
-    #expect(paths.dataImage(name) == "/r/disks/a/data.img")
+    #expect(paths.image(name, .data) == "/r/disks/a/data.img")
     #expect(paths.walDirectory(name) == "/r/tenants/a/wal/pg_wal")
+    #expect(paths.baseMount(name) == "/r/tenants/a/data/base")
+    #expect(paths.baseDirectory(name) == "/r/tenants/a/tables/base")
+    #expect(paths.logMount(name) == FleetLayout(root: "/r").tenantLogDirectory(name), "postgresql.log stays where the layout says")
+    // Every area's mount point is inside the system area's, mounted first.
+    for area in DiskArea.allCases.dropFirst() {
+        #expect(paths.mountPoint(name, area).hasPrefix(paths.mountPoint(name, .system) + "/"))
+    }
     #expect(DiskPaths.relativeWALLink == "../wal/pg_wal")
     // From PGDATA (/r/tenants/a/data) the link reaches the WAL area.
     #expect(URL(fileURLWithPath: "/r/tenants/a/data/" + DiskPaths.relativeWALLink).standardized.path == paths.walDirectory(name))
@@ -72,22 +81,43 @@ final class RecordingCommands: DiskCommandRunner, @unchecked Sendable {
     let disk = XFSProjectDisk(layout: layout, commands: runner, host: HostRoot(root))
     let owner = UserIdentity(name: "me", uid: getuid(), gid: getgid())
     let a = try TenantName(validating: "a"), b = try TenantName(validating: "b")
-    try await disk.create(a, areas: DiskAreas(dataBytes: 98 << 20, walBytes: 30 << 20), owner: owner)
-    try await disk.create(b, areas: DiskAreas(dataBytes: 1 << 30, walBytes: 64 << 20), owner: owner)
+    let areas = DiskAreas(systemBytes: 16 << 20, dataBytes: 74 << 20, walBytes: 30 << 20, logBytes: 8 << 20)
+    try await disk.create(a, areas: areas, owner: owner)
     let x = "/usr/sbin/xfs_quota"
-    #expect(runner.commands.prefix(4) == [
-        [x, "-x", "-c", "project -s -p \(root)/pgfleet/tenants/a 1000000", "/"],
-        [x, "-x", "-c", "project -s -p \(root)/pgfleet/tenants/a/wal 1000001", "/"],
-        [x, "-x", "-c", "limit -p bhard=100352k 1000000", "/"],
+    let t = "\(root)/pgfleet/tenants/a"
+    // The system and data limits wait for adopt: initdb writes base/ before it is a project of its own.
+    #expect(runner.commands == [
+        [x, "-x", "-c", "project -s -p \(t) 1000000", "/"],
+        [x, "-x", "-c", "project -s -p \(t)/wal 1000001", "/"],
+        [x, "-x", "-c", "project -s -p \(t)/log 1000002", "/"],
         [x, "-x", "-c", "limit -p bhard=30720k 1000001", "/"],
+        [x, "-x", "-c", "limit -p bhard=8192k 1000002", "/"],
     ])
-    #expect(runner.commands[4][3] == "project -s -p \(root)/pgfleet/tenants/b 1000002", "the next tenant gets the next ids")
+    let staging = root + "/staging"
+    try FileManager.default.createDirectory(atPath: staging + "/base", withIntermediateDirectories: true)
+    try await disk.adopt(a, cluster: staging)
+    #expect(runner.commands.suffix(8) == [
+        [x, "-x", "-c", "project -s -p \(t) 1000000", "/"],
+        [x, "-x", "-c", "project -s -p \(t)/wal 1000001", "/"],
+        [x, "-x", "-c", "project -s -p \(t)/log 1000002", "/"],
+        [x, "-x", "-c", "project -s -p \(t)/data/base 1000003", "/"],
+        [x, "-x", "-c", "limit -p bhard=16384k 1000000", "/"],
+        [x, "-x", "-c", "limit -p bhard=30720k 1000001", "/"],
+        [x, "-x", "-c", "limit -p bhard=8192k 1000002", "/"],
+        [x, "-x", "-c", "limit -p bhard=75776k 1000003", "/"],
+    ])
+    try await disk.create(b, areas: areas, owner: owner)
+    #expect(Array(runner.commands.suffix(5))[0][3] == "project -s -p \(root)/pgfleet/tenants/b 1000004", "the next tenant gets the next ids")
     try await disk.remove(a)
-    #expect(runner.commands.suffix(4) == [
+    #expect(runner.commands.suffix(8) == [
+        [x, "-x", "-c", "limit -p bhard=0 1000003", "/"],
+        [x, "-x", "-c", "project -C -p \(t)/data/base 1000003", "/"],
+        [x, "-x", "-c", "limit -p bhard=0 1000002", "/"],
+        [x, "-x", "-c", "project -C -p \(t)/log 1000002", "/"],
         [x, "-x", "-c", "limit -p bhard=0 1000001", "/"],
-        [x, "-x", "-c", "project -C -p \(root)/pgfleet/tenants/a/wal 1000001", "/"],
+        [x, "-x", "-c", "project -C -p \(t)/wal 1000001", "/"],
         [x, "-x", "-c", "limit -p bhard=0 1000000", "/"],
-        [x, "-x", "-c", "project -C -p \(root)/pgfleet/tenants/a 1000000", "/"],
+        [x, "-x", "-c", "project -C -p \(t) 1000000", "/"],
     ])
     #expect(!FileManager.default.fileExists(atPath: DiskPaths(layout: layout).directory(a)))
 }

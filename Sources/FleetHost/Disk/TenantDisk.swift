@@ -2,15 +2,25 @@ import FleetCore
 import FleetSystem
 import Foundation
 
-/// A tenant's disk quota: a data area (its directory: data, temp files, socket, log) and a WAL
-/// area of its own at `DiskPaths.walMount`, each with a hard limit. Two backends: `LoopImageDisk`
-/// (a filesystem image per area, any root filesystem) and `XFSProjectDisk` (XFS project quotas on
+/// A tenant's disk quota: four areas with a hard limit each (see `DiskAreas` for why): system
+/// (the tenant's directory: PGDATA but its base/, the socket), data (PGDATA/base), WAL
+/// (`DiskPaths.walMount`) and log (`DiskPaths.logMount`). Two backends: `LoopImageDisk` (a
+/// filesystem image per area, any root filesystem) and `XFSProjectDisk` (XFS project quotas on
 /// the root filesystem itself).
+///
+/// The order of use: `create`, then initdb (or the ready pool's cluster) into
+/// `DiskPaths.stagingDirectory` with `--waldir` `DiskPaths.walDirectory`, then `adopt`, then
+/// postgres. After a reboot, `ensureMounted` before postgres.
 public protocol TenantDisk: Sendable {
     var kind: DiskBackendKind { get }
     /// Makes the areas with these limits and leaves them ready (mounted) for the cluster's files,
     /// owned by `owner`. The tenant's directory must be empty or absent.
     func create(_ name: TenantName, areas: DiskAreas, owner: UserIdentity) async throws
+    /// Moves an initialised cluster into the areas: its base/ into the data area (a rename when
+    /// it was made in `DiskPaths.stagingDirectory`, a copy otherwise), its pg_wal into the WAL
+    /// area, the rest to `FleetLayout.dataDirectory` in the system area, with `pg_wal` the relative
+    /// link. Idempotent: after a crash during it, run it again with the same `cluster`.
+    func adopt(_ name: TenantName, cluster: String) async throws
     /// Idempotent: after a reboot nothing is mounted; after a crash half may be.
     func ensureMounted(_ name: TenantName) async throws
     /// New limits, online. Growing always works; shrinking only while what is stored fits.
@@ -34,14 +44,56 @@ public enum DiskBackendKind: String, Sendable, Equatable, Codable {
     }
 }
 
+/// The areas of a tenant's disk, in the order they are mounted (each inside the first).
+public enum DiskArea: String, Sendable, CaseIterable {
+    case system, wal, log, data
+}
+
+extension DiskAreas {
+    public func bytes(_ area: DiskArea) -> UInt64 {
+        switch area {
+        case .system: systemBytes
+        case .data: dataBytes
+        case .wal: walBytes
+        case .log: logBytes
+        }
+    }
+}
+
+extension DiskUsage {
+    public func area(_ area: DiskArea) -> AreaUsage {
+        switch area {
+        case .system: system
+        case .data: data
+        case .wal: wal
+        case .log: log
+        }
+    }
+
+    init(reading: (DiskArea) throws(FleetError) -> AreaUsage) throws(FleetError) {
+        self.init(system: try reading(.system), data: try reading(.data), wal: try reading(.wal), log: try reading(.log))
+    }
+}
+
 /// Where a tenant's disk lives, beside the layout's own paths.
 ///
 ///     ROOT/disks/                 0700 root
-///       <name>/{data,wal}.img          the loop images (LoopImageDisk)
-///       <name>/projects                "data=ID wal=ID" (XFSProjectDisk)
-///     ROOT/tenants/<name>/             the data area's mount point (or project root)
+///       <name>/{system,data,wal,log}.img   the loop images (LoopImageDisk)
+///       <name>/projects                    "system=ID data=ID wal=ID log=ID" (XFSProjectDisk)
+///     ROOT/tenants/<name>/             the system area's mount point (or project root)
+///       data/                          PGDATA
+///         base/                        the data area's base/, bind-mounted (or its project root)
+///         pg_wal → ../wal/pg_wal
 ///       wal/                           the WAL area's mount point (or project root)
-///         pg_wal/                      initdb --waldir; PGDATA/pg_wal → ../wal/pg_wal
+///         pg_wal/                      initdb --waldir
+///       log/                           the log area's mount point (or project root)
+///       tables/                        the data area's mount point (LoopImageDisk)
+///         base/                        bound at data/base
+///         staging/                     initdb -D here: base/ is then renamed, not copied
+///
+/// base/ is a bind mount of a subdirectory, not the data area's mount point, so that PGDATA/base
+/// holds only what PostgreSQL writes: the area's root-owned `lost+found` and reserve would be
+/// unreadable directories that pg_basebackup and pgBackRest fail on.
 public struct DiskPaths: Sendable, Equatable {
     public let layout: FleetLayout
 
@@ -51,14 +103,33 @@ public struct DiskPaths: Sendable, Equatable {
 
     public var disksDirectory: String { layout.root + "/disks" }
     public func directory(_ name: TenantName) -> String { disksDirectory + "/" + name.rawValue }
-    public func dataImage(_ name: TenantName) -> String { directory(name) + "/data.img" }
-    public func walImage(_ name: TenantName) -> String { directory(name) + "/wal.img" }
+    public func image(_ name: TenantName, _ area: DiskArea) -> String { directory(name) + "/" + area.rawValue + ".img" }
     public func projectsFile(_ name: TenantName) -> String { directory(name) + "/projects" }
-    public func dataMount(_ name: TenantName) -> String { layout.tenantDirectory(name) }
+    public func systemMount(_ name: TenantName) -> String { layout.tenantDirectory(name) }
+    /// The data area's filesystem (LoopImageDisk); PostgreSQL uses it as `baseMount`.
+    public func dataMount(_ name: TenantName) -> String { layout.tenantDirectory(name) + "/" + Self.dataMountName }
     public func walMount(_ name: TenantName) -> String { layout.tenantDirectory(name) + "/" + Self.walMountName }
+    public func logMount(_ name: TenantName) -> String { layout.tenantLogDirectory(name) }
+    /// PGDATA/base: where the data area's `base/` is bind-mounted.
+    public func baseMount(_ name: TenantName) -> String { layout.dataDirectory(name) + "/base" }
+    /// The data area's `base/` (LoopImageDisk), bound at `baseMount`.
+    public func baseDirectory(_ name: TenantName) -> String { dataMount(name) + "/base" }
+    /// `initdb -D` for the tenant, on the data area, so that `adopt` renames base/ instead of copying it.
+    public func stagingDirectory(_ name: TenantName) -> String { dataMount(name) + "/staging" }
     /// `initdb --waldir` for the tenant.
     public func walDirectory(_ name: TenantName) -> String { walMount(name) + "/pg_wal" }
 
+    /// Where each area is mounted (or its project's root).
+    public func mountPoint(_ name: TenantName, _ area: DiskArea) -> String {
+        switch area {
+        case .system: systemMount(name)
+        case .data: dataMount(name)
+        case .wal: walMount(name)
+        case .log: logMount(name)
+        }
+    }
+
+    public static let dataMountName = "tables"
     public static let walMountName = "wal"
     /// PGDATA/pg_wal as a relative link: the same cluster works at the pool's path and the tenant's.
     public static let relativeWALLink = "../" + walMountName + "/pg_wal"
