@@ -45,6 +45,9 @@ Options:
   -w, --warmup N    untimed samples of each first (default 1)
       --pool-size N ready clusters the daemon keeps (default 2); 0 measures creates without a pool
       --pg MAJOR    PostgreSQL major version for both (default 15; needs Debian's postgresql-MAJOR)
+      --limits L    on (default): each tenant created with --cpu 1 --memory 512MB --pids 200 (its
+                    cgroups made and written during the create); off: none
+      --sandbox S   on (default): the daemon sandboxes every postmaster (bubblewrap); off
   -h, --help        this text
 
 Environment: PGFLEET_BIN (use this pgfleet binary, do not build), PYTHON (a python3 with psycopg;
@@ -58,6 +61,8 @@ SAMPLES="${BENCH_SAMPLES:-5}"
 WARMUP=1
 PG=15
 POOL=2
+LIMITS=on
+SANDBOX=on
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -65,6 +70,8 @@ while [ $# -gt 0 ]; do
     -w | --warmup) WARMUP="${2:?$1 needs a value}"; shift 2 ;;
     --pg) PG="${2:?$1 needs a value}"; shift 2 ;;
     --pool-size) POOL="${2:?$1 needs a value}"; shift 2 ;;
+    --limits) LIMITS="${2:?$1 needs a value}"; shift 2 ;;
+    --sandbox) SANDBOX="${2:?$1 needs a value}"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) printf 'error: unknown argument %s (see --help)\n' "$1" >&2; exit 2 ;;
     esac
@@ -73,6 +80,11 @@ for value in "$SAMPLES" "$WARMUP" "$PG" "$POOL"; do
     [[ "$value" =~ ^[0-9]+$ ]] || { printf 'error: %s is not a whole number (see --help)\n' "$value" >&2; exit 2; }
 done
 [ "$SAMPLES" -ge 1 ] || { echo "error: --samples must be at least 1" >&2; exit 2; }
+for value in "$LIMITS" "$SANDBOX"; do
+    [[ "$value" == on || "$value" == off ]] || { printf 'error: --limits and --sandbox take on or off, not %s\n' "$value" >&2; exit 2; }
+done
+CREATE_LIMITS=()
+[ "$LIMITS" = on ] && CREATE_LIMITS=(--cpu 1 --memory 512MB --pids 200)
 
 export LC_ALL=C.UTF-8 LC_NUMERIC=C
 # shellcheck source=bench/lib.sh
@@ -92,7 +104,7 @@ bench_build_pgfleet
 bench_python
 
 PROXY_PORT="$(bench_free_port)"
-bench_start_daemon "$BENCH_TMP/root" --listen "127.0.0.1:$PROXY_PORT" --tls disable --pool-size "$POOL"
+bench_start_daemon "$BENCH_TMP/root" --listen "127.0.0.1:$PROXY_PORT" --tls disable --pool-size "$POOL" --sandbox "$SANDBOX"
 PREFIX="prov-$$-"
 # At exit: whatever a failed or interrupted sample left (each sample drops its own tenant).
 # shellcheck disable=SC2317 # called through bench_defer
@@ -159,7 +171,7 @@ sample_pgfleet() {
     _bench_record users "$BENCH_USER_PREFIX$name"
     if ! result="$(bench_timer_spawn 60 "$stamps" '^password for [^:]*: (.*)$' \
         "host=127.0.0.1 port=$PROXY_PORT user=postgres@$name dbname=postgres sslmode=disable gssencmode=disable connect_timeout=10 application_name=pgfleet-bench-provision" "" \
-        "$PGFLEET" tenant create "$name" --pg "$PG" --root "$BENCH_ROOT")"; then
+        "$PGFLEET" tenant create "$name" --pg "$PG" "${CREATE_LIMITS[@]}" --root "$BENCH_ROOT")"; then
         printf -- '--- the last lines of pgfleet serve'"'"'s log:\n' >&2
         tail -n 15 "$BENCH_TMP/serve.log" >&2
         bench_die "pgfleet tenant create $name, or its first select 1 through the proxy, failed"
@@ -264,6 +276,7 @@ if [ "$POOL" -gt 0 ]; then
 else
     echo "pgfleet's ready pool: off (serve --pool-size 0): every create runs initdb"
 fi
+echo "pgfleet's tenants: sandbox $SANDBOX (serve --sandbox), limits $LIMITS${CREATE_LIMITS[*]:+ (${CREATE_LIMITS[*]})}; disk quotas are not applied yet"
 echo "client: $("$BENCH_PYTHON" -c 'import psycopg; print("psycopg %s (libpq %d)" % (psycopg.__version__, psycopg.pq.version()))'), one long-lived python3 process, retrying every 5 ms; the commands' own process start-up is counted, sslmode=disable"
 echo
 printf '%-50s %9s %8s %8s   %s\n' "ms" median min max samples

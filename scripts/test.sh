@@ -15,7 +15,7 @@ fi
 printf '==> testing\n' >&2
 # The isolation suites spin CPUs, fill memory and disks on purpose: they run on their own after
 # the rest, whose timing-sensitive checks (wakes, suspends, interrupted creates) they would disturb.
-isolation='LimitsIntegrationTests|SandboxRecipeTests|TenantDiskTests'
+isolation='LimitsIntegrationTests|SandboxRecipeTests|TenantDiskTests|DiskQuotaIntegrationTests'
 if [ $# -gt 0 ]; then
     swift test --skip-build "$@"
 else

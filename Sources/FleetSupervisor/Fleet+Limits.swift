@@ -24,18 +24,23 @@ public protocol CgroupControl: Sendable {
     func removeStale(keeping: Set<String>) -> [String]
 }
 
-/// The limits in force per tenant, read by the supervisors' spawn (any thread) and written by the
-/// fleet when they change.
-final class LimitsBoard: Sendable {
-    private let limits = Mutex<[String: TenantLimits]>([:])
+/// A value per tenant, read by the supervisors' spawns (any thread) and written by the fleet when
+/// it changes: the limits in force, the sandbox's network.
+final class TenantBoard<Value: Sendable>: Sendable {
+    private let values = Mutex<[String: Value]>([:])
+    private let fallback: Value
 
-    subscript(name: String) -> TenantLimits {
-        get { limits.withLock { $0[name] ?? .none } }
-        set { limits.withLock { $0[name] = newValue } }
+    init(default fallback: Value) {
+        self.fallback = fallback
+    }
+
+    subscript(name: String) -> Value {
+        get { values.withLock { $0[name] } ?? fallback }
+        set { values.withLock { $0[name] = newValue } }
     }
 
     func remove(_ name: String) {
-        _ = limits.withLock { $0.removeValue(forKey: name) }
+        _ = values.withLock { $0.removeValue(forKey: name) }
     }
 }
 
@@ -111,22 +116,25 @@ extension Fleet {
     }
 
     func usage(of record: TenantRecord) -> TenantUsage? {
-        cgroupsReady ? options.cgroups?.usage(of: record.name) : nil
+        var usage = cgroupsReady ? options.cgroups?.usage(of: record.name) : nil
+        if let name = try? TenantName(validating: record.name), let disk = diskUsage(name) {
+            usage = usage ?? TenantUsage()
+            usage?.diskUsedBytes = disk.usedBytes
+        }
+        return usage
     }
 
     /// The tenant's settings as its own PostgreSQL reads them, with `overrides` (name → value) on top.
     func memorySettings(record: TenantRecord, overrides: [(name: String, value: String)]) async throws -> MemorySettings {
         let bundle = try loadBundle(id: record.bundleID)
         let owner = options.isolated ? UserIdentity(name: record.osUser, uid: uid_t(record.uid), gid: gid_t(record.gid)) : nil
-        let environment = Self.environment(for: bundle)
         let arguments = overrides.flatMap { ["-c", "\($0.name)=\($0.value)"] }
         // One `postgres -C` per setting (it prints only the last one asked for), side by side.
         let values = try await withThrowingTaskGroup(of: (String, String).self) { group in
             for name in MemorySettings.names {
                 group.addTask {
-                    let result = try await Command.run(
-                        bundle.postgres, ["-D", record.dataDirectory, "-C", name] + arguments,
-                        environment: environment, user: owner, workingDirectory: record.dataDirectory
+                    let result = try await self.runTenantPostgres(
+                        ["-D", record.dataDirectory, "-C", name] + arguments, record: record, bundle: bundle, owner: owner
                     )
                     guard result.succeeded else {
                         throw FleetError.failed("could not read \(name) of tenant \(record.name): \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
@@ -158,9 +166,8 @@ extension Fleet {
         let own = try change.applied(to: record.limits)
         let effective = own.filled(from: options.defaultLimits)
         var notes = try checkFit(effective, settings: try await memorySettings(record: record, overrides: settings))
-        if effective.diskBytes != effectiveLimits(record).diskBytes {
-            notes.append(Self.diskNotEnforced)
-        }
+        // The disk first: a size its data cannot shrink to is refused before anything is stored.
+        notes += try await changeDisk(from: effectiveLimits(record).diskBytes, to: effective.diskBytes, record: record, name: try TenantName(validating: record.name))
         try catalog.setLimits(own, forTenant: record.name)
         limitsBoard[record.name] = effective
         if let cgroups = options.cgroups, cgroupsReady {
@@ -172,8 +179,6 @@ extension Fleet {
         logger.info("tenant limits changed", metadata: ["tenant": "\(record.name)", "limits": "\(effective.summary)"])
         return notes
     }
-
-    static let diskNotEnforced = "--disk is stored but not enforced yet: this version of pgfleet gives tenants no disk quota"
 
     /// The settings check for `tenant set NAME key=value` under a memory limit already in force.
     func checkSettingsFit(record: TenantRecord, settings: [(name: String, value: String)]) async throws {

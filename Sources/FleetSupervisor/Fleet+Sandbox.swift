@@ -4,7 +4,6 @@ import FleetCore
 import FleetHost
 import FleetSystem
 import Foundation
-import Synchronization
 
 /// How the daemon sandboxes its tenants' postmasters (`serve --sandbox on`, the default as root).
 public struct SandboxSettings: Sendable {
@@ -23,20 +22,6 @@ public struct SandboxSettings: Sendable {
     /// The private /dev/shm without a memory limit (with one, the limit: tmpfs pages are charged
     /// to the tenant's memory cgroup, so it can never hold more).
     public static let unlimitedShmBytes: UInt64 = 1 << 30
-}
-
-/// Each tenant's sandbox network, read by its supervisor at every start and changed by `tenant set`.
-final class NetworkBoard: Sendable {
-    private let networks = Mutex<[String: SandboxNetwork]>([:])
-
-    subscript(name: String) -> SandboxNetwork {
-        get { networks.withLock { $0[name] ?? .none } }
-        set { networks.withLock { $0[name] = newValue } }
-    }
-
-    func remove(_ name: String) {
-        _ = networks.withLock { $0.removeValue(forKey: name) }
-    }
 }
 
 extension Fleet {
@@ -87,6 +72,36 @@ extension Fleet {
             hostname: Self.sandboxHostname(name), user: user, command: [bundle.postgres], environment: Self.environment(for: bundle),
             workingDirectory: record.dataDirectory, stateDirectory: options.layout.sandboxDirectory(name),
             hostLayout: settings.hostLayout, identityMode: settings.identityMode, bwrapPath: settings.bwrapPath
+        )
+    }
+
+    /// Runs the tenant's own `postgres` (`-C NAME`, `--single`) as its user, inside its sandbox
+    /// when the daemon sandboxes: reading a computed setting such as `shared_memory_size` loads the
+    /// tenant's `shared_preload_libraries`, which its superuser may have pointed at a file of its own.
+    func runTenantPostgres(
+        _ arguments: [String], record: TenantRecord, bundle: FleetBundles.Bundle, owner: UserIdentity?, stdin: [UInt8]? = nil
+    ) async throws -> CommandResult {
+        guard let name = try? TenantName(validating: record.name), var plan = singleUserSandbox(for: record, name: name, bundle: bundle, user: owner) else {
+            return try await Command.run(
+                bundle.postgres, arguments, environment: Self.environment(for: bundle), user: owner, stdin: stdin, workingDirectory: record.dataDirectory
+            )
+        }
+        plan.command = [bundle.postgres] + arguments
+        try prepareSandboxDirectory(name)
+        return try await Self.run(plan, owner: owner, stdin: stdin, workingDirectory: record.dataDirectory)
+    }
+
+    /// Runs `plan.command` in its sandbox and waits for it: its files written, bwrap exec'd as
+    /// `owner` where the plan's identity mode says so.
+    static func run(_ plan: SandboxPlan, owner: UserIdentity?, stdin: [UInt8]?, workingDirectory: String) async throws -> CommandResult {
+        let invocation: SandboxInvocation
+        do { invocation = try plan.invocation() } catch { throw FleetError.failed("the sandbox of \(plan.hostname): \(error.description)") }
+        for file in invocation.files where (try? String(contentsOfFile: file.hostPath, encoding: .utf8)) != file.contents {
+            try Files.write(file.contents, to: file.hostPath, mode: 0o644, sync: false)
+        }
+        return try await Command.run(
+            invocation.executable, Array(invocation.arguments.dropFirst()), environment: invocation.environment,
+            user: invocation.switchUserBeforeExec ? owner : nil, stdin: stdin, workingDirectory: workingDirectory
         )
     }
 

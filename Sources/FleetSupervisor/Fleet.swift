@@ -1,6 +1,7 @@
 import FleetBundles
 import FleetCatalog
 import FleetCore
+import FleetHost
 import FleetSystem
 import Foundation
 import Logging
@@ -29,6 +30,8 @@ public struct FleetOptions: Sendable {
     public var canProtectPostmaster = ProcFS.hasCapability(24)
     /// Each postmaster in a sandbox of its own (bubblewrap); nil: none. Used only as root.
     public var sandbox: SandboxSettings?
+    /// Disk quotas (`--disk`); nil: none can be made (not root).
+    public var disk: (any TenantDisk)?
 
     public init(
         layout: FleetLayout, isolated: Bool, userPrefix: String = "pgf-", policy: RestartPolicy = RestartPolicy(),
@@ -81,9 +84,9 @@ public actor Fleet: FleetControl {
     /// Tells the proxy that a tenant was just created (see `ProxyServer.prepare`).
     var proxyPrepare: (@Sendable (TenantName, String) -> Void)?
     /// The limits in force per tenant, for the supervisors' spawns.
-    let limitsBoard = LimitsBoard()
+    let limitsBoard = TenantBoard<TenantLimits>(default: .none)
     /// The sandbox network per tenant, for the supervisors' spawns.
-    let networkBoard = NetworkBoard()
+    let networkBoard = TenantBoard<SandboxNetwork>(default: .none)
     /// Whether the daemon's cgroup subtree is in place (`prepareCgroups` at start-up).
     var cgroupsReady = false
 
@@ -113,6 +116,7 @@ public actor Fleet: FleetControl {
     public func resumeTenants() async throws {
         var records = try catalog.tenants()
         prepareCgroups(for: records)
+        await mountDisks(for: records)
         let marked = creationMarkers(known: Set(records.map(\.name)))
         for index in records.indices where marked.contains(records[index].name) {
             guard let name = try? TenantName(validating: records[index].name) else { continue }

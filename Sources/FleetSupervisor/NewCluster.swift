@@ -69,25 +69,17 @@ enum NewCluster {
         _ sql: String, doing: String, bundle: FleetBundles.Bundle, dataDirectory: String, owner: UserIdentity?, background: Bool = false,
         sandbox: SandboxPlan? = nil
     ) async throws {
-        let command = [bundle.postgres, "--single", "-D", dataDirectory, "-c", "log_min_messages=warning", "-c", "log_min_error_statement=panic", "postgres"]
-        var executable = command[0]
-        var arguments = Array(command.dropFirst())
-        var environment = Fleet.environment(for: bundle)
-        var user = owner
+        let arguments = ["--single", "-D", dataDirectory, "-c", "log_min_messages=warning", "-c", "log_min_error_statement=panic", "postgres"]
+        let result: CommandResult
         if var plan = sandbox {
-            plan.command = command
-            let invocation: SandboxInvocation
-            do { invocation = try plan.invocation() } catch { throw FleetError.failed("the sandbox for \(doing): \(error.description)") }
-            for file in invocation.files { try Files.write(file.contents, to: file.hostPath, mode: 0o644, sync: false) }
-            executable = invocation.executable
-            arguments = Array(invocation.arguments.dropFirst())
-            environment = invocation.environment
-            user = invocation.switchUserBeforeExec ? owner : nil
+            plan.command = [bundle.postgres] + arguments
+            result = try await Fleet.run(plan, owner: owner, stdin: Array(sql.utf8), workingDirectory: dataDirectory)
+        } else {
+            result = try await Command.run(
+                bundle.postgres, arguments, environment: Fleet.environment(for: bundle), user: owner, stdin: Array(sql.utf8),
+                workingDirectory: dataDirectory, background: background
+            )
         }
-        let result = try await Command.run(
-            executable, arguments, environment: environment, user: user, stdin: Array(sql.utf8), workingDirectory: dataDirectory,
-            background: background
-        )
         try result.check("postgres --single (\(doing))")
         // PostgreSQL's own words, without the log line prefix and the prompt's noise.
         let errors = (result.stderr + "\n" + result.stdout).split(separator: "\n").compactMap { line -> String? in

@@ -1,6 +1,7 @@
 import FleetBundles
 import FleetCatalog
 import FleetCore
+import FleetHost
 import FleetSystem
 import Foundation
 import Logging
@@ -37,7 +38,17 @@ extension Fleet {
         // Limits a new cluster's settings cannot live with are refused before anything is made.
         let limits = spec.limits.filled(from: options.defaultLimits)
         var notes = try checkFit(limits, settings: ClusterConfig.newTenantMemorySettings(major: bundleRecord.major))
-        if limits.diskBytes != nil { notes.append(Self.diskNotEnforced) }
+        // A disk quota that cannot hold a cluster is refused here too, with the arithmetic.
+        var diskPlan: DiskPlan? = nil
+        if let bytes = limits.diskBytes {
+            if options.disk != nil && options.isolated {
+                let plan = try Self.diskPlan(bytes)
+                diskPlan = plan
+                notes += plan.adjustments
+            } else {
+                notes.append("--disk is stored but not enforced: the daemon is not root, so it makes no disk quotas")
+            }
+        }
         for note in notes { await progress(.progress("note: \(note)")) }
         let generated = requested == nil ? Self.generatePassword() : nil
         let password = requested ?? generated!
@@ -109,19 +120,43 @@ extension Fleet {
             do {
                 // The daemon's own, private (0700) until they are all given to the tenant's user.
                 try Files.makeDirectory(record.directory, mode: 0o700)
+                // With a quota the cluster is made (or claimed) beside the tenant's directory and
+                // then moved into its areas: the tenant's directory is the system area's mount point.
+                var cluster = record.dataDirectory
+                if let diskPlan, let disk = options.disk, let owner = plannedOwner {
+                    await progress(.progress("making its disk quota of \(ByteSize.format(diskPlan.diskBytes)) (system, data, WAL and log areas)"))
+                    let staging = layout.tenantsDirectory + "/." + name.rawValue + ".cluster"
+                    cluster = staging
+                    steps.record("disk") { _ in
+                        try? await disk.remove(name)
+                        try? Files.removeTree(staging)
+                    }
+                    try await disk.create(name, areas: diskPlan.areas, owner: owner)
+                    phases.mark("disk")
+                }
                 try Files.makeDirectory(record.socketDirectory, mode: 0o700)
                 try Files.makeDirectory(layout.tenantLogDirectory(name), mode: 0o700)
 
-                claimed = await pool.claim(bundle: bundleRecord.id, into: record.dataDirectory)
+                claimed = await pool.claim(bundle: bundleRecord.id, into: cluster)
                 phases.mark("claim")
                 if claimed {
                     await progress(.progress("claimed a ready PostgreSQL \(bundleRecord.version) cluster from the pool"))
-                    try Files.setMode(record.dataDirectory, 0o700)
+                    try Files.setMode(cluster, 0o700)
+                    try await moveIntoDisk(cluster, name: name, plan: diskPlan, progress: progress)
                     await progress(.progress("configuring"))
                     configurationFiles = try writeConfiguration(name: name, record: record, owner: nil)
+                    if let diskPlan { try writeDiskSettings(diskPlan, dataDirectory: record.dataDirectory, owner: nil) }
                     phases.mark("configuration")
-                    // The pool's user made the cluster; from now on all of it is the tenant's alone.
-                    if let plannedOwner { try Files.setOwnerRecursively(record.directory, plannedOwner) }
+                    // The pool's user made the cluster; from now on all of it is the tenant's alone
+                    // (but for each disk area's root-owned reserve: the cluster's files, not the tree).
+                    if let plannedOwner {
+                        if diskPlan != nil {
+                            for tree in [record.dataDirectory, diskPaths.walDirectory(name)] { try Files.setOwnerRecursively(tree, plannedOwner) }
+                            try Files.setOwner(record.socketDirectory, plannedOwner)
+                        } else {
+                            try Files.setOwnerRecursively(record.directory, plannedOwner)
+                        }
+                    }
                     phases.mark("chown")
                 } else {
                     let owner = try await userCreation?.value ?? plannedOwner
@@ -135,12 +170,15 @@ extension Fleet {
                             ? "initialising a new PostgreSQL \(bundleRecord.version) cluster (the ready pool is empty)"
                             : "initialising a new PostgreSQL \(bundleRecord.version) cluster (initdb)"
                     ))
+                    if cluster != record.dataDirectory { try Files.makeDirectory(cluster, mode: 0o700, owner: owner) }
                     try await NewCluster.make(
-                        bundle: bundle, dataDirectory: record.dataDirectory, owner: plannedOwner, daemonUser: daemonUser.name, background: false
+                        bundle: bundle, dataDirectory: cluster, owner: plannedOwner, daemonUser: daemonUser.name, background: false
                     )
-                    try Files.setMode(record.dataDirectory, 0o700)
+                    try Files.setMode(cluster, 0o700)
+                    try await moveIntoDisk(cluster, name: name, plan: diskPlan, progress: progress)
                     await progress(.progress("configuring"))
                     configurationFiles = try writeConfiguration(name: name, record: record, owner: plannedOwner)
+                    if let diskPlan { try writeDiskSettings(diskPlan, dataDirectory: record.dataDirectory, owner: plannedOwner) }
                 }
             } catch {
                 _ = try? await userCreation?.value
@@ -243,6 +281,10 @@ extension Fleet {
         board.remove(name)
         removeCgroups(of: name)
         removeSandboxDirectory(name)
+        if hasDisk(name) {
+            await progress(.progress("removing its disk areas"))
+            try await removeDisk(of: name)
+        }
         await progress(.progress("removing \(record.directory)"))
         try await removeTenantFiles(record: record, name: name)
         try catalog.deleteTenant(named: name.rawValue)
@@ -331,6 +373,13 @@ extension Fleet {
         guard !conf.contains(directive) else { return }
         conf += "\n# \(comment)\n\(directive)\n"
         try Files.write(conf, to: confPath, mode: 0o600, owner: owner, sync: sync)
+    }
+
+    /// With a quota: the cluster made beside the tenant's directory moves into its areas.
+    private func moveIntoDisk(_ cluster: String, name: TenantName, plan: DiskPlan?, progress: ProgressReporter) async throws {
+        guard plan != nil, let disk = options.disk else { return }
+        await progress(.progress("moving the cluster into its disk areas"))
+        try await disk.adopt(name, cluster: cluster)
     }
 
     private func removeTenantFiles(record: TenantRecord, name: TenantName) async throws {

@@ -41,9 +41,8 @@ extension Fleet {
                 throw FleetError.invalidRequest("the value of \(key) contains a line break or NUL")
             }
             // The tenant's own postgres checks the value: right names, units and ranges for its version.
-            let check = try await Command.run(
-                bundle.postgres, ["-D", record.dataDirectory, "-C", key, "-c", "\(key)=\(setting.value)"],
-                environment: environment, user: owner, workingDirectory: record.dataDirectory
+            let check = try await runTenantPostgres(
+                ["-D", record.dataDirectory, "-C", key, "-c", "\(key)=\(setting.value)"], record: record, bundle: bundle, owner: owner
             )
             guard check.succeeded else {
                 let reason = check.stderr.split(separator: "\n").first { $0.contains("FATAL") || $0.contains("ERROR") || $0.contains("invalid") }

@@ -38,7 +38,8 @@ public enum Files {
     /// With `sync` the contents reach the disk before the rename; without it (a new cluster's
     /// files, written several at a time) the caller syncs them together with `sync(_:)`.
     public static func write(_ contents: String, to path: String, mode: mode_t, owner: UserIdentity? = nil, sync: Bool = true) throws {
-        let temp = path + ".tmp-\(getpid())"
+        // Unique per call: two tasks of one daemon may write the same file at once (the sandbox's passwd).
+        let temp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { throw FleetError.failed("cannot write \(path): \(String(cString: strerror(errno)))") }
         var problem: String?

@@ -2,6 +2,7 @@ import ArgumentParser
 import FleetAPI
 import FleetCatalog
 import FleetCore
+import FleetHost
 import FleetProxy
 import FleetSupervisor
 import FleetSystem
@@ -130,6 +131,12 @@ struct Serve: AsyncParsableCommand {
         )
         fleetOptions.defaultLimits = try defaultLimits.limits()
         fleetOptions.cgroups = isRoot ? hostCgroups(layout: layout, logger: logger) : nil
+        if isRoot {
+            // XFS project quotas where the root's filesystem has them, a loop image per area elsewhere.
+            let kind = DiskBackendKind.detect(for: layout.root)
+            fleetOptions.disk = kind == .xfsProject ? XFSProjectDisk(layout: layout) : LoopImageDisk(layout: layout)
+            logger.info("tenant disk quotas", metadata: ["backend": "\(kind.rawValue)"])
+        }
         if isRoot && sandbox == "on" {
             let settings = try await hostSandbox(logger: logger)
             fleetOptions.sandbox = settings

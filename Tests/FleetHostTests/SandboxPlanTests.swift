@@ -264,6 +264,22 @@ private let postmaster = ProcessReading(
         workingDirectory: dataDirectory, nsPIDs: [102, 2], startTime: 502))
     #expect(SandboxProcesses.findPostmaster(dataDirectory: dataDirectory, uid: 2_000_000_001, root: host)?.pid == 102)
     #expect(SandboxProcesses.findPostmaster(dataDirectory: dataDirectory, uid: 2_000_000_002, root: host) == nil)
+
+    // Re-adoption by the daemon's record: only the very process it names (same start time).
+    let uid: uid_t = 2_000_000_001
+    #expect(SandboxProcesses.adoptable(dataDirectory: dataDirectory, uid: uid, record: SandboxRecord(pid: 102, startTime: 502), root: host) == 102)
+    #expect(SandboxProcesses.adoptable(dataDirectory: dataDirectory, uid: uid, record: SandboxRecord(pid: 102, startTime: 400), root: host) == nil)
+    #expect(SandboxProcesses.adoptable(dataDirectory: dataDirectory, uid: uid, record: SandboxRecord(pid: 140, startTime: 900), root: host) == nil)
+    #expect(SandboxProcesses.adoptable(dataDirectory: dataDirectory, uid: uid, record: SandboxRecord(pid: 777, startTime: 502), root: host) == nil)
+    #expect(SandboxProcesses.adoptable(dataDirectory: dataDirectory, uid: uid, record: nil, root: host) == 102, "no record: found by a scan")
+    #expect(SandboxProcesses.adoptable(dataDirectory: "/var/lib/pgfleet/tenants/other/data", uid: uid, record: nil, root: host) == nil)
+}
+
+@Test func theRecordOfASandboxedPostmasterRoundTripsAndRefusesGarbage() {
+    #expect(SandboxRecord.parse(SandboxRecord(pid: 4242, startTime: 775_629).text) == SandboxRecord(pid: 4242, startTime: 775_629))
+    for bad in ["", "4242", "4242 x", "-1 5", "0 5", "1 2 3", "4242 775629 extra"] {
+        #expect(SandboxRecord.parse(bad) == nil, "\(bad)")
+    }
 }
 
 @Test func readsTheHostLayout() throws {

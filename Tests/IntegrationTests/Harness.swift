@@ -231,7 +231,8 @@ final class Harness: @unchecked Sendable {
             let left = TenantCgroups(layout: cgroups, groupName: TenantCgroups.groupName(forRoot: root)).removeSubtree()
             if !left.isEmpty { Issue.record("cgroups left behind: \(left)") }
         }
-        try? Files.removeTree(root)
+        // Disk areas a failed test left mounted (their loop devices detach with them), then the root.
+        await TenantDiskTests.cleanUp(root)
     }
 
     static let decoder: JSONDecoder = {

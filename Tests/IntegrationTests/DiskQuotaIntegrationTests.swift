@@ -1,0 +1,62 @@
+import FleetCore
+import FleetHost
+import FleetSystem
+import Foundation
+import Testing
+
+/// `--disk` through pgfleet, on real loop devices: a tenant that fills its quota gets
+/// PostgreSQL's own error, never a PANIC, and its neighbour does not notice.
+@Suite(.serialized, integrationTrait)
+struct DiskQuotaIntegrationTests {
+    static let serve = ["--no-system-bundles", "--listen", "none"]
+
+    @Test func aTenantThatFillsItsDiskGetsAnErrorAndItsNeighbourKeepsWriting() async throws {
+        try await withHarness(extraServeArguments: Self.serve) { harness in
+            try await harness.startDaemon()
+            try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+            let tooSmall = try await harness.cli(["tenant", "create", "tiny", "--disk", "32MB"])
+            #expect(!tooSmall.succeeded && tooSmall.stderr.contains("32MB"), "\(tooSmall.stderr)")
+            #expect(try await harness.list().isEmpty)
+
+            let (full, password) = try await harness.createTenant("full", extra: ["--disk", "128MB"])
+            let (calm, calmPassword) = try await harness.createTenant("calm")
+            #expect(full.limits?.diskBytes == 128 << 20)
+            #expect((full.usage?.diskUsedBytes ?? 0) > 1 << 20)
+            let mounts = (MountTable.read()?.mounts ?? []).map(\.mountPoint).filter { $0.hasPrefix(full.dataDirectory.replacingOccurrences(of: "/data", with: "")) }
+            #expect(mounts.count == 5, "system, WAL, log and data areas and base/'s bind: \(mounts)")
+            let postmaster = try #require(full.pid)
+
+            try await harness.mustQuery(full, password: password, "CREATE TABLE fill(payload text)")
+            try await harness.mustQuery(calm, password: calmPassword, "CREATE TABLE steady(payload text)")
+            let filling = try await harness.psql(full, password: password, "INSERT INTO fill SELECT repeat('x', 1000) FROM generate_series(1, 300000)")
+            #expect(!filling.succeeded)
+            #expect(filling.stderr.contains("could not extend file") && filling.stderr.contains("No space left on device"), "\(filling.stderr)")
+            // The neighbour writes meanwhile; the full tenant checkpoints, reads and takes new connections, with no crash.
+            try await harness.mustQuery(calm, password: calmPassword, "INSERT INTO steady SELECT repeat('y', 1000) FROM generate_series(1, 20000)")
+            for _ in 0..<3 {
+                try await harness.mustQuery(full, password: password, "CHECKPOINT")
+                _ = try await harness.psql(full, password: password, "INSERT INTO fill SELECT repeat('x', 1000) FROM generate_series(1, 50000)")
+            }
+            #expect(try await harness.mustQuery(full, password: password, "SELECT count(*) >= 0 FROM fill") == "t")
+            let after = try await harness.info("full")
+            #expect(after.pid == postmaster && after.restarts == 0, "the full tenant's postmaster restarted")
+            let log = (try? String(contentsOfFile: full.logFile, encoding: .utf8)) ?? ""
+            #expect(!log.contains("PANIC"), "\(log.suffix(2000))")
+            #expect(try await harness.mustQuery(calm, password: calmPassword, "SELECT count(*) FROM steady") == "20000")
+            #expect(try await harness.info("calm").restarts == 0)
+
+            // Room again once its data is gone; a larger quota, online.
+            try await harness.mustQuery(full, password: password, "DROP TABLE fill")
+            try await harness.mustQuery(full, password: password, "CREATE TABLE again AS SELECT repeat('z', 1000) AS payload FROM generate_series(1, 10000)")
+            let grown = try await harness.mustRun(["tenant", "set", "full", "--disk", "256MB"])
+            #expect(grown.contains("disk quota now 256MB"), "\(grown)")
+            try await harness.mustQuery(full, password: password, "INSERT INTO again SELECT repeat('z', 1000) FROM generate_series(1, 100000)")
+            #expect(try await harness.mustQuery(full, password: password, "SELECT count(*) FROM again") == "110000")
+
+            // Drop leaves no mount and no loop device.
+            try await harness.mustRun(["tenant", "drop", "full", "--yes"])
+            #expect((MountTable.read()?.mounts ?? []).allSatisfy { !$0.mountPoint.hasPrefix(harness.root + "/") })
+            #expect(!FileManager.default.fileExists(atPath: harness.root + "/disks/full"))
+        }
+    }
+}
