@@ -48,6 +48,8 @@ Options:
       --limits L    on (default): each tenant created with --cpu 1 --memory 512MB --pids 200 (its
                     cgroups made and written during the create); off: none
       --sandbox S   on (default): the daemon sandboxes every postmaster (bubblewrap); off
+      --disk SIZE   each tenant created with --disk SIZE (four loop-image areas made and the
+                    cluster moved into them during the create); default none
   -h, --help        this text
 
 Environment: PGFLEET_BIN (use this pgfleet binary, do not build), PYTHON (a python3 with psycopg;
@@ -63,6 +65,7 @@ PG=15
 POOL=2
 LIMITS=on
 SANDBOX=on
+DISK=
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -72,6 +75,7 @@ while [ $# -gt 0 ]; do
     --pool-size) POOL="${2:?$1 needs a value}"; shift 2 ;;
     --limits) LIMITS="${2:?$1 needs a value}"; shift 2 ;;
     --sandbox) SANDBOX="${2:?$1 needs a value}"; shift 2 ;;
+    --disk) DISK="${2:?$1 needs a value}"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) printf 'error: unknown argument %s (see --help)\n' "$1" >&2; exit 2 ;;
     esac
@@ -85,6 +89,7 @@ for value in "$LIMITS" "$SANDBOX"; do
 done
 CREATE_LIMITS=()
 [ "$LIMITS" = on ] && CREATE_LIMITS=(--cpu 1 --memory 512MB --pids 200)
+[ -n "$DISK" ] && CREATE_LIMITS+=(--disk "$DISK")
 
 export LC_ALL=C.UTF-8 LC_NUMERIC=C
 # shellcheck source=bench/lib.sh
@@ -276,7 +281,7 @@ if [ "$POOL" -gt 0 ]; then
 else
     echo "pgfleet's ready pool: off (serve --pool-size 0): every create runs initdb"
 fi
-echo "pgfleet's tenants: sandbox $SANDBOX (serve --sandbox), limits $LIMITS${CREATE_LIMITS[*]:+ (${CREATE_LIMITS[*]})}; disk quotas are not applied yet"
+echo "pgfleet's tenants: sandbox $SANDBOX (serve --sandbox), limits $LIMITS${CREATE_LIMITS[*]:+ (${CREATE_LIMITS[*]})}; disk quota ${DISK:-none}"
 echo "client: $("$BENCH_PYTHON" -c 'import psycopg; print("psycopg %s (libpq %d)" % (psycopg.__version__, psycopg.pq.version()))'), one long-lived python3 process, retrying every 5 ms; the commands' own process start-up is counted, sslmode=disable"
 echo
 printf '%-50s %9s %8s %8s   %s\n' "ms" median min max samples
