@@ -37,6 +37,7 @@ extension Fleet {
         }
         guard let stored = try catalog.bundle(id: bundle.manifest.id) else { throw FleetError.bundleNotFound(bundle.manifest.id) }
         pool.wake()
+        diskPool.wake()
         return try info(for: stored)
     }
 

@@ -32,6 +32,8 @@ public struct FleetOptions: Sendable {
     public var sandbox: SandboxSettings?
     /// Disk quotas (`--disk`); nil: none can be made (not root).
     public var disk: (any TenantDisk)?
+    /// Ready clusters kept per bundle inside disk images, for `tenant create --disk` (loop images only).
+    public var poolDisks = 0
 
     public init(
         layout: FleetLayout, isolated: Bool, userPrefix: String = "pgf-", policy: RestartPolicy = RestartPolicy(),
@@ -69,6 +71,8 @@ public actor Fleet: FleetControl {
     let daemonUser = UserIdentity.current
     /// Pre-initialised clusters for `tenant create`; its refill runs in `FleetService`.
     public let pool: ReadyPool
+    /// The same, with each cluster already inside a disk quota's images.
+    public let diskPool: ReadyPool
     /// Running tenants' sockets, for the proxy's fast path.
     public nonisolated let running = RunningTenants()
     /// Every supervisor's latest snapshot, readable without awaiting the supervisors.
@@ -100,6 +104,11 @@ public actor Fleet: FleetControl {
         self.pool = ReadyPool(
             size: options.poolSize, layout: options.layout, catalog: catalog, bundles: bundles, isolated: options.isolated,
             userPrefix: options.userPrefix, daemonUser: UserIdentity.current.name, logger: logger
+        )
+        self.diskPool = ReadyPool(
+            size: options.isolated && options.disk is LoopImageDisk ? options.poolDisks : 0, layout: options.layout, catalog: catalog,
+            bundles: bundles, isolated: options.isolated, userPrefix: options.userPrefix, daemonUser: UserIdentity.current.name,
+            logger: logger, withDisks: true
         )
     }
 

@@ -28,6 +28,7 @@ public struct FleetService: Service {
                     }
                 }
                 group.addTask { await fleet.pool.run() }
+                group.addTask { await fleet.diskPool.run() }
             }
         }
         await fleet.shutdown()

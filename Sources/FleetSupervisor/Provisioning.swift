@@ -14,6 +14,7 @@ extension Fleet {
         let bundle = try loadBundle(id: bundleRecord.id)
 
         await pool.createStarted()
+        await diskPool.createStarted()
         do {
             var resolved = spec
             resolved.bundle = .id(bundleRecord.id)
@@ -22,9 +23,11 @@ extension Fleet {
                 try await provision(spec: resolved, password: request.password, bundleRecord: bundleRecord, bundle: bundle, progress: progress)
             }
             await pool.createFinished()
+            await diskPool.createFinished()
             return result
         } catch {
             await pool.createFinished()
+            await diskPool.createFinished()
             throw error
         }
     }
@@ -123,26 +126,44 @@ extension Fleet {
                 // With a quota the cluster is made (or claimed) beside the tenant's directory and
                 // then moved into its areas: the tenant's directory is the system area's mount point.
                 var cluster = record.dataDirectory
+                // A cluster claimed already inside its disk's images: nothing to make or move.
+                var inDisk = false
                 if let diskPlan, let disk = options.disk, let owner = plannedOwner {
-                    await progress(.progress("making its disk quota of \(ByteSize.format(diskPlan.diskBytes)) (system, data, WAL and log areas)"))
                     let staging = layout.tenantsDirectory + "/." + name.rawValue + ".cluster"
                     cluster = staging
                     steps.record("disk") { _ in
                         try? await disk.remove(name)
                         try? Files.removeTree(staging)
                     }
-                    try await disk.create(name, areas: diskPlan.areas, owner: owner)
+                    if diskPlan.areas.dataBytes <= Self.largestPooledDataArea, await diskPool.claim(bundle: bundleRecord.id, into: staging) {
+                        await progress(.progress("claimed a ready PostgreSQL \(bundleRecord.version) cluster in its own disk images from the pool"))
+                        try Files.makeDirectory(diskPaths.disksDirectory, mode: 0o700)
+                        let images = ReadyPool.diskImages(ofClaimed: staging)
+                        guard rename(images, diskPaths.directory(name)) == 0 else {
+                            throw FleetError.failed("rename \(images) to \(diskPaths.directory(name)): \(String(cString: strerror(errno)))")
+                        }
+                        try Files.removeTree(staging)
+                        try await disk.ensureMounted(name)
+                        try await disk.resize(name, areas: diskPlan.areas)
+                        inDisk = true
+                        claimed = true
+                    } else {
+                        await progress(.progress("making its disk quota of \(ByteSize.format(diskPlan.diskBytes)) (system, data, WAL and log areas)"))
+                        try await disk.create(name, areas: diskPlan.areas, owner: owner)
+                    }
                     phases.mark("disk")
                 }
                 try Files.makeDirectory(record.socketDirectory, mode: 0o700)
                 try Files.makeDirectory(layout.tenantLogDirectory(name), mode: 0o700)
 
-                claimed = await pool.claim(bundle: bundleRecord.id, into: cluster)
+                if !inDisk { claimed = await pool.claim(bundle: bundleRecord.id, into: cluster) }
                 phases.mark("claim")
                 if claimed {
-                    await progress(.progress("claimed a ready PostgreSQL \(bundleRecord.version) cluster from the pool"))
-                    try Files.setMode(cluster, 0o700)
-                    try await moveIntoDisk(cluster, name: name, plan: diskPlan, progress: progress)
+                    if !inDisk {
+                        await progress(.progress("claimed a ready PostgreSQL \(bundleRecord.version) cluster from the pool"))
+                        try Files.setMode(cluster, 0o700)
+                        try await moveIntoDisk(cluster, name: name, plan: diskPlan, progress: progress)
+                    }
                     await progress(.progress("configuring"))
                     configurationFiles = try writeConfiguration(name: name, record: record, owner: nil)
                     if let diskPlan { try writeDiskSettings(diskPlan, dataDirectory: record.dataDirectory, owner: nil) }
@@ -151,6 +172,7 @@ extension Fleet {
                     // (but for each disk area's root-owned reserve: the cluster's files, not the tree).
                     if let plannedOwner {
                         if diskPlan != nil {
+                            for area in DiskArea.allCases { try Files.setOwner(diskPaths.mountPoint(name, area), plannedOwner) }
                             for tree in [record.dataDirectory, diskPaths.walDirectory(name)] { try Files.setOwnerRecursively(tree, plannedOwner) }
                             try Files.setOwner(record.socketDirectory, plannedOwner)
                         } else {
@@ -374,6 +396,10 @@ extension Fleet {
         conf += "\n# \(comment)\n\(directive)\n"
         try Files.write(conf, to: confPath, mode: 0o600, owner: owner, sync: sync)
     }
+
+    /// The ready pool's disk images hold a data area of up to this without growing their
+    /// filesystem (which needs CAP_SYS_RESOURCE); larger quotas make their own.
+    static let largestPooledDataArea: UInt64 = 4 << 30
 
     /// With a quota: the cluster made beside the tenant's directory moves into its areas.
     private func moveIntoDisk(_ cluster: String, name: TenantName, plan: DiskPlan?, progress: ProgressReporter) async throws {

@@ -1,6 +1,7 @@
 import FleetBundles
 import FleetCatalog
 import FleetCore
+import FleetHost
 import FleetSystem
 import Foundation
 import Logging
@@ -14,8 +15,15 @@ import Metrics
 /// at the lowest CPU and I/O priority, and not while a tenant is being created. A claim is one
 /// synchronous step on this actor (take the name, rename the directory), so two creates never get
 /// the same entry, and the refill only ever touches `building-*` directories.
+///
+/// A pool `withDisks` keeps its clusters already inside the four loop images of a disk quota
+/// (`LoopImageDisk`, unmounted), for `tenant create --disk`: a claim then moves the images and
+/// mounts them, instead of making filesystems and copying the cluster in.
 public actor ReadyPool {
     private let layout: FleetLayout
+    /// `ROOT/pool` (or `ROOT/pool-disks`): one directory per bundle.
+    private let directory: String
+    private let withDisks: Bool
     private let catalog: Catalog
     private let bundles: BundleStore
     /// Root: entries belong to the pool's own OS user until claimed. Otherwise to the daemon's user.
@@ -35,10 +43,12 @@ public actor ReadyPool {
 
     public init(
         size: Int, layout: FleetLayout, catalog: Catalog, bundles: BundleStore, isolated: Bool, userPrefix: String,
-        daemonUser: String, logger: Logger
+        daemonUser: String, logger: Logger, withDisks: Bool = false
     ) {
         self.state = ReadyPoolState(size: size)
         self.layout = layout
+        self.withDisks = withDisks
+        self.directory = withDisks ? layout.root + "/pool-disks" : layout.poolDirectory
         self.catalog = catalog
         self.bundles = bundles
         self.isolated = isolated
@@ -57,7 +67,7 @@ public actor ReadyPool {
     /// when there is none. The caller owns the directory from then on.
     func claim(bundle: String, into destination: String) -> Bool {
         while let entry = state.claim(bundle: bundle) {
-            let path = layout.poolDirectory(bundle: bundle) + "/" + entry
+            let path = directory(bundle: bundle) + "/" + entry
             if rename(path, destination) == 0 {
                 Counter(label: "pgfleet_pool_claims_total", dimensions: [("result", "claimed")]).increment()
                 recordMetrics()
@@ -133,7 +143,7 @@ public actor ReadyPool {
     /// every bundle's pool topped up until cancelled (the daemon's graceful shutdown). An initdb
     /// under way when cancelled gets SIGTERM; its directory is removed at the next start.
     public func run() async {
-        prepare()
+        await prepare()
         guard state.size > 0 else { return }
         while !Task.isCancelled {
             let bundleIDs = ((try? catalog.bundles()) ?? []).map(\.id)
@@ -155,7 +165,7 @@ public actor ReadyPool {
     private func build(bundle bundleID: String) async {
         state.buildStarted(bundle: bundleID)
         recordMetrics()
-        let directory = layout.poolDirectory(bundle: bundleID)
+        let directory = directory(bundle: bundleID)
         let token = PoolEntryName.token()
         let building = directory + "/" + PoolEntryName.building(token)
         let started = clock.now
@@ -163,9 +173,13 @@ public actor ReadyPool {
         do {
             let bundle = try bundles.load(id: bundleID)
             let owner = try await ownerOfEntries()
-            try Files.makeDirectory(layout.poolDirectory, mode: 0o711)
+            try Files.makeDirectory(self.directory, mode: 0o711)
             try Files.makeDirectory(directory, mode: 0o700, owner: owner)
-            try await NewCluster.make(bundle: bundle, dataDirectory: building, owner: owner, daemonUser: daemonUser, background: true)
+            if withDisks {
+                try await buildInDisk(bundle: bundle, entry: building, owner: owner)
+            } else {
+                try await NewCluster.make(bundle: bundle, dataDirectory: building, owner: owner, daemonUser: daemonUser, background: true)
+            }
             let ready = PoolEntryName.ready(token)
             guard rename(building, directory + "/" + ready) == 0 else {
                 throw FleetError.failed("rename \(building): \(String(cString: strerror(errno)))")
@@ -175,7 +189,14 @@ public actor ReadyPool {
                 "bundle": "\(bundleID)", "entry": "\(ready)", "took": "\(clock.now - started)",
             ])
         } catch {
-            try? Files.removeTree(building)
+            // Not cancelled with the build: the entry's filesystems must be unmounted before its
+            // files go, and a shutdown is what cancels a build. What is still mounted stays for
+            // the next start's `prepare`.
+            if withDisks, !(await Task.detached { await Self.removeDiskEntry(building) }.value) {
+                logger.warning("ready pool: a half-made disk entry is still mounted; it is removed at the next start", metadata: ["entry": "\(building)"])
+            } else {
+                try? Files.removeTree(building)
+            }
             if !Task.isCancelled {
                 logger.warning("ready pool: could not initialise a cluster; trying again later", metadata: [
                     "bundle": "\(bundleID)", "error": "\(error)", "retry in": "\(ReadyPoolState.retryDelay)",
@@ -185,6 +206,41 @@ public actor ReadyPool {
         state.buildFinished(bundle: bundleID, entry: entry, now: now)
         recordMetrics()
     }
+
+    /// The name of the tenant a disk entry's layout knows (its paths are relative to the entry).
+    static let diskEntryTenant = try! TenantName(validating: "ready")
+    /// The quota an entry is made with; the claim sets the tenant's own (the images are sized to grow).
+    static let diskEntryBytes: UInt64 = 1 << 30
+
+    /// A cluster inside a disk's images, laid out as a tenant's (`entry/disks/ready/*.img`, made
+    /// under `entry/tenants/ready`), left unmounted.
+    private func buildInDisk(bundle: FleetBundles.Bundle, entry: String, owner: UserIdentity?) async throws {
+        guard let owner else { throw FleetError.failed("a disk entry of the ready pool needs root") }
+        let entryLayout = FleetLayout(root: entry)
+        let disk = LoopImageDisk(layout: entryLayout)
+        let name = Self.diskEntryTenant
+        try Files.makeDirectory(entry, mode: 0o711)
+        try Files.makeDirectory(entryLayout.tenantsDirectory, mode: 0o711)
+        try await disk.create(name, areas: try Fleet.diskPlan(Self.diskEntryBytes).areas, owner: owner)
+        let staging = disk.paths.stagingDirectory(name)
+        try await NewCluster.make(bundle: bundle, dataDirectory: staging, owner: owner, daemonUser: daemonUser, background: true)
+        try await disk.adopt(name, cluster: staging)
+        try await disk.unmount(name)
+    }
+
+    /// Unmounts what a disk entry's build left mounted (its loop devices detach with it); false
+    /// when something under it is still mounted.
+    static func removeDiskEntry(_ entry: String) async -> Bool {
+        try? await LoopImageDisk(layout: FleetLayout(root: entry)).unmount(diskEntryTenant)
+        return !(MountTable.read()?.mounts ?? []).contains { $0.mountPoint.hasPrefix(entry + "/") }
+    }
+
+    /// The images of a claimed disk entry, to be moved to the tenant's disk directory.
+    static func diskImages(ofClaimed entry: String) -> String {
+        DiskPaths(layout: FleetLayout(root: entry)).directory(diskEntryTenant)
+    }
+
+    private func directory(bundle: String) -> String { directory + "/" + bundle }
 
     /// The pool's OS user (root), made on first use; nil (the daemon's user) otherwise.
     private func ownerOfEntries() async throws -> UserIdentity? {
@@ -198,12 +254,12 @@ public actor ReadyPool {
     // MARK: Start-up and removed bundles
 
     /// Finds the ready entries an earlier daemon left, and removes everything else under the pool.
-    private func prepare() {
+    private func prepare() async {
         let known = Set(((try? catalog.bundles()) ?? []).map(\.id))
         let fm = FileManager.default
-        guard let bundleDirs = try? fm.contentsOfDirectory(atPath: layout.poolDirectory) else { return }
+        guard let bundleDirs = try? fm.contentsOfDirectory(atPath: self.directory) else { return }
         for bundleID in bundleDirs.sorted() {
-            let directory = layout.poolDirectory(bundle: bundleID)
+            let directory = directory(bundle: bundleID)
             guard known.contains(bundleID), state.size > 0 else {
                 logger.info("ready pool: removing the entries of a removed bundle (or of a disabled pool)", metadata: ["path": "\(directory)"])
                 try? Files.removeTree(directory)
@@ -215,6 +271,10 @@ public actor ReadyPool {
                     ready.append(name)
                 } else {
                     logger.info("ready pool: removing a half-made entry", metadata: ["path": "\(directory)/\(name)"])
+                    if withDisks, !(await Self.removeDiskEntry(directory + "/" + name)) {
+                        logger.error("ready pool: cannot unmount a half-made disk entry; unmount it by hand", metadata: ["path": "\(directory)/\(name)"])
+                        continue
+                    }
                     try? Files.removeTree(directory + "/" + name)
                 }
             }
@@ -228,14 +288,15 @@ public actor ReadyPool {
     private func removeGone(keeping bundleIDs: Set<String>) {
         for (bundleID, _) in state.keepOnly(bundles: bundleIDs) {
             logger.info("ready pool: removing the entries of a removed bundle", metadata: ["bundle": "\(bundleID)"])
-            try? Files.removeTree(layout.poolDirectory(bundle: bundleID))
+            try? Files.removeTree(directory(bundle: bundleID))
         }
     }
 
     private func recordMetrics() {
-        Gauge(label: "pgfleet_pool_size").record(state.size)
+        let prefix = withDisks ? "pgfleet_pool_disks" : "pgfleet_pool"
+        Gauge(label: prefix + "_size").record(state.size)
         for status in status() {
-            Gauge(label: "pgfleet_pool_ready", dimensions: [("bundle", status.bundle)]).record(status.ready)
+            Gauge(label: prefix + "_ready", dimensions: [("bundle", status.bundle)]).record(status.ready)
         }
     }
 }

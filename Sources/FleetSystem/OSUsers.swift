@@ -132,7 +132,7 @@ public enum OSUsers {
     private static func ensureUser(_ name: String, marker: String, home: String, owner: String) async throws -> UserIdentity {
         if let existing = try existingUser(name, marker: marker, owner: owner) { return existing }
         let (low, high) = (tenantIDs.lowerBound, tenantIDs.upperBound)
-        try await Command.run(
+        let made = try await Command.run(
             "/usr/sbin/useradd",
             ["--system", "--user-group", "--no-create-home", "--home-dir", home, "--shell", "/usr/sbin/nologin",
              // A system account (no password aging, no subordinate ids), but with ids from
@@ -140,7 +140,10 @@ public enum OSUsers {
              // would otherwise grow to the size an id of two billion implies.
              "-K", "SYS_UID_MIN=\(low)", "-K", "SYS_UID_MAX=\(high)", "-K", "SYS_GID_MIN=\(low)", "-K", "SYS_GID_MAX=\(high)",
              "--no-log-init", "--comment", marker, name]
-        ).check("useradd \(name)")
+        )
+        // Two of the daemon's pools may make their shared user at once: the loser finds it made.
+        if !made.succeeded, let existing = try existingUser(name, marker: marker, owner: owner) { return existing }
+        try made.check("useradd \(name)")
         guard let created = lookup(name) else { throw FleetError.failed("useradd \(name) succeeded but the user cannot be found") }
         return created
     }

@@ -59,6 +59,12 @@ struct Serve: AsyncParsableCommand {
     var poolSize = 2
 
     @Option(help: ArgumentHelp(
+        "Clusters kept ready per bundle inside their own disk images, for `tenant create --disk` (root, loop-image quotas); default: --pool-size when --default-disk is given, else 0.",
+        valueName: "n"
+    ))
+    var poolDisks: Int?
+
+    @Option(help: ArgumentHelp(
         "on: every postmaster runs in a sandbox of its own (bubblewrap: its own mount, PID, IPC and network namespaces; root only); off: with the host's view.",
         valueName: "on|off"
     ))
@@ -76,6 +82,9 @@ struct Serve: AsyncParsableCommand {
         }
         guard ["on", "off"].contains(sandbox) else {
             throw ValidationError("--sandbox must be on or off")
+        }
+        if let poolDisks, !(0...100).contains(poolDisks) {
+            throw ValidationError("--pool-disks must be between 0 (none) and 100")
         }
         guard (0...100).contains(poolSize) else {
             throw ValidationError("--pool-size must be between 0 (no pool) and 100")
@@ -135,6 +144,7 @@ struct Serve: AsyncParsableCommand {
             // XFS project quotas where the root's filesystem has them, a loop image per area elsewhere.
             let kind = DiskBackendKind.detect(for: layout.root)
             fleetOptions.disk = kind == .xfsProject ? XFSProjectDisk(layout: layout) : LoopImageDisk(layout: layout)
+            fleetOptions.poolDisks = poolDisks ?? (fleetOptions.defaultLimits.diskBytes != nil ? poolSize : 0)
             logger.info("tenant disk quotas", metadata: ["backend": "\(kind.rawValue)"])
         }
         if isRoot && sandbox == "on" {

@@ -59,4 +59,39 @@ struct DiskQuotaIntegrationTests {
             #expect(!FileManager.default.fileExists(atPath: harness.root + "/disks/full"))
         }
     }
+
+    @Test func theReadyPoolKeepsClustersInTheirOwnDiskImages() async throws {
+        try await withHarness(extraServeArguments: Self.serve + ["--pool-size", "1", "--pool-disks", "1"]) { harness in
+            try await harness.startDaemon()
+            try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+            let poolDisks = harness.root + "/pool-disks"
+            #expect(try await Harness.eventually(timeout: .seconds(120)) {
+                let bundles = (try? FileManager.default.contentsOfDirectory(atPath: poolDisks)) ?? []
+                return bundles.contains { bundle in
+                    ((try? FileManager.default.contentsOfDirectory(atPath: poolDisks + "/" + bundle)) ?? []).contains { $0.hasPrefix("ready-") }
+                }
+            }, "no disk entry was made:\n\(harness.serveLog())")
+            // A ready entry is images only: nothing of it is mounted.
+            #expect((MountTable.read()?.mounts ?? []).allSatisfy { !$0.mountPoint.hasPrefix(poolDisks + "/") })
+
+            let created = try await harness.cli(["tenant", "create", "pooled", "--password", "pooled-secret", "--disk", "256MB"])
+            #expect(created.succeeded, "\(created.stderr)")
+            #expect(created.stderr.contains("in its own disk images from the pool"), "the progress shown: \(created.stderr)")
+            let tenant = try await harness.waitFor("pooled", state: .running)
+            #expect(tenant.state == .running && tenant.limits?.diskBytes == 256 << 20)
+            let user = try #require(OSUsers.lookup(tenant.osUser))
+            var info = stat()
+            #expect(stat(tenant.dataDirectory + "/base", &info) == 0 && info.st_uid == user.uid, "the cluster is the tenant's")
+            try await harness.mustQuery(tenant, password: "pooled-secret", "CREATE TABLE t AS SELECT repeat('x', 1000) AS payload FROM generate_series(1, 5000)")
+            #expect(try await harness.mustQuery(tenant, password: "pooled-secret", "SELECT count(*) FROM t") == "5000")
+            // Its quota is its own, not the entry's.
+            let filling = try await harness.psql(tenant, password: "pooled-secret", "INSERT INTO t SELECT repeat('x', 1000) FROM generate_series(1, 400000)")
+            #expect(filling.stderr.contains("could not extend file"), "\(filling.stderr)")
+
+            try await harness.mustRun(["tenant", "drop", "pooled", "--yes"])
+            _ = try await harness.stopDaemon()
+            #expect((MountTable.read()?.mounts ?? []).allSatisfy { !$0.mountPoint.hasPrefix(harness.root + "/") }, "mounts left after the daemon stopped")
+            #expect(TenantDiskTests.loopDevices(under: harness.root).isEmpty, "loop devices left after the daemon stopped")
+        }
+    }
 }
