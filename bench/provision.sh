@@ -48,8 +48,9 @@ Options:
       --limits L    on (default): each tenant created with --cpu 1 --memory 512MB --pids 200 (its
                     cgroups made and written during the create); off: none
       --sandbox S   on (default): the daemon sandboxes every postmaster (bubblewrap); off
-      --disk SIZE   each tenant created with --disk SIZE (four loop-image areas made and the
-                    cluster moved into them during the create); default none
+      --disk SIZE   each tenant created with --disk SIZE; the daemon then keeps its ready
+                    clusters inside disk images too (serve --pool-disks, the same size as the
+                    pool), and the script waits for both pools; default none
   -h, --help        this text
 
 Environment: PGFLEET_BIN (use this pgfleet binary, do not build), PYTHON (a python3 with psycopg;
@@ -90,6 +91,9 @@ done
 CREATE_LIMITS=()
 [ "$LIMITS" = on ] && CREATE_LIMITS=(--cpu 1 --memory 512MB --pids 200)
 [ -n "$DISK" ] && CREATE_LIMITS+=(--disk "$DISK")
+# With --disk the daemon keeps its ready clusters inside disk images (serve --pool-disks).
+POOL_DISKS=0
+[ -n "$DISK" ] && POOL_DISKS="$POOL"
 
 export LC_ALL=C.UTF-8 LC_NUMERIC=C
 # shellcheck source=bench/lib.sh
@@ -109,7 +113,7 @@ bench_build_pgfleet
 bench_python
 
 PROXY_PORT="$(bench_free_port)"
-bench_start_daemon "$BENCH_TMP/root" --listen "127.0.0.1:$PROXY_PORT" --tls disable --pool-size "$POOL" --sandbox "$SANDBOX"
+bench_start_daemon "$BENCH_TMP/root" --listen "127.0.0.1:$PROXY_PORT" --tls disable --pool-size "$POOL" --sandbox "$SANDBOX" --pool-disks "$POOL_DISKS"
 PREFIX="prov-$$-"
 # At exit: whatever a failed or interrupted sample left (each sample drops its own tenant).
 # shellcheck disable=SC2317 # called through bench_defer
@@ -131,7 +135,8 @@ wait_pool_full() {
     local i start="$EPOCHREALTIME"
     for ((i = 0; i < 1200; i++)); do
         if bench_pgfleet status --json 2>/dev/null |
-            jq -e --argjson n "$POOL" '(.pool // []) | length > 0 and all(.ready >= $n and (.building | not))' >/dev/null; then
+            jq -e --argjson n "$POOL" --argjson d "$POOL_DISKS" '((.pool // []) | length > 0 and all(.ready >= $n and (.building | not)))
+                and ($d == 0 or ((.diskPool // []) | length > 0 and all(.ready >= $d and (.building | not))))' >/dev/null; then
             POOL_WAITS+=("$(bench_elapsed_ms "$start" "$EPOCHREALTIME")")
             return 0
         fi

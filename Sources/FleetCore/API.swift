@@ -357,6 +357,8 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     public var poolSize: Int?
     /// The ready pool of each bundle.
     public var pool: [PoolStatus]?
+    /// The ready clusters inside their own disk images (`serve --pool-disks`), when kept.
+    public var diskPool: [PoolStatus]?
 
     public init(
         version: String, root: String, pid: Int32, isolated: Bool, startedAt: Date, tenants: Int,

@@ -11,11 +11,13 @@ extension Fleet {
         let tenants = try await listTenants()
         var byState: [String: Int] = [:]
         for tenant in tenants { byState[tenant.state.rawValue, default: 0] += 1 }
-        return DaemonStatus(
+        var status = DaemonStatus(
             version: PGFleetVersion.current, root: options.layout.root, pid: getpid(), isolated: options.isolated,
             startedAt: startedAt, tenants: tenants.count, tenantsByState: byState, bundles: try catalog.bundles().count,
             proxy: options.proxy, poolSize: options.poolSize, pool: await pool.status()
         )
+        if await diskPool.size > 0 { status.diskPool = await diskPool.status() }
+        return status
     }
 
     public func listBundles() async throws -> [BundleInfo] {

@@ -108,7 +108,7 @@ public actor Fleet: FleetControl {
         self.diskPool = ReadyPool(
             size: options.isolated && options.disk is LoopImageDisk ? options.poolDisks : 0, layout: options.layout, catalog: catalog,
             bundles: bundles, isolated: options.isolated, userPrefix: options.userPrefix, daemonUser: UserIdentity.current.name,
-            logger: logger, withDisks: true
+            logger: logger, withDisks: true, sharingUserWith: pool
         )
     }
 

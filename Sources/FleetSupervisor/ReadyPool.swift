@@ -34,7 +34,9 @@ public actor ReadyPool {
     private var state: ReadyPoolState
     private var createsInProgress = 0
     private var lastCreateFinished: ContinuousClock.Instant?
-    private var poolUser: UserIdentity?
+    private var poolUser: Task<UserIdentity, any Error>?
+    /// The pool whose OS user this one's entries belong to too (one user per daemon root).
+    private let userSource: ReadyPool?
     private let clock = ContinuousClock()
     private let epoch = ContinuousClock.now
     /// The refill loop, asleep until something calls for a build.
@@ -43,8 +45,9 @@ public actor ReadyPool {
 
     public init(
         size: Int, layout: FleetLayout, catalog: Catalog, bundles: BundleStore, isolated: Bool, userPrefix: String,
-        daemonUser: String, logger: Logger, withDisks: Bool = false
+        daemonUser: String, logger: Logger, withDisks: Bool = false, sharingUserWith userSource: ReadyPool? = nil
     ) {
+        self.userSource = userSource
         self.state = ReadyPoolState(size: size)
         self.layout = layout
         self.withDisks = withDisks
@@ -242,13 +245,21 @@ public actor ReadyPool {
 
     private func directory(bundle: String) -> String { directory + "/" + bundle }
 
-    /// The pool's OS user (root), made on first use; nil (the daemon's user) otherwise.
-    private func ownerOfEntries() async throws -> UserIdentity? {
+    /// The pool's OS user (root), made on first use, once even when several builds (of this pool
+    /// and of the pool that shares its user) ask at the same time; nil (the daemon's user) otherwise.
+    func ownerOfEntries() async throws -> UserIdentity? {
         guard isolated else { return nil }
-        if let poolUser { return poolUser }
-        let user = try await OSUsers.ensurePoolUser(OSUsers.poolUserName(prefix: userPrefix), root: layout.root)
-        poolUser = user
-        return user
+        if let userSource { return try await userSource.ownerOfEntries() }
+        let making = poolUser ?? Task { [userPrefix, layout] in
+            try await OSUsers.ensurePoolUser(OSUsers.poolUserName(prefix: userPrefix), root: layout.root)
+        }
+        poolUser = making
+        do {
+            return try await making.value
+        } catch {
+            poolUser = nil
+            throw error
+        }
     }
 
     // MARK: Start-up and removed bundles

@@ -155,34 +155,44 @@ public struct LoopImageDisk: TenantDisk {
     /// the host its blocks back (the loop driver punches holes in the image).
     static let mountOptions = "nosuid,nodev,noatime,discard"
 
+    /// The system area first (the others are mounted inside it), then the other three side by
+    /// side: each mount is a process of its own, and a create or a claim waits for them.
     private func mountAll(_ name: TenantName, owner: UserIdentity?) async throws {
-        for area in DiskArea.allCases {
-            let point = mountPoint(name, area)
-            let path = image(name, area)
-            guard FileManager.default.fileExists(atPath: path) else {
-                throw FleetError.failed("the \(area.rawValue) image of tenant \(name) is missing: \(path)")
+        try await mountArea(.system, name: name, owner: owner)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for area in DiskArea.allCases where area != .system {
+                group.addTask { try await self.mountArea(area, name: name, owner: owner) }
             }
-            if let mounted = mountTable().mount(at: point) {
-                if try backingFile(of: mounted.source) == image(name, area, resolved: true) { continue }
-                throw FleetError.conflict("\(point) already holds \(mounted.source), not \(name)'s \(area.rawValue) image")
-            }
-            if area == .system {
-                try Files.makeDirectory(point, mode: 0o700)
-            } else if !FileManager.default.fileExists(atPath: point) {
-                // The system filesystem holds the other mount points; a fresh one gets them now.
-                var info = stat()
-                guard stat(paths.systemMount(name), &info) == 0 else { throw FleetError.failed("stat \(paths.systemMount(name)): \(errnoText())") }
-                try Files.makeDirectory(point, mode: 0o700, owner: owner ?? UserIdentity(name: "", uid: info.st_uid, gid: info.st_gid))
-            }
-            try await attach(path, at: point)
-            let fresh = !FileManager.default.fileExists(atPath: Reserve.path(in: point))
-            if fresh {
-                try Reserve.prepare(mount: point)
-                try Files.setMode(point, 0o700)
-                // The system area's mount point is the tenant's directory: lost+found is no use
-                // there, and e2fsck makes it again if it ever needs one.
-                if area == .system { rmdir(point + "/lost+found") }
-            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func mountArea(_ area: DiskArea, name: TenantName, owner: UserIdentity?) async throws {
+        let point = mountPoint(name, area)
+        let path = image(name, area)
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw FleetError.failed("the \(area.rawValue) image of tenant \(name) is missing: \(path)")
+        }
+        if let mounted = mountTable().mount(at: point) {
+            if try backingFile(of: mounted.source) == image(name, area, resolved: true) { return }
+            throw FleetError.conflict("\(point) already holds \(mounted.source), not \(name)'s \(area.rawValue) image")
+        }
+        if area == .system {
+            try Files.makeDirectory(point, mode: 0o700)
+        } else if !FileManager.default.fileExists(atPath: point) {
+            // The system filesystem holds the other mount points; a fresh one gets them now.
+            var info = stat()
+            guard stat(paths.systemMount(name), &info) == 0 else { throw FleetError.failed("stat \(paths.systemMount(name)): \(errnoText())") }
+            try Files.makeDirectory(point, mode: 0o700, owner: owner ?? UserIdentity(name: "", uid: info.st_uid, gid: info.st_gid))
+        }
+        try await attach(path, at: point)
+        let fresh = !FileManager.default.fileExists(atPath: Reserve.path(in: point))
+        if fresh {
+            try Reserve.prepare(mount: point)
+            try Files.setMode(point, 0o700)
+            // The system area's mount point is the tenant's directory: lost+found is no use
+            // there, and e2fsck makes it again if it ever needs one.
+            if area == .system { rmdir(point + "/lost+found") }
         }
     }
 
@@ -271,11 +281,13 @@ public struct LoopImageDisk: TenantDisk {
     /// The loop devices attached to `path` (`losetup -j`).
     func loopDevices(of path: String) async throws -> [String] {
         guard FileManager.default.fileExists(atPath: path) else { return [] }
-        // "/dev/loop3: []: (/root/disks/a/data.img)"
-        let result = try await commands.run("/sbin/losetup", ["-j", path])
-        return result.stdout.split(separator: "\n").compactMap { line in
-            line.split(separator: ":", maxSplits: 1).first.map(String.init)
-        }.filter { $0.hasPrefix("/dev/") }
+        // From sysfs, as `losetup -j` finds them, without a process per look.
+        let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: host.resolve("sys/block"))) ?? []
+        return names.filter { $0.hasPrefix("loop") }.sorted().compactMap { name in
+            guard let file = host.read("sys/block/\(name)/loop/backing_file")?.trimmingCharacters(in: .whitespacesAndNewlines) else { return nil }
+            return file == resolved ? "/dev/" + name : nil
+        }
     }
 
     /// The image behind `/dev/loopN`, from sysfs; nil for anything that is not a loop device.
