@@ -243,6 +243,101 @@ struct TenantDiskTests {
     }
 }
 
+extension TenantDiskTests {
+    /// The XFS backend on a real XFS filesystem with project quotas (an image here: this host's
+    /// root is ext4), as pgfleet uses it where its root is one: a cluster made beside the tenant's
+    /// directory is moved in (copies across projects), a full data project is an ERROR for the
+    /// writer and no PANIC, room comes back after DROP TABLE, and limits change online.
+    @Test(.enabled("the kernel has XFS quota support (this CI's does not: \"XFS: quota support not available in this kernel\")") {
+        await TenantDiskTests.kernelHasXFSProjectQuotas()
+    })
+    func xfsProjectQuotasHoldAClusterAndAFullDataProjectIsAnError() async throws {
+        try await Self.withRoot { layout in
+            let image = layout.root + "/xfs.img", mount = layout.root + "/xfs"
+            let fd = open(image, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            try #require(fd >= 0 && ftruncate(fd, 2 << 30) == 0)
+            close(fd)
+            try await Command.run("/sbin/mkfs.xfs", ["-q", image]).check("mkfs.xfs")
+            try Files.makeDirectory(mount, mode: 0o755)
+            try await Command.run("/bin/mount", ["-o", "loop,prjquota", image, mount]).check("mount xfs")
+            let xfs = FleetLayout(root: mount + "/pgfleet")
+            try Files.makeDirectory(xfs.root, mode: 0o711)
+            try Files.makeDirectory(xfs.tenantsDirectory, mode: 0o711)
+            #expect(DiskBackendKind.detect(for: xfs.root) == .xfsProject)
+
+            let clusters = Clusters()
+            do {
+                let disk = XFSProjectDisk(layout: xfs)
+                let name = try TenantName(validating: "x")
+                let paths = DiskPaths(layout: xfs)
+                let plan = try DiskPlan.make(diskBytes: 128 * Self.mb, wal: .pgfleetDefaults)
+                try await disk.create(name, areas: plan.areas, owner: Self.writer)
+                try Files.makeDirectory(xfs.socketDirectory(name), mode: 0o700, owner: Self.writer)
+                let staging = xfs.tenantsDirectory + "/.x.cluster"
+                try Files.makeDirectory(staging, mode: 0o700, owner: Self.writer)
+                try await QuotaCluster.initdb(staging, waldir: nil, socket: xfs.socketDirectory(name), extra: plan.wal.configurationLines)
+                try await disk.adopt(name, cluster: staging)
+                #expect(!FileManager.default.fileExists(atPath: staging))
+                #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: xfs.dataDirectory(name) + "/pg_wal")) == DiskPaths.relativeWALLink)
+                let fresh = try disk.usage(name)
+                #expect(fresh.data.limitBytes == plan.areas.dataBytes && fresh.data.usedBytes > Self.mb, "\(fresh)")
+                #expect(fresh.wal.limitBytes == plan.areas.walBytes)
+
+                let a = try await clusters.start(data: xfs.dataDirectory(name), socket: xfs.socketDirectory(name), log: xfs.tenantLogFile(name))
+                let checkpointer = try await a.mustQuery("select pid from pg_stat_activity where backend_type = 'checkpointer'")
+                try await a.mustRun("create table fill(x text)")
+                let filled = try await a.sql(
+                    "do $$ begin loop insert into fill select md5(random()::text) || repeat('x', 1000) from generate_series(1, 2000); commit; end loop; end $$")
+                #expect(!filled.succeeded && filled.stderr.contains("53100"), "\(filled.stderr)")
+                #expect(try disk.usage(name).warnings.contains { $0.hasPrefix("data area") })
+                for _ in 0..<2 {
+                    try await a.mustRun("checkpoint")
+                    let more = try await a.sql("insert into fill select repeat('y', 1000) from generate_series(1, 10000)")
+                    #expect(!more.succeeded && more.stderr.contains("53100"), "\(more.stderr)")
+                }
+                #expect(try await a.mustQuery("select pid from pg_stat_activity where backend_type = 'checkpointer'") == checkpointer)
+                let log = try String(contentsOfFile: xfs.tenantLogFile(name), encoding: .utf8)
+                #expect(!log.contains("PANIC"))
+
+                try await a.mustRun("drop table fill")
+                try await a.mustRun("create table fill as select repeat('z', 1000) as x from generate_series(1, 20000)")
+                let larger = try DiskPlan.make(diskBytes: 256 * Self.mb, wal: .pgfleetDefaults)
+                try await disk.resize(name, areas: larger.areas)
+                #expect(try disk.usage(name).data.limitBytes == larger.areas.dataBytes)
+                try await a.mustRun("insert into fill select repeat('w', 1000) from generate_series(1, 60000)")
+                #expect(try await a.mustQuery("select count(*) from fill") == "80000")
+                try await clusters.stop(a)
+                try await disk.remove(name)
+                #expect(!FileManager.default.fileExists(atPath: paths.directory(name)))
+            } catch {
+                await clusters.stopAll()
+                throw error
+            }
+            await clusters.stopAll()
+        }
+    }
+}
+
+extension TenantDiskTests {
+    /// Whether an XFS filesystem mounts with `prjquota` here (a kernel built without
+    /// CONFIG_XFS_QUOTA refuses it), tried on a throwaway image.
+    static func kernelHasXFSProjectQuotas() async -> Bool {
+        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/sbin/mkfs.xfs") else { return false }
+        let base = "/tmp/pgfleet-xfs-probe-\(UInt32.random(in: 0..<UInt32.max))"
+        defer { try? Files.removeTree(base) }
+        guard (try? Files.makeDirectory(base + "/mnt", mode: 0o700)) != nil else { return false }
+        let fd = open(base + "/img", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        guard ftruncate(fd, 320 << 20) == 0,
+              (try? await Command.run("/sbin/mkfs.xfs", ["-q", base + "/img"]))?.succeeded == true,
+              (try? await Command.run("/bin/mount", ["-o", "loop,prjquota", base + "/img", base + "/mnt"]))?.succeeded == true
+        else { return false }
+        _ = try? await Command.run("/bin/umount", [base + "/mnt"])
+        return true
+    }
+}
+
 /// A PostgreSQL 15 cluster run as `TenantDiskTests.writer`, reached over its unix socket.
 struct QuotaCluster: Sendable {
     static let bin = "/usr/lib/postgresql/15/bin"

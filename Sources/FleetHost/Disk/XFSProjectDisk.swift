@@ -91,14 +91,36 @@ public struct XFSProjectDisk: TenantDisk {
 
     public func adopt(_ name: TenantName, cluster: String) async throws {
         let data = paths.layout.dataDirectory(name)
-        if cluster != data, !FileManager.default.fileExists(atPath: data) {
-            guard rename(cluster, data) == 0 else { throw FleetError.failed("rename \(cluster) to \(data): \(errnoText())") }
+        // A cluster made elsewhere (the ready pool's, an initdb beside the tenant's directory):
+        // its pg_wal into the WAL project, the rest into place. Across projects XFS refuses a
+        // rename (EXDEV): those moves are copies.
+        if cluster != data {
+            let wal = cluster + "/pg_wal"
+            if !FileManager.default.fileExists(atPath: paths.walDirectory(name)) {
+                let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: wal)).map { $0.hasPrefix("/") ? $0 : cluster + "/" + $0 }
+                try await move(target ?? wal, to: paths.walDirectory(name))
+            }
+            if !FileManager.default.fileExists(atPath: data) {
+                var link = stat()
+                if lstat(wal, &link) == 0, link.st_mode & S_IFMT == S_IFLNK { unlink(wal) }
+                try await move(cluster, to: data)
+            }
         }
         try DiskPaths.relinkWAL(dataDirectory: data)
         try await assign(name)
         let projects = try self.projects(name)
         guard let limits = projects.limits else { throw FleetError.failed("tenant \(name)'s XFS projects have no limits (\(paths.projectsFile(name)))") }
         try await resize(name, areas: limits)
+    }
+
+    private func move(_ source: String, to destination: String) async throws {
+        if rename(source, destination) == 0 { return }
+        guard errno == EXDEV else { throw FleetError.failed("rename \(source) to \(destination): \(errnoText())") }
+        let partial = destination + ".pgfleet-copy"
+        try Files.removeTree(partial)
+        try await commands.run("/bin/cp", ["-a", "--", source, partial])
+        guard rename(partial, destination) == 0 else { throw FleetError.failed("rename \(partial) to \(destination): \(errnoText())") }
+        try Files.removeTree(source)
     }
 
     public func ensureMounted(_ name: TenantName) async throws {
