@@ -95,7 +95,12 @@ final class RecordingCommands: DiskCommandRunner, @unchecked Sendable {
     ])
     let staging = root + "/staging"
     try FileManager.default.createDirectory(atPath: staging + "/base", withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(atPath: staging + "/pg_wal", withIntermediateDirectories: true)
     try await disk.adopt(a, cluster: staging)
+    // A cluster made elsewhere: its pg_wal into the WAL project, the rest into place, linked.
+    #expect(FileManager.default.fileExists(atPath: t + "/wal/pg_wal") && FileManager.default.fileExists(atPath: t + "/data/base"))
+    #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: t + "/data/pg_wal")) == DiskPaths.relativeWALLink)
+    #expect(!FileManager.default.fileExists(atPath: staging))
     #expect(runner.commands.suffix(8) == [
         [x, "-x", "-c", "project -s -p \(t) 1000000", "/"],
         [x, "-x", "-c", "project -s -p \(t)/wal 1000001", "/"],

@@ -96,8 +96,11 @@ public struct XFSProjectDisk: TenantDisk {
         // rename (EXDEV): those moves are copies.
         if cluster != data {
             let wal = cluster + "/pg_wal"
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: wal)).map { $0.hasPrefix("/") ? $0 : cluster + "/" + $0 }
             if !FileManager.default.fileExists(atPath: paths.walDirectory(name)) {
-                let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: wal)).map { $0.hasPrefix("/") ? $0 : cluster + "/" + $0 }
+                guard FileManager.default.fileExists(atPath: target ?? wal) else {
+                    throw FleetError.failed("\(cluster) holds no pg_wal: initdb the cluster there before adopting it into tenant \(name)'s disk")
+                }
                 try await move(target ?? wal, to: paths.walDirectory(name))
             }
             if !FileManager.default.fileExists(atPath: data) {
