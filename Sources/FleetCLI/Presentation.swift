@@ -112,6 +112,9 @@ public enum Presentation {
             if let reason = tenant.failureReason, tenant.state == .failed || tenant.state == .backoff || tenant.state == .stopped {
                 table.notes[table.rows.count] = ["\(tenant.state.rawValue): \(reason)"]
             }
+            if let warning = tenant.usage?.diskWarning {
+                table.notes[table.rows.count, default: []].append("disk nearly full: \(warning)")
+            }
             table.rows.append([
                 tenant.name,
                 tenant.version,
@@ -193,7 +196,8 @@ public enum Presentation {
         ]
         if let weight = limits.ioWeight { lines.append(("io weight", String(weight))) }
         if limits.diskBytes != nil || usage?.diskUsedBytes != nil {
-            lines.append(("disk", of(usage?.diskUsedBytes.map(ByteSize.format), limits.diskBytes.map(ByteSize.format))))
+            let warning = usage?.diskWarning.map { "; nearly full: \($0)" } ?? ""
+            lines.append(("disk", of(usage?.diskUsedBytes.map(ByteSize.format), limits.diskBytes.map(ByteSize.format)) + warning))
         }
         if let kills = usage?.oomKills { lines.append(("oom kills", String(kills))) }
         return lines

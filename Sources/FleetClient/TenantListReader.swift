@@ -168,6 +168,9 @@ private struct JSONCursor {
             switch key {
             case "cpuMicroseconds": return cursor.optionalUInt64(into: &usage.cpuMicroseconds)
             case "diskUsedBytes": return cursor.optionalUInt64(into: &usage.diskUsedBytes)
+            case "diskWarning":
+                if cursor.null() { usage.diskWarning = nil; return true }
+                return cursor.string(into: &usage.diskWarning)
             case "memoryBytes": return cursor.optionalUInt64(into: &usage.memoryBytes)
             case "oomKills": return cursor.optionalInt(into: &usage.oomKills)
             case "pids": return cursor.optionalInt(into: &usage.pids)

@@ -276,8 +276,14 @@ public struct TenantUsage: Codable, Sendable, Equatable {
     /// Processes of the tenant the kernel's OOM killer ended inside its memory limit.
     public var oomKills: Int?
     public var diskUsedBytes: UInt64?
+    /// Set while an area of its disk is 85 % full or more: which, and how full.
+    public var diskWarning: String?
 
-    public init(memoryBytes: UInt64? = nil, cpuMicroseconds: UInt64? = nil, pids: Int? = nil, oomKills: Int? = nil, diskUsedBytes: UInt64? = nil) {
+    public init(
+        memoryBytes: UInt64? = nil, cpuMicroseconds: UInt64? = nil, pids: Int? = nil, oomKills: Int? = nil, diskUsedBytes: UInt64? = nil,
+        diskWarning: String? = nil
+    ) {
+        self.diskWarning = diskWarning
         self.memoryBytes = memoryBytes
         self.cpuMicroseconds = cpuMicroseconds
         self.pids = pids

@@ -23,7 +23,7 @@ public enum TenantJSON {
         "osUser", "pid", "port", "proxy", "restarts", "runningSince", "sandboxed", "socketDirectory", "state", "superuser", "suspendAfter", "usage", "version",
     ]
     public static let limitsKeys: Set<String> = ["cpuMillicores", "diskBytes", "ioWeight", "memoryBytes", "pids"]
-    public static let usageKeys: Set<String> = ["cpuMicroseconds", "diskUsedBytes", "memoryBytes", "oomKills", "pids"]
+    public static let usageKeys: Set<String> = ["cpuMicroseconds", "diskUsedBytes", "diskWarning", "memoryBytes", "oomKills", "pids"]
     public static let proxyKeys: Set<String> = ["host", "port", "sniDomain", "tls"]
 
     public static func encode(_ tenants: [TenantInfo], style: Style) -> [UInt8] {
@@ -136,6 +136,7 @@ struct JSONBytes {
         bytes.append(UInt8(ascii: "{"))
         if let value = usage.cpuMicroseconds { key("cpuMicroseconds", &object); int(Int(clamping: value)) }
         if let value = usage.diskUsedBytes { key("diskUsedBytes", &object); int(Int(clamping: value)) }
+        if let value = usage.diskWarning { key("diskWarning", &object); string(value) }
         if let value = usage.memoryBytes { key("memoryBytes", &object); int(Int(clamping: value)) }
         if let value = usage.oomKills { key("oomKills", &object); int(value) }
         if let value = usage.pids { key("pids", &object); int(value) }

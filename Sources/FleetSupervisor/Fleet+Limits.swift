@@ -120,6 +120,7 @@ extension Fleet {
         if let name = try? TenantName(validating: record.name), let disk = diskUsage(name) {
             usage = usage ?? TenantUsage()
             usage?.diskUsedBytes = disk.usedBytes
+            usage?.diskWarning = disk.warnings.isEmpty ? nil : disk.warnings.joined(separator: "; ")
         }
         return usage
     }

@@ -42,6 +42,8 @@ import Testing
         tricky.desiredState = .stopped
         tricky.network = .host
         tricky.sandboxed = false
+        tricky.limits = TenantLimits(cpuMillicores: 500, memoryBytes: 256 << 20, pids: 200, ioWeight: 10, diskBytes: 128 << 20)
+        tricky.usage = TenantUsage(memoryBytes: 1, cpuMicroseconds: 2, pids: 3, oomKills: 0, diskUsedBytes: 5, diskWarning: everyKindOfCharacter)
         var bare = tenant("bare", running: false)
         bare.suspendAfter = nil
         bare.proxy = ProxyEndpoint(host: "127.0.0.1", port: 6432, tls: "disable", sniDomain: nil)

@@ -43,6 +43,10 @@ struct DiskQuotaIntegrationTests {
             let log = (try? String(contentsOfFile: full.logFile, encoding: .utf8)) ?? ""
             #expect(!log.contains("PANIC"), "\(log.suffix(2000))")
             #expect(try await harness.mustQuery(calm, password: calmPassword, "SELECT count(*) FROM steady") == "20000")
+            // Said where an operator looks: tenant info, and a note under its row in tenant list.
+            #expect(after.usage?.diskWarning?.hasPrefix("data area") == true, "\(String(describing: after.usage))")
+            let listed = try await harness.mustRun(["tenant", "list"])
+            #expect(listed.contains("disk nearly full: data area"), "\(listed)")
             #expect(try await harness.info("calm").restarts == 0)
 
             // Room again once its data is gone; a larger quota, online.
@@ -52,6 +56,15 @@ struct DiskQuotaIntegrationTests {
             #expect(grown.contains("disk quota now 256MB"), "\(grown)")
             try await harness.mustQuery(full, password: password, "INSERT INTO again SELECT repeat('z', 1000) FROM generate_series(1, 100000)")
             #expect(try await harness.mustQuery(full, password: password, "SELECT count(*) FROM again") == "110000")
+
+            // A "reboot": the daemon stopped and every area unmounted; the next daemon mounts them and starts it.
+            let tenantDirectory = (full.dataDirectory as NSString).deletingLastPathComponent
+            _ = try await harness.stopDaemon()
+            try await Command.run("/bin/umount", ["-R", tenantDirectory]).check("umount -R")
+            #expect((MountTable.read()?.mounts ?? []).allSatisfy { !$0.mountPoint.hasPrefix(tenantDirectory) })
+            try await harness.startDaemon()
+            let rebooted = try await harness.waitFor("full", state: .running)
+            #expect(try await harness.mustQuery(rebooted, password: password, "SELECT count(*) FROM again") == "110000")
 
             // Drop leaves no mount and no loop device.
             try await harness.mustRun(["tenant", "drop", "full", "--yes"])
