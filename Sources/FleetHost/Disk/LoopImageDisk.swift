@@ -68,20 +68,20 @@ public struct LoopImageDisk: TenantDisk {
             guard FileManager.default.fileExists(atPath: cluster + "/base") else {
                 throw FleetError.failed("\(cluster) holds no base/: initdb the cluster there before adopting it into tenant \(name)'s disk")
             }
-            try await move(cluster + "/base", to: base)
+            try await commands.move(cluster + "/base", to: base)
         }
         // initdb --waldir made pg_wal a link to the WAL area already; a ready-pool cluster's
         // pg_wal (a directory, or a link elsewhere) moves there.
         let wal = cluster + "/pg_wal"
         if !FileManager.default.fileExists(atPath: paths.walDirectory(name)) {
             let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: wal)).map { $0.hasPrefix("/") ? $0 : cluster + "/" + $0 }
-            try await move(target ?? wal, to: paths.walDirectory(name))
+            try await commands.move(target ?? wal, to: paths.walDirectory(name))
         }
         if !FileManager.default.fileExists(atPath: data) {
             // Only the link is left: relinkWAL makes the relative one.
             var link = stat()
             if lstat(wal, &link) == 0, link.st_mode & S_IFMT == S_IFLNK { unlink(wal) }
-            try await move(cluster, to: data)
+            try await commands.move(cluster, to: data)
         }
         try Files.makeDirectory(paths.baseMount(name), mode: 0o700, owner: owner)
         try DiskPaths.relinkWAL(dataDirectory: data)
@@ -214,17 +214,6 @@ public struct LoopImageDisk: TenantDisk {
             throw FleetError.conflict("\(point) is not empty (\(hidden.prefix(3).joined(separator: ", "))): run adopt to move base/ into tenant \(name)'s data area")
         }
         try await commands.run("/bin/mount", ["--bind", paths.baseDirectory(name), point])
-    }
-
-    /// rename, or a copy (owners, modes and links kept) then a rename when `source` lies on another filesystem.
-    private func move(_ source: String, to destination: String) async throws {
-        if rename(source, destination) == 0 { return }
-        guard errno == EXDEV else { throw FleetError.failed("rename \(source) to \(destination): \(errnoText())") }
-        let partial = destination + ".pgfleet-copy"
-        try Files.removeTree(partial)
-        try await commands.run("/bin/cp", ["-a", "--", source, partial])
-        guard rename(partial, destination) == 0 else { throw FleetError.failed("rename \(partial) to \(destination): \(errnoText())") }
-        try Files.removeTree(source)
     }
 
     /// Mounts the image, reusing a loop device it is already attached to (a crash between

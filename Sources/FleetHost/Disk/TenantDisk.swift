@@ -154,6 +154,21 @@ public protocol DiskCommandRunner: Sendable {
     func run(_ executable: String, _ arguments: [String]) async throws -> CommandResult
 }
 
+extension DiskCommandRunner {
+    /// rename, or a copy (owners, modes and links kept) then a rename where the kernel refuses
+    /// one (EXDEV: another filesystem, or on XFS another project). A crash leaves either the
+    /// source or the destination whole, and a `.pgfleet-copy` to be made again.
+    func move(_ source: String, to destination: String) async throws {
+        if rename(source, destination) == 0 { return }
+        guard errno == EXDEV else { throw FleetError.failed("rename \(source) to \(destination): \(errnoText())") }
+        let partial = destination + ".pgfleet-copy"
+        try Files.removeTree(partial)
+        try await run("/bin/cp", ["-a", "--", source, partial])
+        guard rename(partial, destination) == 0 else { throw FleetError.failed("rename \(partial) to \(destination): \(errnoText())") }
+        try Files.removeTree(source)
+    }
+}
+
 public struct SystemDiskCommands: DiskCommandRunner {
     public init() {}
 

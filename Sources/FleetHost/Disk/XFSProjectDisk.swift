@@ -101,12 +101,12 @@ public struct XFSProjectDisk: TenantDisk {
                 guard FileManager.default.fileExists(atPath: target ?? wal) else {
                     throw FleetError.failed("\(cluster) holds no pg_wal: initdb the cluster there before adopting it into tenant \(name)'s disk")
                 }
-                try await move(target ?? wal, to: paths.walDirectory(name))
+                try await commands.move(target ?? wal, to: paths.walDirectory(name))
             }
             if !FileManager.default.fileExists(atPath: data) {
                 var link = stat()
                 if lstat(wal, &link) == 0, link.st_mode & S_IFMT == S_IFLNK { unlink(wal) }
-                try await move(cluster, to: data)
+                try await commands.move(cluster, to: data)
             }
         }
         try DiskPaths.relinkWAL(dataDirectory: data)
@@ -114,16 +114,6 @@ public struct XFSProjectDisk: TenantDisk {
         let projects = try self.projects(name)
         guard let limits = projects.limits else { throw FleetError.failed("tenant \(name)'s XFS projects have no limits (\(paths.projectsFile(name)))") }
         try await resize(name, areas: limits)
-    }
-
-    private func move(_ source: String, to destination: String) async throws {
-        if rename(source, destination) == 0 { return }
-        guard errno == EXDEV else { throw FleetError.failed("rename \(source) to \(destination): \(errnoText())") }
-        let partial = destination + ".pgfleet-copy"
-        try Files.removeTree(partial)
-        try await commands.run("/bin/cp", ["-a", "--", source, partial])
-        guard rename(partial, destination) == 0 else { throw FleetError.failed("rename \(partial) to \(destination): \(errnoText())") }
-        try Files.removeTree(source)
     }
 
     public func ensureMounted(_ name: TenantName) async throws {
