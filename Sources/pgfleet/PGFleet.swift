@@ -28,6 +28,7 @@ struct PGFleet: AsyncParsableCommand {
             BundleCommand.self,
             TenantCommand.self,
             ProxyCommand.self,
+            DoctorCommand.self,
         ]
     )
 
