@@ -22,6 +22,9 @@ public protocol CgroupControl: Sendable {
     func remove(_ tenant: String) throws
     /// Removes empty cgroups of tenants not in `keeping`; returns their names.
     func removeStale(keeping: Set<String>) -> [String]
+    /// Removes the daemon's whole subtree where nothing runs in it any more; returns what is left.
+    @discardableResult
+    func removeSubtree() -> [String]
 }
 
 /// A value per tenant, read by the supervisors' spawns (any thread) and written by the fleet when

@@ -28,25 +28,15 @@ extension Fleet {
     /// Nil when the postmaster runs unsandboxed: the daemon is not root, or runs with `--sandbox off`.
     func sandboxLaunch(for record: TenantRecord, name: TenantName, bundle: FleetBundles.Bundle, user: UserIdentity?, environment: [String: String]) -> SandboxLaunch? {
         guard let settings = options.sandbox, let user else { return nil }
-        // Errors surface at the spawn, which writes into it.
-        try? prepareSandboxDirectory(name)
-        // A cluster made before the sandbox must still let the daemon in as the health-check role.
-        if FileManager.default.fileExists(atPath: record.dataDirectory + "/PG_VERSION") {
-            do {
-                try ClusterConfig.ensureSandboxPeerIdent(dataDirectory: record.dataDirectory, owner: user)
-            } catch {
-                logger.warning("could not let the daemon in through the sandbox (pg_ident.conf)", metadata: ["tenant": "\(name)", "error": "\(error)"])
-            }
-        }
         let board = networkBoard
         let limits = limitsBoard
         board[record.name] = record.sandboxNetwork
-        let hostLibraries = Self.hostLibraryPaths(bundle)
-        let stateDirectory = options.layout.sandboxDirectory(name)
+        let layout = options.layout
+        let stateDirectory = layout.sandboxDirectory(name)
         let cgroups = cgroupsReady ? options.cgroups : nil
         let plan: @Sendable () -> SandboxPlan = {
             SandboxPlan(
-                bundleDirectory: bundle.directory, tenantDirectory: record.directory, readOnlyPaths: hostLibraries,
+                bundleDirectory: bundle.directory, tenantDirectory: record.directory, readOnlyPaths: Self.hostLibraryPaths(bundle),
                 network: board[record.name], shmSize: limits[record.name].memoryBytes ?? SandboxSettings.unlimitedShmBytes,
                 tmpSize: SandboxSettings.tmpBytes, hostname: Self.sandboxHostname(name), user: user,
                 command: [bundle.postgres, "-D", record.dataDirectory], environment: environment, workingDirectory: record.dataDirectory,
@@ -55,7 +45,14 @@ extension Fleet {
             )
         }
         let uid = user.uid
-        return SandboxLaunch(plan: plan, recordFile: Self.sandboxRecordFile(stateDirectory)) {
+        // At each start, not for every tenant at the daemon's: its directory for the generated
+        // files, and a cluster made before the sandbox must still let the daemon in as the
+        // health-check role.
+        let prepare: @Sendable () throws -> Void = {
+            try Self.prepareSandboxDirectory(layout: layout, name: name)
+            try ClusterConfig.ensureSandboxPeerIdent(dataDirectory: record.dataDirectory, owner: user)
+        }
+        return SandboxLaunch(plan: plan, recordFile: Self.sandboxRecordFile(stateDirectory), prepare: prepare) {
             // The cgroup lists the tenant's processes at once; without one, a scan of /proc by uid.
             cgroups?.processes(of: record.name) ?? ProcFS.processes(ofUID: uid)
         }
@@ -87,7 +84,7 @@ extension Fleet {
             )
         }
         plan.command = [bundle.postgres] + arguments
-        try prepareSandboxDirectory(name)
+        try Self.prepareSandboxDirectory(layout: options.layout, name: name)
         return try await Self.run(plan, owner: owner, stdin: stdin, workingDirectory: record.dataDirectory)
     }
 
@@ -107,10 +104,9 @@ extension Fleet {
 
     /// Makes the root-owned directory for the sandbox's generated files (0755: bwrap, running as
     /// the tenant, reads them to bind them).
-    func prepareSandboxDirectory(_ name: TenantName) throws {
-        guard options.sandbox != nil, options.isolated else { return }
-        try Files.makeDirectory(options.layout.sandboxesDirectory, mode: 0o711)
-        try Files.makeDirectory(options.layout.sandboxDirectory(name), mode: 0o755)
+    static func prepareSandboxDirectory(layout: FleetLayout, name: TenantName) throws {
+        try Files.makeDirectory(layout.sandboxesDirectory, mode: 0o711)
+        try Files.makeDirectory(layout.sandboxDirectory(name), mode: 0o755)
     }
 
     func removeSandboxDirectory(_ name: TenantName) {

@@ -172,6 +172,13 @@ public actor Fleet: FleetControl {
         await withTaskGroup(of: Void.self) { group in
             for supervisor in all { group.addTask { await supervisor.stop() } }
         }
+        // Nothing of the stopped tenants runs in their cgroups now: the daemon's subtree goes
+        // with them (made again at the next start). What still holds a process stays: a
+        // postmaster that did not stop, and on cgroup v2 the daemon's own leaf.
+        if let cgroups = options.cgroups, cgroupsReady {
+            let left = cgroups.removeSubtree()
+            if !left.isEmpty { logger.debug("cgroups left at shutdown", metadata: ["left": "\(left)"]) }
+        }
     }
 
     /// Removes what an interrupted bundle import or removal left behind.

@@ -65,8 +65,14 @@ public struct SandboxLaunch: Sendable {
     /// for its own pid, and System V shared memory is per namespace), and two would write one
     /// data directory.
     public var leftovers: @Sendable () -> [pid_t]
+    /// Run before each start: what the sandbox needs on the host besides its plan.
+    public var prepare: @Sendable () throws -> Void
 
-    public init(plan: @escaping @Sendable () -> SandboxPlan, recordFile: String, leftovers: @escaping @Sendable () -> [pid_t]) {
+    public init(
+        plan: @escaping @Sendable () -> SandboxPlan, recordFile: String, prepare: @escaping @Sendable () throws -> Void = {},
+        leftovers: @escaping @Sendable () -> [pid_t]
+    ) {
+        self.prepare = prepare
         self.plan = plan
         self.recordFile = recordFile
         self.leftovers = leftovers
@@ -321,9 +327,11 @@ public actor TenantSupervisor {
             guard left.isEmpty else {
                 throw FleetError.failed(
                     "processes of an earlier postmaster of this tenant are still running (pids \(left.prefix(8).map(String.init).joined(separator: ", "))); "
-                        + "a second postmaster is not started on the same data directory until they are gone"
+                        + "a second postmaster is not started on the same data directory until they are gone. They end with their "
+                        + "sandbox; the supervisor tries again after its back-off. If they linger, kill them (kill -9 PID) and run `pgfleet tenant start`"
                 )
             }
+            try sandbox.prepare()
             let invocation: SandboxInvocation
             do { invocation = try sandbox.plan().invocation() } catch { throw FleetError.failed("the sandbox: \(error.description)") }
             for file in invocation.files { try Files.write(file.contents, to: file.hostPath, mode: 0o644, sync: false) }

@@ -46,6 +46,12 @@ public enum HostChecks {
         root.read(relative)?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// A `/proc/meminfo` line's value ("SwapTotal:   2097148 kB" → 2097148).
+    static func meminfoKB(_ key: String, root: HostRoot) -> UInt64? {
+        value("proc/meminfo", root: root)?.split(separator: "\n").first { $0.hasPrefix(key + ":") }
+            .flatMap { $0.split(whereSeparator: { $0 == " " }).dropFirst().first.flatMap { UInt64($0) } }
+    }
+
     /// `tsc` (or `kvm-clock`, which reads the TSC too) keeps `gettimeofday` in the vDSO; `xen`,
     /// `hpet` and `acpi_pm` make every timestamp PostgreSQL takes (EXPLAIN ANALYZE, track_io_timing,
     /// statement logging) a real system call (seed 004).
@@ -114,9 +120,7 @@ public enum HostChecks {
     /// With swap, a high swappiness pages out shared buffers; without swap it does not matter.
     public static func swappiness(root: HostRoot = .real) -> HostCheck {
         let name = "vm.swappiness"
-        let swapKB = value("proc/meminfo", root: root)?.split(separator: "\n")
-            .first { $0.hasPrefix("SwapTotal:") }
-            .flatMap { $0.split(whereSeparator: { $0 == " " }).dropFirst().first.flatMap { UInt64($0) } } ?? 0
+        let swapKB = meminfoKB("SwapTotal", root: root) ?? 0
         guard let value = value("proc/sys/vm/swappiness", root: root).flatMap(Int.init) else {
             return HostCheck(name: name, status: .warn, detail: "cannot read /proc/sys/vm/swappiness")
         }
@@ -135,9 +139,7 @@ public enum HostChecks {
         let bytes = value("proc/sys/vm/dirty_background_bytes", root: root).flatMap(UInt64.init) ?? 0
         if bytes > 0 { return HostCheck(name: name, status: .ok, detail: "dirty_background_bytes \(ByteSize.format(bytes))") }
         let ratio = value("proc/sys/vm/dirty_background_ratio", root: root).flatMap(Int.init) ?? 10
-        let memoryKB = value("proc/meminfo", root: root)?.split(separator: "\n")
-            .first { $0.hasPrefix("MemTotal:") }
-            .flatMap { $0.split(whereSeparator: { $0 == " " }).dropFirst().first.flatMap { UInt64($0) } } ?? 0
+        let memoryKB = meminfoKB("MemTotal", root: root) ?? 0
         let threshold = memoryKB * 1024 / 100 * UInt64(ratio)
         if threshold <= 1 << 30 {
             return HostCheck(name: name, status: .ok, detail: "dirty_background_ratio \(ratio) % of \(ByteSize.format(memoryKB * 1024)): \(ByteSize.format(threshold))")
