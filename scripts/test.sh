@@ -15,10 +15,14 @@ fi
 printf '==> testing\n' >&2
 # The isolation suites spin CPUs, fill memory and disks on purpose: they run on their own after
 # the rest, whose timing-sensitive checks (wakes, suspends, interrupted creates) they would disturb.
-isolation='LimitsIntegrationTests|SandboxRecipeTests|TenantDiskTests|DiskQuotaIntegrationTests'
+isolation='LimitsIntegrationTests|SandboxRecipeTests|TenantDiskTests|DiskQuotaIntegrationTests|ShmIntegrationTests'
+# The huge page tests change vm.nr_hugepages, which every tenant's `--huge-pages try` reads:
+# they run alone, last.
+hostwide='HugePagesIntegrationTests'
 if [ $# -gt 0 ]; then
     swift test --skip-build "$@"
 else
-    swift test --skip-build --skip "$isolation"
+    swift test --skip-build --skip "$isolation|$hostwide"
     swift test --skip-build --filter "$isolation"
+    swift test --skip-build --filter "$hostwide"
 fi

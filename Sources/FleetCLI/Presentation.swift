@@ -200,6 +200,22 @@ public enum Presentation {
             lines.append(("disk", of(usage?.diskUsedBytes.map(ByteSize.format), limits.diskBytes.map(ByteSize.format)) + warning))
         }
         if let kills = usage?.oomKills { lines.append(("oom kills", String(kills))) }
+        if let size = usage?.shmSizeBytes {
+            lines.append(("/dev/shm", "\(ByteSize.format(usage?.shmUsedBytes ?? 0)) of \(ByteSize.format(size))"))
+        } else if let shm = limits.shmBytes {
+            lines.append(("/dev/shm", "size \(ByteSize.format(shm))"))
+        }
+        if let mode = limits.hugePages {
+            var text = mode.rawValue
+            if let limit = usage?.hugePagesLimitBytes, limit > 0 {
+                text += ": \(ByteSize.format(usage?.hugePagesBytes ?? 0)) in use of \(ByteSize.format(limit)) given"
+            } else if let note = usage?.hugePagesNote {
+                text += ": " + note
+            } else if mode != .off, tenant.pid != nil {
+                text += ": none given"
+            }
+            lines.append(("huge pages", text))
+        }
         return lines
     }
 

@@ -240,6 +240,8 @@ public final class Catalog: Sendable {
                 Column(Key.pidsMax).set(to: limits.pids),
                 Column(Key.ioWeight).set(to: limits.ioWeight),
                 Column(Key.diskBytes).set(to: limits.diskBytes.map { Int64(clamping: $0) }),
+                Column(Key.shmBytes).set(to: limits.shmBytes.map { Int64(clamping: $0) }),
+                Column(Key.hugePages).set(to: limits.hugePages?.rawValue),
             ])
             if updated == 0 { throw FleetError.tenantNotFound(name) }
         }

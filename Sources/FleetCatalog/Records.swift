@@ -98,6 +98,8 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
     public var pidsMax: Int?
     public var ioWeight: Int?
     public var diskBytes: Int64?
+    public var shmBytes: Int64?
+    public var hugePages: String?
     /// The sandbox's network: "none" or "host" (tenants an older pgfleet made keep "host").
     public var network: String
 
@@ -154,6 +156,8 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
         case ioWeight = "io_weight"
         case diskBytes = "disk_bytes"
         case network
+        case shmBytes = "shm_bytes"
+        case hugePages = "huge_pages"
     }
 
     public enum Columns {
@@ -175,7 +179,8 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
         get {
             TenantLimits(
                 cpuMillicores: cpuMillicores, memoryBytes: memoryBytes.map { UInt64($0) }, pids: pidsMax, ioWeight: ioWeight,
-                diskBytes: diskBytes.map { UInt64($0) }
+                diskBytes: diskBytes.map { UInt64($0) }, shmBytes: shmBytes.map { UInt64($0) },
+                hugePages: hugePages.flatMap(HugePagesMode.init(rawValue:))
             )
         }
         set {
@@ -184,6 +189,8 @@ public struct TenantRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
             pidsMax = newValue.pids
             ioWeight = newValue.ioWeight
             diskBytes = newValue.diskBytes.map { Int64(clamping: $0) }
+            shmBytes = newValue.shmBytes.map { Int64(clamping: $0) }
+            hugePages = newValue.hugePages?.rawValue
         }
     }
 }
@@ -243,6 +250,8 @@ extension TenantRecord {
         ioWeight = try value(.ioWeight)
         diskBytes = try value(.diskBytes)
         network = try value(.network)
+        shmBytes = try value(.shmBytes)
+        hugePages = try value(.hugePages)
     }
 }
 

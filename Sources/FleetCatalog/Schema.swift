@@ -80,6 +80,14 @@ enum Schema {
                 t.add(column: "network", .text).notNull().defaults(to: "host").check { ["none", "host"].contains($0) }
             }
         }
+        migrator.registerMigration("v6-host-traps") { db in
+            try db.alter(table: "tenant") { t in
+                // The sandbox's /dev/shm (NULL: derived from the memory limit and settings) and
+                // huge pages (NULL: the daemon's default). Older tenants keep both NULL.
+                t.add(column: "shm_bytes", .integer).check { $0 == nil || $0 > 0 }
+                t.add(column: "huge_pages", .text).check { $0 == nil || ["off", "try", "on"].contains($0) }
+            }
+        }
         return migrator
     }()
 }

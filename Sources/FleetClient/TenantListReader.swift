@@ -153,9 +153,15 @@ private struct JSONCursor {
             switch key {
             case "cpuMillicores": return cursor.optionalInt(into: &limits.cpuMillicores)
             case "diskBytes": return cursor.optionalUInt64(into: &limits.diskBytes)
+            case "hugePages":
+                if cursor.null() { limits.hugePages = nil; return true }
+                guard let raw = cursor.string(), let mode = HugePagesMode(rawValue: raw) else { return false }
+                limits.hugePages = mode
+                return true
             case "ioWeight": return cursor.optionalInt(into: &limits.ioWeight)
             case "memoryBytes": return cursor.optionalUInt64(into: &limits.memoryBytes)
             case "pids": return cursor.optionalInt(into: &limits.pids)
+            case "shmBytes": return cursor.optionalUInt64(into: &limits.shmBytes)
             default: return cursor.skipValue(depth: 1)
             }
         }
@@ -171,9 +177,16 @@ private struct JSONCursor {
             case "diskWarning":
                 if cursor.null() { usage.diskWarning = nil; return true }
                 return cursor.string(into: &usage.diskWarning)
+            case "hugePagesBytes": return cursor.optionalUInt64(into: &usage.hugePagesBytes)
+            case "hugePagesLimitBytes": return cursor.optionalUInt64(into: &usage.hugePagesLimitBytes)
+            case "hugePagesNote":
+                if cursor.null() { usage.hugePagesNote = nil; return true }
+                return cursor.string(into: &usage.hugePagesNote)
             case "memoryBytes": return cursor.optionalUInt64(into: &usage.memoryBytes)
             case "oomKills": return cursor.optionalInt(into: &usage.oomKills)
             case "pids": return cursor.optionalInt(into: &usage.pids)
+            case "shmSizeBytes": return cursor.optionalUInt64(into: &usage.shmSizeBytes)
+            case "shmUsedBytes": return cursor.optionalUInt64(into: &usage.shmUsedBytes)
             default: return cursor.skipValue(depth: 1)
             }
         }

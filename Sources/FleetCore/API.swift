@@ -278,11 +278,25 @@ public struct TenantUsage: Codable, Sendable, Equatable {
     public var diskUsedBytes: UInt64?
     /// Set while an area of its disk is 85 % full or more: which, and how full.
     public var diskWarning: String?
+    /// The sandbox's /dev/shm: bytes in it now, and its size.
+    public var shmUsedBytes: UInt64?
+    public var shmSizeBytes: UInt64?
+    /// Huge pages the tenant's shared memory is on (its hugetlb cgroup's usage), and the limit it was given.
+    public var hugePagesBytes: UInt64?
+    public var hugePagesLimitBytes: UInt64?
+    /// Why a tenant that asked for huge pages (`try`) runs without them.
+    public var hugePagesNote: String?
 
     public init(
         memoryBytes: UInt64? = nil, cpuMicroseconds: UInt64? = nil, pids: Int? = nil, oomKills: Int? = nil, diskUsedBytes: UInt64? = nil,
-        diskWarning: String? = nil
+        diskWarning: String? = nil, shmUsedBytes: UInt64? = nil, shmSizeBytes: UInt64? = nil, hugePagesBytes: UInt64? = nil,
+        hugePagesLimitBytes: UInt64? = nil, hugePagesNote: String? = nil
     ) {
+        self.shmUsedBytes = shmUsedBytes
+        self.shmSizeBytes = shmSizeBytes
+        self.hugePagesBytes = hugePagesBytes
+        self.hugePagesLimitBytes = hugePagesLimitBytes
+        self.hugePagesNote = hugePagesNote
         self.diskWarning = diskWarning
         self.memoryBytes = memoryBytes
         self.cpuMicroseconds = cpuMicroseconds

@@ -18,20 +18,26 @@ public struct MemorySettings: Sendable, Equatable {
     /// Nil: autovacuum uses maintenance_work_mem.
     public var autovacuumWorkMem: UInt64?
     public var blockSize: UInt64
+    /// Parallel query's workers: they share the hash tables and queues of a query in dynamic
+    /// shared memory, which lives in /dev/shm (`ShmSizing`).
+    public var maxParallelWorkers: Int
+    public var maxParallelWorkersPerGather: Int
 
     /// The settings PostgreSQL is read for, by name.
     public static let names = [
         "shared_buffers", "wal_buffers", "max_connections", "autovacuum_max_workers", "max_worker_processes", "max_wal_senders",
         "max_prepared_transactions", "max_locks_per_transaction", "work_mem", "hash_mem_multiplier", "maintenance_work_mem",
-        "autovacuum_work_mem", "block_size",
+        "autovacuum_work_mem", "block_size", "max_parallel_workers", "max_parallel_workers_per_gather",
     ]
 
     public init(
         sharedBuffers: UInt64 = 128 << 20, walBuffers: UInt64? = nil, maxConnections: Int = 100, autovacuumMaxWorkers: Int = 3,
         maxWorkerProcesses: Int = 8, maxWalSenders: Int = 10, maxPreparedTransactions: Int = 0, maxLocksPerTransaction: Int = 64,
         workMem: UInt64 = 4 << 20, hashMemMultiplier: Double = 2, maintenanceWorkMem: UInt64 = 64 << 20, autovacuumWorkMem: UInt64? = nil,
-        blockSize: UInt64 = 8192
+        blockSize: UInt64 = 8192, maxParallelWorkers: Int = 8, maxParallelWorkersPerGather: Int = 2
     ) {
+        self.maxParallelWorkers = maxParallelWorkers
+        self.maxParallelWorkersPerGather = maxParallelWorkersPerGather
         self.sharedBuffers = sharedBuffers
         self.walBuffers = walBuffers ?? min(max(sharedBuffers / 32, 64 << 10), 16 << 20)
         self.maxConnections = maxConnections
@@ -84,7 +90,8 @@ public struct MemorySettings: Sendable, Equatable {
             autovacuumMaxWorkers: try count("autovacuum_max_workers"), maxWorkerProcesses: try count("max_worker_processes"),
             maxWalSenders: try count("max_wal_senders"), maxPreparedTransactions: try count("max_prepared_transactions"),
             maxLocksPerTransaction: try count("max_locks_per_transaction"), workMem: workMem, hashMemMultiplier: multiplier,
-            maintenanceWorkMem: maintenance, autovacuumWorkMem: try bytes("autovacuum_work_mem"), blockSize: blockSize
+            maintenanceWorkMem: maintenance, autovacuumWorkMem: try bytes("autovacuum_work_mem"), blockSize: blockSize,
+            maxParallelWorkers: try count("max_parallel_workers"), maxParallelWorkersPerGather: try count("max_parallel_workers_per_gather")
         )
     }
 

@@ -93,6 +93,8 @@ public struct SupervisorMachine: Sendable, Equatable {
     public private(set) var restarts = 0
     /// The last unexpected exit, for the failure reason.
     public private(set) var lastProblem: String?
+    /// Bus errors (SIGBUS) in a row.
+    private var consecutiveBusErrors = 0
     /// The stop in progress ends in `suspended` rather than `stopped`.
     private var suspending = false
 
@@ -136,6 +138,7 @@ public struct SupervisorMachine: Sendable, Equatable {
             return beginStart(now: now)
         case .failed:
             consecutiveCrashes = 0
+            consecutiveBusErrors = 0
             return [.recordFailure(nil)] + beginStart(now: now)
         case .starting, .running, .stopping:
             // Already on its way up; a stopping postmaster is started again once it exits.
@@ -205,6 +208,20 @@ public struct SupervisorMachine: Sendable, Equatable {
         return crashed(problem: "could not be started: \(reason)", ranFor: .zero, now: now)
     }
 
+    /// The start was refused before a spawn (`--huge-pages on` without the pages): failed at
+    /// once, since trying again in a second would meet the same refusal.
+    public mutating func spawnRefused(reason: String) -> [Action] {
+        guard case .starting(nil, _, _) = phase else { return [] }
+        if desired == .stopped {
+            phase = .stopped
+            return []
+        }
+        let reason = "postgres was not started: \(reason)"
+        lastProblem = reason
+        phase = .failed(reason: reason)
+        return [.recordFailure(reason)]
+    }
+
     public mutating func probeSucceeded(pid: Int32, now: Duration) -> [Action] {
         guard case .starting(pid, _, nil) = phase else { return [] }
         phase = .running(pid: pid, since: now)
@@ -235,13 +252,13 @@ public struct SupervisorMachine: Sendable, Equatable {
             let why = signalled != nil
                 ? "did not accept connections within \(policy.startTimeout.seconds)s and was stopped"
                 : status.description
-            return crashed(problem: describe(why, logTail), ranFor: .zero, now: now)
+            return crashed(problem: describe(why, logTail), ranFor: .zero, now: now, busError: Self.isBusError(status, logTail))
         case .running(pid, let since):
             if desired == .stopped {
                 phase = .stopped
                 return []
             }
-            return crashed(problem: describe(status.description, logTail), ranFor: now - since, now: now)
+            return crashed(problem: describe(status.description, logTail), ranFor: now - since, now: now, busError: Self.isBusError(status, logTail))
         default:
             return []
         }
@@ -270,10 +287,20 @@ public struct SupervisorMachine: Sendable, Equatable {
         return [.spawn, .wake(at: deadline)]
     }
 
-    private mutating func crashed(problem: String, ranFor: Duration, now: Duration) -> [Action] {
+    private mutating func crashed(problem: String, ranFor: Duration, now: Duration, busError: Bool = false) -> [Action] {
         if ranFor >= policy.stableAfter { consecutiveCrashes = 0 }
         consecutiveCrashes += 1
+        consecutiveBusErrors = busError ? consecutiveBusErrors + 1 : 0
+        let problem = busError ? Self.busErrorExplanation + "\n" + problem : problem
         lastProblem = problem
+        if consecutiveBusErrors >= 2 {
+            // Restarting into the same fault only risks the data (seed 002: "This can potentially
+            // corrupt the database"): the second one in a row stops the restarts.
+            let reason = "postgres \(problem)\n(a bus error twice in a row; restarts stopped, since restarting into the same fault "
+                + "only risks the data. Fix the cause, then `pgfleet tenant start`.)"
+            phase = .failed(reason: reason)
+            return [.recordFailure(reason)]
+        }
         if consecutiveCrashes >= policy.maxConsecutiveCrashes {
             let reason = "postgres \(problem)\n(\(consecutiveCrashes) failed starts or crashes in a row; "
                 + "restarts stopped. Fix the cause, then `pgfleet tenant start`.)"
@@ -285,6 +312,16 @@ public struct SupervisorMachine: Sendable, Equatable {
         phase = .backoff(until: until)
         return [.wake(at: until)]
     }
+
+    /// SIGBUS: the postmaster itself, or a child it reports ("terminated by signal 7: Bus error").
+    static func isBusError(_ status: ExitStatus, _ logTail: [String]) -> Bool {
+        if case .signaled(7) = status { return true }
+        return logTail.contains { $0.contains("terminated by signal 7") || $0.contains("signal 7: Bus error") }
+    }
+
+    static let busErrorExplanation = "was killed by SIGBUS (a bus error): memory the kernel had promised could not be given at the first touch. "
+        + "The likely cause is shared memory on huge pages beyond the tenant's hugetlb limit or the host's pool (seed 002), or a full /dev/shm. "
+        + "Fix: `pgfleet tenant set NAME --huge-pages off --restart`, or give the host more huge pages (vm.nr_hugepages, or `serve --huge-pages-pool`)."
 
     private func describe(_ what: String, _ logTail: [String]) -> String {
         logTail.isEmpty ? what : what + "; last log lines:\n" + logTail.joined(separator: "\n")

@@ -22,8 +22,11 @@ public enum TenantJSON {
         "bundle", "createdAt", "dataDirectory", "desiredState", "failureReason", "limits", "logFile", "major", "name", "network",
         "osUser", "pid", "port", "proxy", "restarts", "runningSince", "sandboxed", "socketDirectory", "state", "superuser", "suspendAfter", "usage", "version",
     ]
-    public static let limitsKeys: Set<String> = ["cpuMillicores", "diskBytes", "ioWeight", "memoryBytes", "pids"]
-    public static let usageKeys: Set<String> = ["cpuMicroseconds", "diskUsedBytes", "diskWarning", "memoryBytes", "oomKills", "pids"]
+    public static let limitsKeys: Set<String> = ["cpuMillicores", "diskBytes", "hugePages", "ioWeight", "memoryBytes", "pids", "shmBytes"]
+    public static let usageKeys: Set<String> = [
+        "cpuMicroseconds", "diskUsedBytes", "diskWarning", "hugePagesBytes", "hugePagesLimitBytes", "hugePagesNote", "memoryBytes", "oomKills",
+        "pids", "shmSizeBytes", "shmUsedBytes",
+    ]
     public static let proxyKeys: Set<String> = ["host", "port", "sniDomain", "tls"]
 
     public static func encode(_ tenants: [TenantInfo], style: Style) -> [UInt8] {
@@ -125,9 +128,11 @@ struct JSONBytes {
         bytes.append(UInt8(ascii: "{"))
         if let value = limits.cpuMillicores { key("cpuMillicores", &object); int(value) }
         if let value = limits.diskBytes { key("diskBytes", &object); int(Int(clamping: value)) }
+        if let value = limits.hugePages { key("hugePages", &object); string(value.rawValue) }
         if let value = limits.ioWeight { key("ioWeight", &object); int(value) }
         if let value = limits.memoryBytes { key("memoryBytes", &object); int(Int(clamping: value)) }
         if let value = limits.pids { key("pids", &object); int(value) }
+        if let value = limits.shmBytes { key("shmBytes", &object); int(Int(clamping: value)) }
         close(object)
     }
 
@@ -137,9 +142,14 @@ struct JSONBytes {
         if let value = usage.cpuMicroseconds { key("cpuMicroseconds", &object); int(Int(clamping: value)) }
         if let value = usage.diskUsedBytes { key("diskUsedBytes", &object); int(Int(clamping: value)) }
         if let value = usage.diskWarning { key("diskWarning", &object); string(value) }
+        if let value = usage.hugePagesBytes { key("hugePagesBytes", &object); int(Int(clamping: value)) }
+        if let value = usage.hugePagesLimitBytes { key("hugePagesLimitBytes", &object); int(Int(clamping: value)) }
+        if let value = usage.hugePagesNote { key("hugePagesNote", &object); string(value) }
         if let value = usage.memoryBytes { key("memoryBytes", &object); int(Int(clamping: value)) }
         if let value = usage.oomKills { key("oomKills", &object); int(value) }
         if let value = usage.pids { key("pids", &object); int(value) }
+        if let value = usage.shmSizeBytes { key("shmSizeBytes", &object); int(Int(clamping: value)) }
+        if let value = usage.shmUsedBytes { key("shmUsedBytes", &object); int(Int(clamping: value)) }
         close(object)
     }
 

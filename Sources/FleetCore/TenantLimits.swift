@@ -1,7 +1,7 @@
 import Foundation
 
-/// The resources one tenant may use: enforced by its cgroups (cpu, memory, pids, io) and its disk.
-/// Nil: no limit of this kind (or, in a request, the daemon's default).
+/// The resources one tenant may use: enforced by its cgroups (cpu, memory, pids, io, hugetlb), its
+/// disk and its sandbox's /dev/shm. Nil: no limit of this kind (or, in a request, the daemon's default).
 public struct TenantLimits: Sendable, Equatable, Codable {
     /// CPU time as thousandths of a core: 500 is half a core (`--cpu 0.5`).
     public var cpuMillicores: Int?
@@ -10,8 +10,18 @@ public struct TenantLimits: Sendable, Equatable, Codable {
     /// Relative I/O weight, 1–10000 as on cgroup v2 (`io.weight`; v1's `blkio.weight` 10–1000 is scaled).
     public var ioWeight: Int?
     public var diskBytes: UInt64?
+    /// The size of the sandbox's private /dev/shm; nil: derived from the memory limit and the
+    /// parallel-query settings (`ShmSizing`).
+    public var shmBytes: UInt64?
+    /// Whether the postmaster may map its shared memory on huge pages; nil: the daemon's default.
+    public var hugePages: HugePagesMode?
 
-    public init(cpuMillicores: Int? = nil, memoryBytes: UInt64? = nil, pids: Int? = nil, ioWeight: Int? = nil, diskBytes: UInt64? = nil) {
+    public init(
+        cpuMillicores: Int? = nil, memoryBytes: UInt64? = nil, pids: Int? = nil, ioWeight: Int? = nil, diskBytes: UInt64? = nil,
+        shmBytes: UInt64? = nil, hugePages: HugePagesMode? = nil
+    ) {
+        self.shmBytes = shmBytes
+        self.hugePages = hugePages
         self.cpuMillicores = cpuMillicores
         self.memoryBytes = memoryBytes
         self.pids = pids
@@ -27,7 +37,8 @@ public struct TenantLimits: Sendable, Equatable, Codable {
     public func filled(from defaults: TenantLimits) -> TenantLimits {
         TenantLimits(
             cpuMillicores: cpuMillicores ?? defaults.cpuMillicores, memoryBytes: memoryBytes ?? defaults.memoryBytes,
-            pids: pids ?? defaults.pids, ioWeight: ioWeight ?? defaults.ioWeight, diskBytes: diskBytes ?? defaults.diskBytes
+            pids: pids ?? defaults.pids, ioWeight: ioWeight ?? defaults.ioWeight, diskBytes: diskBytes ?? defaults.diskBytes,
+            shmBytes: shmBytes ?? defaults.shmBytes, hugePages: hugePages ?? defaults.hugePages
         )
     }
 
@@ -37,6 +48,7 @@ public struct TenantLimits: Sendable, Equatable, Codable {
     public static let pidsRange = 16...4_194_304
     public static let ioWeightRange = 1...10_000
     public static let diskRange: ClosedRange<UInt64> = (64 << 20)...(1 << 50)
+    public static let shmRange: ClosedRange<UInt64> = (1 << 20)...(1 << 44)
 }
 
 /// One limit as a person writes it: `--cpu 0.5`, `--memory 256MB`, `--pids 200`, `--io-weight 100`,
@@ -58,8 +70,15 @@ public struct LimitsChange: Sendable, Equatable, Codable {
     public var pids: String?
     public var ioWeight: String?
     public var disk: String?
+    public var shm: String?
+    public var hugePages: String?
 
-    public init(cpu: String? = nil, memory: String? = nil, pids: String? = nil, ioWeight: String? = nil, disk: String? = nil) {
+    public init(
+        cpu: String? = nil, memory: String? = nil, pids: String? = nil, ioWeight: String? = nil, disk: String? = nil, shm: String? = nil,
+        hugePages: String? = nil
+    ) {
+        self.shm = shm
+        self.hugePages = hugePages
         self.cpu = cpu
         self.memory = memory
         self.pids = pids
@@ -67,10 +86,10 @@ public struct LimitsChange: Sendable, Equatable, Codable {
         self.disk = disk
     }
 
-    public var isEmpty: Bool { cpu == nil && memory == nil && pids == nil && ioWeight == nil && disk == nil }
+    public var isEmpty: Bool { cpu == nil && memory == nil && pids == nil && ioWeight == nil && disk == nil && shm == nil && hugePages == nil }
 
     enum CodingKeys: String, CodingKey {
-        case cpu, memory, pids, ioWeight, disk
+        case cpu, memory, pids, ioWeight, disk, shm, hugePages
     }
 
     /// JSON may give numbers (`"cpu": 0.5`, `"memory": 268435456`) or the command line's strings.
@@ -83,7 +102,10 @@ public struct LimitsChange: Sendable, Equatable, Codable {
             if let number = try? container.decode(Double.self, forKey: key) { return String(number) }
             throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "expected a number or a string")
         }
-        self.init(cpu: try text(.cpu), memory: try text(.memory), pids: try text(.pids), ioWeight: try text(.ioWeight), disk: try text(.disk))
+        self.init(
+            cpu: try text(.cpu), memory: try text(.memory), pids: try text(.pids), ioWeight: try text(.ioWeight), disk: try text(.disk),
+            shm: try text(.shm), hugePages: try text(.hugePages)
+        )
     }
 
     /// `current` with this change applied; throws `FleetError.invalidRequest` naming the bad value.
@@ -94,6 +116,8 @@ public struct LimitsChange: Sendable, Equatable, Codable {
         if let pids { limits.pids = try LimitParser.pids(pids, spelling: spelling).value }
         if let ioWeight { limits.ioWeight = try LimitParser.ioWeight(ioWeight, spelling: spelling).value }
         if let disk { limits.diskBytes = try LimitParser.disk(disk, spelling: spelling).value }
+        if let shm { limits.shmBytes = try LimitParser.shm(shm, spelling: spelling).value }
+        if let hugePages { limits.hugePages = try HugePagesMode(validating: hugePages, field: spelling.field("huge-pages", json: "hugePages")) }
         return limits
     }
 }
@@ -130,6 +154,11 @@ public enum LimitParser {
 
     public static func disk(_ text: String, spelling: LimitSpelling = .commandLine) throws -> LimitValue<UInt64> {
         try size(text, field: spelling.field("disk", json: "disk"), range: TenantLimits.diskRange)
+    }
+
+    /// `none` here is the derived size, not an unbounded /dev/shm (a tmpfs always has a size).
+    public static func shm(_ text: String, spelling: LimitSpelling = .commandLine) throws -> LimitValue<UInt64> {
+        try size(text, field: spelling.field("shm", json: "shm"), range: TenantLimits.shmRange)
     }
 
     public static func pids(_ text: String, spelling: LimitSpelling = .commandLine) throws -> LimitValue<Int> {
@@ -212,6 +241,8 @@ extension TenantLimits {
         if let pids { parts.append("pids \(pids)") }
         if let ioWeight { parts.append("io-weight \(ioWeight)") }
         if let diskBytes { parts.append("disk \(ByteSize.format(diskBytes))") }
+        if let shmBytes { parts.append("shm \(ByteSize.format(shmBytes))") }
+        if let hugePages { parts.append("huge-pages \(hugePages.rawValue)") }
         return parts.isEmpty ? "none" : parts.joined(separator: ", ")
     }
 

@@ -36,7 +36,7 @@ extension Fleet {
         info.limits = effectiveLimits(record)
         info.network = record.sandboxNetwork
         info.sandboxed = snapshot?.sandboxed
-        if snapshot?.pid != nil { info.usage = usage(of: record) }
+        if let pid = snapshot?.pid { info.usage = usage(of: record, postmaster: pid, sandboxed: snapshot?.sandboxed == true) }
         return info
     }
 

@@ -19,6 +19,12 @@ public protocol CgroupControl: Sendable {
     func processes(of tenant: String) -> [pid_t]
     /// Moves a process (all its threads) into the tenant's cgroups.
     func move(_ pid: pid_t, into tenant: String) throws
+    /// Limits the tenant to `pages` huge pages of `pageBytes` (usage and reservation), none of other sizes.
+    @discardableResult
+    func applyHugePages(_ pages: Int, pageBytes: UInt64, to tenant: String) throws -> Bool
+    func hugePagesUsage(of tenant: String, pageBytes: UInt64) -> (used: UInt64?, limit: UInt64?)
+    /// Why a tenant's huge pages cannot be limited here (then it is given none); nil when they can.
+    func hugePagesProblem() -> String?
     func remove(_ tenant: String) throws
     /// Removes empty cgroups of tenants not in `keeping`; returns their names.
     func removeStale(keeping: Set<String>) -> [String]
@@ -50,7 +56,9 @@ final class TenantBoard<Value: Sendable>: Sendable {
 extension Fleet {
     /// The tenant's own limits with the daemon's defaults filled in.
     func effectiveLimits(_ record: TenantRecord) -> TenantLimits {
-        record.limits.filled(from: options.defaultLimits)
+        var limits = record.limits.filled(from: options.defaultLimits)
+        if limits.hugePages == nil { limits.hugePages = Self.defaultHugePages }
+        return limits
     }
 
     /// How the tenant's postmaster joins its cgroups: nil without cgroups (not root, or none usable).
@@ -110,6 +118,7 @@ extension Fleet {
 
     func removeCgroups(of name: TenantName) {
         limitsBoard.remove(name.rawValue)
+        hugePages.remove(name.rawValue)
         guard let cgroups = options.cgroups else { return }
         do {
             try cgroups.remove(name.rawValue)
@@ -118,8 +127,14 @@ extension Fleet {
         }
     }
 
-    func usage(of record: TenantRecord) -> TenantUsage? {
+    func usage(of record: TenantRecord, postmaster: Int32? = nil, sandboxed: Bool = false) -> TenantUsage? {
         var usage = cgroupsReady ? options.cgroups?.usage(of: record.name) : nil
+        if sandboxed, let postmaster, let shm = Self.shmUsage(postmaster: postmaster) {
+            usage = usage ?? TenantUsage()
+            usage?.shmUsedBytes = shm.used
+            usage?.shmSizeBytes = shm.size
+        }
+        hugePagesUsage(of: record, into: &usage)
         if let name = try? TenantName(validating: record.name), let disk = diskUsage(name) {
             usage = usage ?? TenantUsage()
             usage?.diskUsedBytes = disk.usedBytes
@@ -161,6 +176,7 @@ extension Fleet {
         if let pids = limits.pids, let problem = LimitFit.pidsProblem(settings, pids: pids) {
             throw FleetError.invalidRequest(problem)
         }
+        try checkShm(limits, settings: settings)
         return limits.memoryBytes.flatMap { LimitFit.memoryNote(settings, limit: $0) }.map { [$0] } ?? []
     }
 
@@ -170,6 +186,9 @@ extension Fleet {
         let own = try change.applied(to: record.limits)
         let effective = own.filled(from: options.defaultLimits)
         var notes = try checkFit(effective, settings: try await memorySettings(record: record, overrides: settings))
+        if change.hugePages != nil || !settings.isEmpty, let mode = effective.hugePages {
+            try await checkHugePagesAdmission(record: record, mode: mode, settings: settings)
+        }
         // The disk first: a size its data cannot shrink to is refused before anything is stored.
         notes += try await changeDisk(from: effectiveLimits(record).diskBytes, to: effective.diskBytes, record: record, name: try TenantName(validating: record.name))
         try catalog.setLimits(own, forTenant: record.name)
@@ -187,7 +206,7 @@ extension Fleet {
     /// The settings check for `tenant set NAME key=value` under a memory limit already in force.
     func checkSettingsFit(record: TenantRecord, settings: [(name: String, value: String)]) async throws {
         let limits = effectiveLimits(record)
-        guard limits.memoryBytes != nil || limits.pids != nil else { return }
+        guard limits.memoryBytes != nil || limits.pids != nil || limits.shmBytes != nil else { return }
         _ = try checkFit(limits, settings: try await memorySettings(record: record, overrides: settings))
     }
 }

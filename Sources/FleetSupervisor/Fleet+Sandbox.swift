@@ -37,7 +37,7 @@ extension Fleet {
         let plan: @Sendable () -> SandboxPlan = {
             SandboxPlan(
                 bundleDirectory: bundle.directory, tenantDirectory: record.directory, readOnlyPaths: Self.hostLibraryPaths(bundle),
-                network: board[record.name], shmSize: limits[record.name].memoryBytes ?? SandboxSettings.unlimitedShmBytes,
+                network: board[record.name], shmSize: Self.shmSize(limits[record.name]),
                 tmpSize: SandboxSettings.tmpBytes, hostname: Self.sandboxHostname(name), user: user,
                 command: [bundle.postgres, "-D", record.dataDirectory], environment: environment, workingDirectory: record.dataDirectory,
                 stateDirectory: stateDirectory, hostLayout: settings.hostLayout, identityMode: settings.identityMode,

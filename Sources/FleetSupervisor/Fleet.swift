@@ -34,6 +34,8 @@ public struct FleetOptions: Sendable {
     public var disk: (any TenantDisk)?
     /// Ready clusters kept per bundle inside disk images, for `tenant create --disk` (loop images only).
     public var poolDisks = 0
+    /// `serve --huge-pages-pool`: grow `vm.nr_hugepages` to what the tenants need, and shrink it back.
+    public var managesHugePagePool = false
 
     public init(
         layout: FleetLayout, isolated: Bool, userPrefix: String = "pgf-", policy: RestartPolicy = RestartPolicy(),
@@ -91,6 +93,8 @@ public actor Fleet: FleetControl {
     let limitsBoard = TenantBoard<TenantLimits>(default: .none)
     /// The sandbox network per tenant, for the supervisors' spawns.
     let networkBoard = TenantBoard<SandboxNetwork>(default: .none)
+    /// Huge pages given to each tenant at its last start.
+    nonisolated let hugePages = HugePageLedger()
     /// Whether the daemon's cgroup subtree is in place (`prepareCgroups` at start-up).
     var cgroupsReady = false
 
@@ -172,6 +176,7 @@ public actor Fleet: FleetControl {
         await withTaskGroup(of: Void.self) { group in
             for supervisor in all { group.addTask { await supervisor.stop() } }
         }
+        restoreHugePagePool()
         // Nothing of the stopped tenants runs in their cgroups now: the daemon's subtree goes
         // with them (made again at the next start). What still holds a process stays: a
         // postmaster that did not stop, and on cgroup v2 the daemon's own leaf.
@@ -252,7 +257,8 @@ public actor Fleet: FleetControl {
             postgres: bundle.postgres, dataDirectory: record.dataDirectory, socketDirectory: record.socketDirectory,
             logFile: record.logFile, user: user, environment: environment,
             cgroup: cgroupPlacement(for: record), oomScoreAdjust: options.isolated && options.canProtectPostmaster ? -1000 : nil,
-            sandbox: sandboxLaunch(for: record, name: name, bundle: bundle, user: user, environment: environment)
+            sandbox: sandboxLaunch(for: record, name: name, bundle: bundle, user: user, environment: environment),
+            startSettings: startSettings(for: record, name: name, bundle: bundle, user: user)
         )
         let catalog = catalog
         let supervisor = TenantSupervisor(

@@ -69,7 +69,10 @@ enum NewCluster {
         _ sql: String, doing: String, bundle: FleetBundles.Bundle, dataDirectory: String, owner: UserIdentity?, background: Bool = false,
         sandbox: SandboxPlan? = nil
     ) async throws {
-        let arguments = ["--single", "-D", dataDirectory, "-c", "log_min_messages=warning", "-c", "log_min_error_statement=panic", "postgres"]
+        // Never on huge pages: the tenant's hugetlb limit is for its postmaster.
+        let arguments = [
+            "--single", "-D", dataDirectory, "-c", "huge_pages=off", "-c", "log_min_messages=warning", "-c", "log_min_error_statement=panic", "postgres",
+        ]
         let result: CommandResult
         if var plan = sandbox {
             plan.command = [bundle.postgres] + arguments

@@ -9,12 +9,12 @@ extension Fleet {
     static let managedSettings: Set<String> = [
         "listen_addresses", "port", "unix_socket_directories", "unix_socket_permissions", "unix_socket_group",
         "logging_collector", "log_destination", "cluster_name", "data_directory", "config_file", "hba_file",
-        "ident_file", "external_pid_file", "password_encryption",
+        "ident_file", "external_pid_file", "password_encryption", "huge_pages",
     ]
 
     public func setSettings(_ name: TenantName, _ request: SettingsRequest) async throws -> SettingsResult {
         guard !request.settings.isEmpty || !(request.limits?.isEmpty ?? true) || request.network != nil else {
-            throw FleetError.invalidRequest("no settings, limits or network given: use name=value, --memory, --cpu, --pids, --io-weight or --network")
+            throw FleetError.invalidRequest("no settings, limits or network given: use name=value, --memory, --cpu, --pids, --io-weight, --shm, --huge-pages or --network")
         }
         if let change = request.limits { _ = try change.applied(to: .none, spelling: .json) }
         if let network = request.network { _ = try SandboxNetwork(validating: network, field: "\"network\"") }
@@ -70,8 +70,23 @@ extension Fleet {
                 notes += try await changeNetwork(network, record: record, name: name, restart: request.restart, restartsLater: !settings.isEmpty)
             }
         }
+        // Huge pages and /dev/shm are given at a start.
+        let startChange = request.limits.map { $0.hugePages != nil || $0.shm != nil } ?? false
         if settings.isEmpty {
-            return SettingsResult(tenant: try await tenantInfo(name), applied: [], restartNeeded: [], restarted: false, notes: notes.isEmpty ? nil : notes)
+            var restarted = false
+            if startChange, supervisors[name] != nil, await (try supervisor(for: record, name: name)).snapshot.state == .running {
+                if request.restart {
+                    let snapshot = await (try supervisor(for: record, name: name)).restart()
+                    guard snapshot.state == .running else {
+                        throw FleetError.failed("tenant \(name) did not come back after the restart: \(snapshot.failureReason ?? snapshot.state.rawValue)")
+                    }
+                    restarted = true
+                    notes.append("huge pages and /dev/shm: restarted, in effect")
+                } else {
+                    notes.append("huge pages and /dev/shm: in effect from the next start; run `pgfleet tenant restart \(name)` or repeat with --restart")
+                }
+            }
+            return SettingsResult(tenant: try await tenantInfo(name), applied: [], restartNeeded: [], restarted: restarted, notes: notes.isEmpty ? nil : notes)
         }
         let contexts = try await parameterContexts(bundle: bundle, environment: environment, owner: owner)
         let needRestart = settings.map(\.name).filter { contexts[$0] == "postmaster" }
@@ -81,7 +96,7 @@ extension Fleet {
         var snapshot = await supervisor.snapshot
         var restarted = false
         if snapshot.state == .running, let pid = snapshot.pid {
-            if request.restart && (!needRestart.isEmpty || networkChanged) {
+            if request.restart && (!needRestart.isEmpty || networkChanged || startChange) {
                 snapshot = await supervisor.restart()
                 restarted = true
                 if snapshot.state != .running {

@@ -1,3 +1,5 @@
 import FleetHost
 
-extension TenantCgroups: CgroupControl {}
+extension TenantCgroups: CgroupControl {
+    public func hugePagesProblem() -> String? { HugePageHost(root: root).reservationLimitProblem(cgroups: self) }
+}

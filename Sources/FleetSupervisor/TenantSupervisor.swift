@@ -20,12 +20,16 @@ public struct PostmasterLaunch: Sendable {
     public var oomScoreAdjust: Int32?
     /// The postmaster's sandbox; nil: it runs with the host's view (no root, or `--sandbox off`).
     public var sandbox: SandboxLaunch?
+    /// Run before each spawn: what this start is given (its huge pages), as settings for the
+    /// postmaster's command line (`-c huge_pages=…`); throws when the start must not happen.
+    public var startSettings: (@Sendable () async throws -> [String])?
 
     public init(
         postgres: String, dataDirectory: String, socketDirectory: String, logFile: String, user: UserIdentity?,
         environment: [String: String] = SpawnSpec.baseEnvironment, cgroup: CgroupPlacement? = nil, oomScoreAdjust: Int32? = nil,
-        sandbox: SandboxLaunch? = nil
+        sandbox: SandboxLaunch? = nil, startSettings: (@Sendable () async throws -> [String])? = nil
     ) {
+        self.startSettings = startSettings
         self.sandbox = sandbox
         self.cgroup = cgroup
         self.oomScoreAdjust = oomScoreAdjust
@@ -286,8 +290,31 @@ public actor TenantSupervisor {
     }
 
     private func spawn() {
+        guard let startSettings = launch.startSettings else {
+            spawn(settings: [])
+            return
+        }
+        Task {
+            let settings: [String]
+            do {
+                settings = try await startSettings()
+            } catch FleetError.invalidRequest(let reason) {
+                logger.error("postmaster not started", metadata: ["error": "\(reason)"])
+                apply(machine.spawnRefused(reason: reason))
+                return
+            } catch {
+                let reason = (error as? FleetError)?.description ?? "\(error)"
+                logger.error("could not start postmaster", metadata: ["error": "\(reason)"])
+                apply(machine.spawnFailed(reason: reason, now: now))
+                return
+            }
+            spawn(settings: settings)
+        }
+    }
+
+    private func spawn(settings: [String]) {
         if let sandbox = launch.sandbox {
-            spawnSandboxed(sandbox)
+            spawnSandboxed(sandbox, settings: settings)
             return
         }
         let result: Result<pid_t, FleetError>
@@ -296,7 +323,7 @@ public actor TenantSupervisor {
             defer { close(logFD) }
             try launch.cgroup?.ensure()
             var spec = SpawnSpec(
-                executable: launch.postgres, arguments: ["-D", launch.dataDirectory], environment: launch.environment,
+                executable: launch.postgres, arguments: ["-D", launch.dataDirectory] + settings, environment: launch.environment,
                 workingDirectory: launch.dataDirectory, user: launch.user, newSession: true, oomScoreAdjust: launch.oomScoreAdjust
             )
             spec.cgroupProcsFiles = launch.cgroup?.procsFiles ?? []
@@ -320,7 +347,7 @@ public actor TenantSupervisor {
 
     /// Execs bwrap B in the tenant's cgroups as its user; the postmaster M appears a few
     /// milliseconds later as B's grandchild (`sandboxStarted`).
-    private func spawnSandboxed(_ sandbox: SandboxLaunch) {
+    private func spawnSandboxed(_ sandbox: SandboxLaunch, settings: [String]) {
         let bwrap: pid_t
         do {
             let left = sandbox.leftovers()
@@ -333,7 +360,9 @@ public actor TenantSupervisor {
             }
             try sandbox.prepare()
             let invocation: SandboxInvocation
-            do { invocation = try sandbox.plan().invocation() } catch { throw FleetError.failed("the sandbox: \(error.description)") }
+            var plan = sandbox.plan()
+            plan.command += settings
+            do { invocation = try plan.invocation() } catch { throw FleetError.failed("the sandbox: \(error.description)") }
             for file in invocation.files { try Files.write(file.contents, to: file.hostPath, mode: 0o644, sync: false) }
             let logFD = try Files.openLog(launch.logFile, mode: 0o600, owner: launch.user)
             defer { close(logFD) }

@@ -70,6 +70,11 @@ struct Serve: AsyncParsableCommand {
     ))
     var sandbox = "on"
 
+    @Flag(help: ArgumentHelp(
+        "Grow vm.nr_hugepages to the huge pages the tenants need and shrink it back (never below what the host had; restored at shutdown). Root only."
+    ))
+    var hugePagesPool = false
+
     func validate() throws {
         guard userPrefix.range(of: "^[a-z_][a-z0-9_-]{0,7}$", options: .regularExpression) != nil else {
             throw ValidationError("--user-prefix must be 1-8 characters of a-z, 0-9, '_' or '-', starting with a letter or '_'")
@@ -139,6 +144,8 @@ struct Serve: AsyncParsableCommand {
             poolSize: poolSize
         )
         fleetOptions.defaultLimits = try defaultLimits.limits()
+        fleetOptions.managesHugePagePool = hugePagesPool && isRoot
+        if hugePagesPool && !isRoot { logger.warning("--huge-pages-pool needs root: the host's huge page pool is left as it is") }
         fleetOptions.cgroups = isRoot ? hostCgroups(layout: layout, logger: logger) : nil
         if isRoot {
             // XFS project quotas where the root's filesystem has them, a loop image per area elsewhere.

@@ -255,7 +255,7 @@ struct CatalogSuspensionTests {
         row.limits = TenantLimits(cpuMillicores: 500, memoryBytes: 256 << 20)
         let inserted = try catalog.insertTenant(row)
         #expect(inserted.limits == TenantLimits(cpuMillicores: 500, memoryBytes: 256 << 20))
-        let all = TenantLimits(cpuMillicores: 1500, memoryBytes: 1 << 40, pids: 300, ioWeight: 50, diskBytes: 10 << 30)
+        let all = TenantLimits(cpuMillicores: 1500, memoryBytes: 1 << 40, pids: 300, ioWeight: 50, diskBytes: 10 << 30, shmBytes: 256 << 20, hugePages: .on)
         try catalog.setLimits(all, forTenant: "alpha")
         #expect(try catalog.tenant(named: "alpha")?.limits == all)
         #expect(try catalog.tenant(named: "alpha")?.spec.limits == all)

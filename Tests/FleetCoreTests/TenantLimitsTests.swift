@@ -63,6 +63,7 @@ import Testing
         "shared_buffers": "16384", "wal_buffers": "-1", "max_connections": "100", "autovacuum_max_workers": "3",
         "max_worker_processes": "8", "max_wal_senders": "10", "max_prepared_transactions": "0", "max_locks_per_transaction": "64",
         "work_mem": "4096", "hash_mem_multiplier": "2", "maintenance_work_mem": "65536", "autovacuum_work_mem": "-1", "block_size": "8192",
+        "max_parallel_workers": "8", "max_parallel_workers_per_gather": "2",
     ]
 
     @Test func readsPostgresBaseUnits() throws {

@@ -114,7 +114,7 @@ struct FakeHost {
         #expect(try cgroups.prepare().isEmpty)
         #expect(fake.read("\(service)/pgfleet-x/daemon/cgroup.procs") == String(getpid()))
         for directory in [service, "\(service)/pgfleet-x", "\(service)/pgfleet-x/tenants"] {
-            #expect(fake.read(directory + "/cgroup.subtree_control") == "+cpu +memory +pids +io", "\(directory)")
+            #expect(fake.read(directory + "/cgroup.subtree_control") == "+cpu +memory +pids +io +hugetlb", "\(directory)")
         }
     }
 

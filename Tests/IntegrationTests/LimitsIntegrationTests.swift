@@ -38,7 +38,7 @@ struct LimitsIntegrationTests {
             #expect(badValue.stderr.contains("--memory takes a size such as 256MB"), "\(badValue.stderr)")
 
             let (tenant, password) = try await harness.createTenant("limited", extra: ["--cpu", "0.5", "--memory", "256MB"])
-            #expect(tenant.limits == TenantLimits(cpuMillicores: 500, memoryBytes: 256 << 20, pids: 300))
+            #expect(tenant.limits == TenantLimits(cpuMillicores: 500, memoryBytes: 256 << 20, pids: 300, hugePages: .try))
             #expect(Self.allInTenantGroup(tenant), "\(Self.cgroups(of: tenant.pid ?? 0))")
             let usage = try #require(tenant.usage)
             #expect((usage.memoryBytes ?? 0) > 1 << 20)

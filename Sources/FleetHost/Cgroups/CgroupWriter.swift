@@ -73,6 +73,37 @@ enum CgroupWriter {
 }
 
 /// Reading and writing cgroup control files; every failure names the file and the value.
+extension CgroupWriter {
+    /// Huge pages of one size: the usage limit and the reservation limit, both to `bytes`. The
+    /// reservation limit is what makes an over-commit fail at mmap (PostgreSQL's `try` then
+    /// falls back to normal pages) rather than in SIGBUS at the first touch of a page.
+    static func hugetlb(_ bytes: UInt64, sizeName: String, version: CgroupHierarchy.Version, directory: String) throws {
+        switch version {
+        case .v2:
+            // The reservation limit first: lowering the usage limit under a live reservation fails.
+            try CgroupFiles.write(String(bytes), to: directory + "/hugetlb.\(sizeName).rsvd.max")
+            try CgroupFiles.write(String(bytes), to: directory + "/hugetlb.\(sizeName).max")
+        case .v1:
+            try CgroupFiles.write(String(bytes), to: directory + "/hugetlb.\(sizeName).rsvd.limit_in_bytes")
+            try CgroupFiles.write(String(bytes), to: directory + "/hugetlb.\(sizeName).limit_in_bytes")
+        }
+    }
+
+    static func hugetlbUsage(sizeName: String, version: CgroupHierarchy.Version, directory: String) -> (used: UInt64?, limit: UInt64?) {
+        switch version {
+        case .v2:
+            let limit = (try? String(contentsOfFile: directory + "/hugetlb.\(sizeName).rsvd.max", encoding: .utf8))
+                .flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            return (CgroupFiles.number(directory + "/hugetlb.\(sizeName).current"), limit)
+        case .v1:
+            return (
+                CgroupFiles.number(directory + "/hugetlb.\(sizeName).usage_in_bytes"),
+                CgroupFiles.number(directory + "/hugetlb.\(sizeName).rsvd.limit_in_bytes")
+            )
+        }
+    }
+}
+
 enum CgroupFiles {
     static func write(_ value: String, to path: String) throws {
         // O_TRUNC as a shell's `echo >` does: cgroupfs ignores it; a plain file (a test's) needs it.

@@ -28,8 +28,8 @@ public struct TenantCgroups: Sendable {
         return "pgfleet-" + String(hash & 0xffff_ffff, radix: 16)
     }
 
-    /// The resources limits are written to (hugetlb belongs to the huge pages issue).
-    static let limited: [CgroupResource] = [.cpu, .cpuAccounting, .memory, .pids, .io]
+    /// The resources limits are written to.
+    static let limited: [CgroupResource] = [.cpu, .cpuAccounting, .memory, .pids, .io, .hugetlb]
 
     var hierarchies: [CgroupHierarchy] {
         var seen: Set<String> = []
@@ -60,11 +60,16 @@ public struct TenantCgroups: Sendable {
             var wanted: [String] = []
             for name in Self.limited.map(\.v2Name) where hierarchy.controllers.contains(name) && !wanted.contains(name) { wanted.append(name) }
             let own = hierarchy.directory("", root: root)
-            if hierarchy.ownPath != "/" {
+            // With hugetlb, also out of a root cgroup: the leaf's zero huge page limits then hold
+            // for everything the daemon runs besides postmasters (initdb, `postgres --single`),
+            // which PostgreSQL would otherwise let map huge pages (`huge_pages = try`).
+            let leaf = hierarchy.ownPath != "/" || hierarchy.controllers.contains(CgroupResource.hugetlb.v2Name)
+            if leaf {
                 // Into a leaf of its own first, so that its own cgroup holds no process.
                 try CgroupFiles.makeDirectory(group + "/daemon")
                 try CgroupFiles.write(String(getpid()), to: group + "/daemon/cgroup.procs")
-                let others = CgroupFiles.processes(in: own)
+                // A root cgroup may hold processes besides its children's controllers.
+                let others = hierarchy.ownPath == "/" ? [] : CgroupFiles.processes(in: own)
                 if !others.isEmpty {
                     throw FleetError.failed(
                         "the daemon's cgroup \(hierarchy.ownPath) also holds processes that are not pgfleet's (\(others.prefix(5).map(String.init).joined(separator: ", "))), "
@@ -76,8 +81,33 @@ public struct TenantCgroups: Sendable {
             for directory in [own, group, group + "/tenants"] where !enable.isEmpty {
                 try CgroupFiles.write(enable, to: directory + "/cgroup.subtree_control")
             }
+            if leaf, hierarchy.controllers.contains(CgroupResource.hugetlb.v2Name) {
+                for size in HugePageHost(root: root).pageSizes() {
+                    try? CgroupWriter.hugetlb(0, sizeName: HugePagePool.sizeName(size), version: .v2, directory: group + "/daemon")
+                }
+            }
         }
         return notes
+    }
+
+    // MARK: Huge pages
+
+    /// Limits the tenant to `pages` huge pages of `pageBytes` (usage and reservation) and to none
+    /// of any other size. Returns false when there is no hugetlb controller to write to.
+    @discardableResult
+    public func applyHugePages(_ pages: Int, pageBytes: UInt64, to tenant: String) throws -> Bool {
+        guard let hierarchy = layout.hierarchy(for: .hugetlb), let directory = directory(.hugetlb, tenant) else { return false }
+        for size in HugePageHost(root: root).pageSizes() {
+            let bytes = size == pageBytes ? UInt64(max(0, pages)) * size : 0
+            try CgroupWriter.hugetlb(bytes, sizeName: HugePagePool.sizeName(size), version: hierarchy.version, directory: directory)
+        }
+        return true
+    }
+
+    /// Bytes of huge pages of `pageBytes` the tenant uses, and the limit it has.
+    public func hugePagesUsage(of tenant: String, pageBytes: UInt64) -> (used: UInt64?, limit: UInt64?) {
+        guard let hierarchy = layout.hierarchy(for: .hugetlb), let directory = directory(.hugetlb, tenant) else { return (nil, nil) }
+        return CgroupWriter.hugetlbUsage(sizeName: HugePagePool.sizeName(pageBytes), version: hierarchy.version, directory: directory)
     }
 
     // MARK: One tenant
@@ -204,6 +234,11 @@ public struct TenantCgroups: Sendable {
         var left: [String] = []
         for hierarchy in hierarchies {
             let group = hierarchy.directory(groupName, root: root)
+            // A daemon that left a root cgroup for its leaf (for hugetlb) goes back: the root has
+            // no rule against processes, and the leaf can then go too.
+            if hierarchy.version == .v2, hierarchy.ownPath == "/", CgroupFiles.processes(in: group + "/daemon").contains(getpid()) {
+                try? CgroupFiles.write(String(getpid()), to: hierarchy.directory("", root: root) + "/cgroup.procs")
+            }
             for directory in [group + "/tenants", group + "/daemon", group] where rmdir(directory) != 0 && errno != ENOENT {
                 left.append(directory)
             }
