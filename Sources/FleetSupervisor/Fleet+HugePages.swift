@@ -14,6 +14,9 @@ public final class HugePageLedger: Sendable {
         /// What the pages were computed from, so a start with unchanged settings runs no `postgres -C`.
         var neededKey: String?
         var needed: Int?
+        /// The tenant leaves min_dynamic_shared_memory at 0: with huge pages it is given
+        /// `Fleet.hugePageDynamicSharedMemory` of them (`needed` counts it).
+        var addsDynamicSharedMemory = false
     }
 
     private let entries = Mutex<[String: Entry]>([:])
@@ -36,14 +39,17 @@ public final class HugePageLedger: Sendable {
         }
     }
 
-    func cacheNeed(_ needed: Int?, of tenant: String, key: String) {
+    func cacheNeed(_ needed: Int?, addsDynamicSharedMemory: Bool, of tenant: String, key: String) {
         entries.withLock { entries in
             var entry = entries[tenant] ?? Entry(grant: .without(note: nil))
             entry.neededKey = key
             entry.needed = needed
+            entry.addsDynamicSharedMemory = addsDynamicSharedMemory
             entries[tenant] = entry
         }
     }
+
+    func addsDynamicSharedMemory(_ tenant: String) -> Bool { entries.withLock { $0[tenant]?.addsDynamicSharedMemory ?? false } }
 
     /// Pages granted to the tenants `holding` says still hold theirs, `except` one.
     func granted(except tenant: String?, holding: (String) -> Bool) -> Int {
@@ -95,9 +101,18 @@ extension Fleet {
             } else if case .without(let note?) = grant {
                 logger.info("\(note)", metadata: ["tenant": "\(name)"])
             }
-            return ["-c", "huge_pages=\(HugePagesDecision.setting(mode: mode, grant: grant))"]
+            var settings = ["-c", "huge_pages=\(HugePagesDecision.setting(mode: mode, grant: grant))"]
+            if grant.pages > 0, ledger.addsDynamicSharedMemory(name.rawValue) {
+                settings += ["-c", "min_dynamic_shared_memory=\(Self.hugePageDynamicSharedMemory)"]
+            }
+            return settings
         }
     }
+
+    /// Where huge pages are given, the first dynamic shared memory (the statistics' and small
+    /// parallel queries') comes out of the main segment, on those pages and reserved at the
+    /// start, instead of /dev/shm. Elsewhere it would only cost an idle tenant memory.
+    static let hugePageDynamicSharedMemory = "8MB"
 
     /// The decision's inputs read from the host (and the pool grown first when pgfleet manages it).
     static func decideHugePages(
@@ -147,9 +162,14 @@ extension Fleet {
     func neededHugePages(record: TenantRecord, bundle: FleetBundles.Bundle, owner: UserIdentity?, overrides: [String] = []) async throws -> Int? {
         let key = Self.configurationKey(dataDirectory: record.dataDirectory, bundle: bundle.manifest.id)
         if overrides.isEmpty, let cached = hugePages.cachedNeed(of: record.name, key: key) { return cached }
+        let own = try await runTenantPostgres(
+            ["-D", record.dataDirectory, "-C", "min_dynamic_shared_memory"] + overrides, record: record, bundle: bundle, owner: owner
+        )
+        let addsDynamic = own.succeeded && own.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0"
+        let dynamic = addsDynamic ? ["-c", "min_dynamic_shared_memory=\(Self.hugePageDynamicSharedMemory)"] : []
         // huge_pages=try: what it is computed for does not map anything here.
         let result = try await runTenantPostgres(
-            ["-D", record.dataDirectory, "-C", "shared_memory_size_in_huge_pages", "-c", "huge_pages=try"] + overrides,
+            ["-D", record.dataDirectory, "-C", "shared_memory_size_in_huge_pages", "-c", "huge_pages=try"] + dynamic + overrides,
             record: record, bundle: bundle, owner: owner
         )
         let needed: Int?
@@ -162,7 +182,7 @@ extension Fleet {
         } else {
             throw FleetError.failed("could not compute the huge pages of tenant \(record.name): \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
-        if overrides.isEmpty { hugePages.cacheNeed(needed, of: record.name, key: key) }
+        if overrides.isEmpty { hugePages.cacheNeed(needed, addsDynamicSharedMemory: addsDynamic, of: record.name, key: key) }
         return needed
     }
 

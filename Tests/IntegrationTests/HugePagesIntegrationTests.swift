@@ -91,6 +91,7 @@ struct HugePagesIntegrationTests {
                 let without = try await harness.waitFor("huge", state: .running)
                 #expect(without.usage?.hugePagesNote?.contains("needs \(needed) × 2MB pages, 20 free") == true, "\(String(describing: without.usage))")
                 #expect(try await harness.mustQuery(without, password: password, "show huge_pages") == "off")
+                #expect(try await harness.mustQuery(without, password: password, "show min_dynamic_shared_memory") == "0")
                 let details = try await harness.mustRun(["tenant", "info", "huge"])
                 #expect(details.contains("huge pages:") && details.contains("started without huge pages"), "\(details)")
             }
@@ -99,6 +100,8 @@ struct HugePagesIntegrationTests {
                 _ = try await harness.mustRun(["tenant", "set", "huge", "--huge-pages", "on", "--restart"])
                 var tenant = try await harness.waitFor("huge", state: .running)
                 #expect(try await harness.mustQuery(tenant, password: password, "show huge_pages") == "on")
+                // Its first dynamic shared memory comes out of those pages, not /dev/shm.
+                #expect(try await harness.mustQuery(tenant, password: password, "show min_dynamic_shared_memory") == "8MB")
                 // Its hugetlb cgroup allows exactly its pages, reservations included, and its shared memory is on them.
                 #expect(tenant.usage?.hugePagesLimitBytes == UInt64(needed) * Self.pageBytes, "\(String(describing: tenant.usage))")
                 let pool = try #require(host.pool(pageBytes: Self.pageBytes))

@@ -292,13 +292,12 @@ final class SandboxFixture: @unchecked Sendable {
         for pid in ProcFS.processes(ofUID: user.uid) { kill(pid, SIGKILL) }
         for _ in 0..<500 where !ProcFS.processes(ofUID: user.uid).isEmpty { usleep(10_000) }
         close(log)
-        let name = user.name
-        let done = DispatchSemaphore(value: 0)
-        Task.detached {
-            _ = try? await Command.run("/usr/sbin/userdel", [name])
-            done.signal()
+        // userdel waited for on this thread: a semaphore waiting for a task would block one of
+        // the few cooperative threads, and two fixtures torn down at once would wait forever.
+        if let pid = try? Spawner.spawn(SpawnSpec(executable: "/usr/sbin/userdel", arguments: [user.name])) {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         }
-        done.wait()
         try? Files.removeTree(base)
         unlink("/dev/shm/" + hostShmMarker)
     }
