@@ -26,7 +26,10 @@ extension Fleet {
 
     public func doctor() async throws -> DoctorReport {
         let demand = try demand()
-        return DoctorReport(checks: Doctor.checks(fleetRoot: options.layout.root, demand: .known(demand)), demand: demand)
+        // The cgroups as the daemon found them at start: on v2 it has since moved into a leaf of
+        // its own subtree, and the cgroup that matters is the one it was given.
+        let cgroups = (options.cgroups as? TenantCgroups)?.layout
+        return DoctorReport(checks: Doctor.checks(fleetRoot: options.layout.root, demand: .known(demand), cgroups: cgroups), demand: demand)
     }
 
     /// At start-up: each check that is not ok, as a warning. Never a reason not to start: the

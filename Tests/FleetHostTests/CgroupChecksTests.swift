@@ -144,3 +144,20 @@ import Testing
         #expect(check.detail.contains("mounted read-only"), "\(check.detail)")
     }
 }
+
+/// The daemon weighs the cgroup it was started in, not the leaf it moved itself into.
+@Suite struct CgroupChecksLayoutTests {
+    @Test func aGivenLayoutIsJudgedInsteadOfThisProcesssOwn() throws {
+        let fake = try CgroupChecksTests.v2(own: "/pgfleet.scope/pgfleet-1/daemon", processes: [77], subtree: "")
+        defer { fake.remove() }
+        try fake.write("1201\n", "sys/fs/cgroup/started.scope/cgroup.procs")
+        try fake.write("cpu memory pids\n", "sys/fs/cgroup/started.scope/cgroup.controllers")
+        let started = CgroupLayout(hierarchies: Dictionary(uniqueKeysWithValues: [CgroupResource.cpu, .cpuAccounting, .memory, .pids].map {
+            ($0, CgroupHierarchy(version: .v2, mountPoint: "/sys/fs/cgroup", ownPath: "/started.scope", controllers: ["cpu", "memory", "pids"]))
+        }))
+        #expect(CgroupChecks.delegation(root: fake.host, ownPID: 77).status == .ok)
+        let check = CgroupChecks.delegation(root: fake.host, layout: started, ownPID: 77)
+        #expect(check.status == .fail && check.detail.contains("/sys/fs/cgroup/started.scope also holds 1 other process (1201)"), "\(check.detail)")
+        #expect(CgroupChecks.version(root: fake.host, layout: started).detail.contains("missing: io (--io-weight is not enforced), hugetlb"))
+    }
+}

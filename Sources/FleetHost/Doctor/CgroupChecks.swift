@@ -47,13 +47,15 @@ public enum CgroupChecks {
     /// The version and the controllers reachable from the daemon's cgroup. Cgroup v1 cannot
     /// charge a tenant's buffered writeback to it (seed 004), so its io weight and dirty-page
     /// throttling do not hold there: v1 and hybrid warn, with the switch to v2 as the fix.
-    public static func version(root: HostRoot = .real) -> HostCheck {
+    /// `layout`: the daemon's as it found it at start (before it moved itself into a leaf); nil:
+    /// discovered now, for this process.
+    public static func version(root: HostRoot = .real, layout: CgroupLayout? = nil) -> HostCheck {
         let name = "cgroup version"
         guard let mountinfo = root.read("proc/self/mountinfo") else {
             return HostCheck(name: name, status: .fail, detail: "cannot read /proc/self/mountinfo", fix: "mount /proc")
         }
         let mode = mode(mountinfo: mountinfo)
-        let layout = try? CgroupLayout.discover(root: root)
+        let layout = layout ?? (try? CgroupLayout.discover(root: root))
         guard mode != .none, let layout, !layout.hierarchies.isEmpty else {
             return HostCheck(
                 name: name, status: .fail, detail: "no cgroup hierarchy is mounted: no tenant limit is enforced",
@@ -72,8 +74,11 @@ public enum CgroupChecks {
         var status = HostCheck.Status.ok
         if !missing.isEmpty {
             status = .warn
-            detail += "; missing: " + missing.map { "\($0.v2Name) (\(consequence($0)))" }.joined(separator: ", ")
-            let v2Missing = missing.map(\.v2Name)
+            // v2's cpu controller also accounts; only on v1 is cpuacct a controller of its own.
+            let label = { (resource: CgroupResource) in mode == .v1 ? resource.v1Name : resource == .cpuAccounting ? "cpu accounting" : resource.v2Name }
+            detail += "; missing: " + missing.map { "\(label($0)) (\(consequence($0)))" }.joined(separator: ", ")
+            var v2Missing: [String] = []
+            for resource in missing where !v2Missing.contains(resource.v2Name) { v2Missing.append(resource.v2Name) }
             fixes.append(mode == .v1
                 ? "mount the missing v1 controllers (e.g. mount -t cgroup -o \(missing.map(\.v1Name).joined(separator: ",")) cgroup /sys/fs/cgroup/\(missing[0].v1Name))"
                 : "enable \(v2Missing.joined(separator: " ")) in the parent cgroup's cgroup.subtree_control (echo \"\(v2Missing.map { "+" + $0 }.joined(separator: " "))\" > PARENT/cgroup.subtree_control), or under systemd run serve with Delegate=yes")
@@ -92,9 +97,9 @@ public enum CgroupChecks {
     /// rule: pgfleet moves itself into a leaf, which fails while others share its cgroup) with
     /// the controllers offered to it. Under systemd without `Delegate=yes`, systemd may rewrite
     /// the subtree behind pgfleet's back. `ownPID`: the process whose cgroup this is.
-    public static func delegation(root: HostRoot = .real, ownPID: pid_t = getpid()) -> HostCheck {
+    public static func delegation(root: HostRoot = .real, layout: CgroupLayout? = nil, ownPID: pid_t = getpid()) -> HostCheck {
         let name = "cgroup delegation"
-        guard let layout = try? CgroupLayout.discover(root: root), !layout.hierarchies.isEmpty else {
+        guard let layout = layout ?? (try? CgroupLayout.discover(root: root)), !layout.hierarchies.isEmpty else {
             return HostCheck(name: name, status: .fail, detail: "no cgroup hierarchy to delegate from", fix: "see the cgroup version check")
         }
         var problems: [String] = []

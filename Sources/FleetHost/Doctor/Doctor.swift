@@ -17,10 +17,11 @@ public enum Doctor {
 
     public static let needsName = "tenants' needs"
 
-    public static func checks(root: HostRoot = .real, fleetRoot: String, demand: Demand) -> [HostCheck] {
+    /// `cgroups`: the daemon's layout as found at its start; nil: this process's, discovered now.
+    public static func checks(root: HostRoot = .real, fleetRoot: String, demand: Demand, cgroups: CgroupLayout? = nil) -> [HostCheck] {
         let known = demand.value
         return HostChecks.all(root: root) + [
-            CgroupChecks.version(root: root), CgroupChecks.delegation(root: root),
+            CgroupChecks.version(root: root, layout: cgroups), CgroupChecks.delegation(root: root, layout: cgroups),
             SharedMemoryCheck.check(root: root, sandboxed: known?.sandboxed),
             DescriptorCheck.check(root: root, demand: known),
             WALReserveCheck.check(root: root, fleetRoot: known?.root ?? fleetRoot, demand: known),
