@@ -3,8 +3,7 @@ import Foundation
 
 /// The host checks a DBA runs by hand before trusting a machine with many PostgreSQL clusters,
 /// each read from `/proc` and `/sys` under a `HostRoot` (fixture trees in tests) and judged here.
-/// The first of issue 14's `doctor`: the kernel settings; the huge page pool, `/dev/shm`,
-/// descriptors and delegation against the tenants' needs come with those features.
+/// The kernel's settings; `Doctor` adds the cgroups and the checks against the tenants' needs.
 public enum HostChecks {
     public static func all(root: HostRoot = .real) -> [HostCheck] {
         [
