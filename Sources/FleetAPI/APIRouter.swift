@@ -18,6 +18,10 @@ public func buildRouter(fleet: any FleetControl, metrics: PrometheusCollectorReg
         try APICoding.jsonResponse(try await fleet.status())
     }
 
+    v1.get("doctor") { _, _ in
+        try APICoding.jsonResponse(try await fleet.doctor())
+    }
+
     // MARK: Bundles
 
     v1.get("bundles") { _, _ in

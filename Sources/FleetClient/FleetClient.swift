@@ -46,6 +46,10 @@ public struct FleetClient: Sendable {
         try await get("/v1/status")
     }
 
+    public func doctor() async throws -> DoctorReport {
+        try await get("/v1/doctor")
+    }
+
     public func metrics() async throws -> String {
         var bytes: [UInt8] = []
         try await transport.exchange(method: .GET, path: "/metrics") { buffer in

@@ -4,6 +4,7 @@ import Foundation
 // Routes, all under the daemon's unix socket `run/api.sock`:
 //
 //   GET    /v1/status                         -> DaemonStatus
+//   GET    /v1/doctor                         -> DoctorReport (the daemon's host checks against its tenants' needs)
 //   GET    /v1/bundles                        -> [BundleInfo]
 //   POST   /v1/bundles/import                 ImportBundleRequest -> NDJSON stream of StreamEvent (result: bundle)
 //   GET    /v1/tenants                        -> [TenantInfo]
@@ -420,6 +421,8 @@ public struct PoolStatus: Codable, Sendable, Equatable {
 /// supervisors; API tests implement it with a fake.
 public protocol FleetControl: Sendable {
     func status() async throws -> DaemonStatus
+    /// `pgfleet doctor`'s checks as the daemon reads them, against what its tenants need.
+    func doctor() async throws -> DoctorReport
     func listBundles() async throws -> [BundleInfo]
     func importBundle(_ request: ImportBundleRequest, progress: @escaping ProgressReporter) async throws -> BundleInfo
     func listTenants() async throws -> [TenantInfo]

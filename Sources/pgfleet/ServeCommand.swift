@@ -163,6 +163,8 @@ struct Serve: AsyncParsableCommand {
         }
         let fleet = Fleet(options: fleetOptions, catalog: catalog, logger: logger)
         await fleet.removeLeftovers()
+        // `pgfleet doctor`'s checks, each one that is not ok as a warning: never a reason not to start.
+        await fleet.logDoctorChecks()
         if systemBundles { await fleet.registerSystemBundles() }
 
         let router = buildRouter(fleet: fleet, metrics: registry, logger: logger)

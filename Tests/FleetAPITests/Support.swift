@@ -41,6 +41,12 @@ final class FakeFleet: FleetControl {
         return tenant
     }
 
+    func doctor() async throws -> DoctorReport {
+        try record("doctor")
+        let demand = FleetDemand(tenants: [TenantDemand(name: "alpha", maxConnections: 40)], sandboxed: true, root: "/var/lib/pgfleet")
+        return DoctorReport(checks: [HostCheck(name: "descriptors", status: .warn, detail: "low", fix: "ulimit -Hn 65536")], demand: demand)
+    }
+
     func status() async throws -> DaemonStatus {
         try record("status")
         let (tenants, bundles) = state.withLock { ($0.tenants.count, $0.bundles.count) }

@@ -1,34 +1,9 @@
 import FleetCore
 import Foundation
 
-/// One finding of `pgfleet doctor`: what was looked at, what it is, and the exact fix.
-public struct HostCheck: Codable, Sendable, Equatable {
-    public enum Status: String, Codable, Sendable, Comparable {
-        case ok, warn, fail
-
-        private var rank: Int { self == .ok ? 0 : self == .warn ? 1 : 2 }
-        public static func < (lhs: Status, rhs: Status) -> Bool { lhs.rank < rhs.rank }
-    }
-
-    public var name: String
-    public var status: Status
-    /// What the host has, in words.
-    public var detail: String
-    /// What to run or change, when the status is not ok.
-    public var fix: String?
-
-    public init(name: String, status: Status, detail: String, fix: String? = nil) {
-        self.name = name
-        self.status = status
-        self.detail = detail
-        self.fix = fix
-    }
-}
-
 /// The host checks a DBA runs by hand before trusting a machine with many PostgreSQL clusters,
 /// each read from `/proc` and `/sys` under a `HostRoot` (fixture trees in tests) and judged here.
-/// The first of issue 14's `doctor`: the kernel settings; the huge page pool, `/dev/shm`,
-/// descriptors and delegation against the tenants' needs come with those features.
+/// The kernel's settings; `Doctor` adds the cgroups and the checks against the tenants' needs.
 public enum HostChecks {
     public static func all(root: HostRoot = .real) -> [HostCheck] {
         [
