@@ -20,6 +20,8 @@ public struct PostmasterLaunch: Sendable {
     public var oomScoreAdjust: Int32?
     /// The postmaster's sandbox; nil: it runs with the host's view (no root, or `--sandbox off`).
     public var sandbox: SandboxLaunch?
+    /// The postmaster's RLIMIT_NOFILE at each start (nil: the daemon's own); bwrap passes it on.
+    public var fileLimit: @Sendable () -> Int? = { nil }
 
     public init(
         postgres: String, dataDirectory: String, socketDirectory: String, logFile: String, user: UserIdentity?,
@@ -299,6 +301,7 @@ public actor TenantSupervisor {
                 executable: launch.postgres, arguments: ["-D", launch.dataDirectory], environment: launch.environment,
                 workingDirectory: launch.dataDirectory, user: launch.user, newSession: true, oomScoreAdjust: launch.oomScoreAdjust
             )
+            spec.fileLimit = launch.fileLimit()
             spec.cgroupProcsFiles = launch.cgroup?.procsFiles ?? []
             result = .success(try Spawner.spawn(spec, stdout: logFD, stderr: logFD))
         } catch let error as SpawnError {
@@ -343,6 +346,7 @@ public actor TenantSupervisor {
                 workingDirectory: launch.dataDirectory, user: invocation.switchUserBeforeExec ? launch.user : nil, newSession: true,
                 oomScoreAdjust: launch.oomScoreAdjust
             )
+            spec.fileLimit = launch.fileLimit()
             spec.cgroupProcsFiles = launch.cgroup?.procsFiles ?? []
             bwrap = try Spawner.spawn(spec, stdout: logFD, stderr: logFD)
         } catch {
