@@ -183,7 +183,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["FleetCore", "FleetSystem", "FleetHost", "pgfleet"],
-            exclude: ["proxy_checks.py", "driver_checks.py"],
+            exclude: ["proxy_checks.py", "driver_checks.py", "descriptor_checks.py"],
             swiftSettings: swiftSettings
         ),
     ]

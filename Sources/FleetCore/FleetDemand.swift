@@ -39,6 +39,12 @@ public struct TenantDemand: Codable, Sendable, Equatable {
     public var maxFilesPerProcess: Int
     public var maxWalSize: UInt64
     public var walKeepSize: UInt64
+    /// `--huge-pages` in force (nil: off, or an older daemon).
+    public var hugePages: HugePagesMode?
+    /// Pages its shared memory needs, where the daemon has computed it (a start on a host with a pool).
+    public var hugePagesNeeded: Int?
+    /// Pages it was given at its last start.
+    public var hugePagesGranted: Int?
 
     public init(
         name: String, maxConnections: Int = 100, maxWorkerProcesses: Int = 8, autovacuumMaxWorkers: Int = 3, maxWalSenders: Int = 10,

@@ -40,7 +40,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var pendingToServer: [ByteBuffer] = []
     var timeout: Scheduled<Void>?
     var serverName: String?
-    let overLimit: Bool
+    /// Whether this connection holds one of `ConnectionLimits`' slots, given back when it closes.
+    let holdsSlot: Bool
+    /// Whether a descriptor is set aside for this client's server (`DescriptorGauge.admit`).
+    var holdsReservation: Bool
     var login: PooledLogin?
     /// The client's SASL messages while the proxy checks its login itself.
     var authMessages = PGMessageBuffer(maxLength: ProxyConfiguration.authenticationMessageLimit)
@@ -53,12 +56,15 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var tenantMetrics: ProxyMetrics.TenantMetrics?
     var countedUnknown = false
 
-    init(shared: ProxyContext, overLimit: Bool) {
+    /// `refusal`: why this client cannot be served (it gets the error in answer to its startup
+    /// packet); `holdsSlot`: it took a slot of `shared.limits`.
+    init(shared: ProxyContext, refusal: ProxyError? = nil, holdsSlot: Bool = true) {
         self.shared = shared
-        self.overLimit = overLimit
+        self.holdsSlot = holdsSlot
+        self.holdsReservation = holdsSlot && refusal == nil
         self.machine = HandshakeMachine(
             tlsMode: shared.tls == nil ? .disable : shared.configuration.tlsMode,
-            router: Router(sniDomain: shared.configuration.sniDomain)
+            router: Router(sniDomain: shared.configuration.sniDomain), refusal: refusal
         )
     }
 
@@ -67,10 +73,6 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        if overLimit {
-            fail(.tooManyConnections, context: context)
-            return
-        }
         timeout = context.eventLoop.assumeIsolated().scheduleTask(in: shared.configuration.startupTimeout) {
             self.perform(self.machine.timedOut(), context: context)
         }
@@ -246,9 +248,18 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         tenantMetrics?.bytes.serverToClient.increment(by: count)
     }
 
+    /// The client has its server connection (counted as the proxy's socket) or is gone: what
+    /// was set aside for it is free.
+    func releaseReservation() {
+        guard holdsReservation else { return }
+        holdsReservation = false
+        shared.descriptors.releaseReservation()
+    }
+
     func connectionClosed() {
         timeout?.cancel()
-        if !overLimit { shared.limits.releaseConnection() }
+        releaseReservation()
+        if holdsSlot { shared.limits.releaseConnection() }
         if let key = cancelKey { shared.cancels.remove(key) }
         if let tenant {
             shared.limits.release(tenant: tenant)

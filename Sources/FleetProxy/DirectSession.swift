@@ -17,8 +17,9 @@ extension ClientConnectionHandler {
         let tenant = request.tenant
         ClientBootstrap(group: context.eventLoop)
             .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelInitializer { channel in
+            .channelInitializer { [shared] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    shared.descriptors.track(channel)
                     try channel.pipeline.syncOperations.addHandler(
                         ServerHandshakeHandler(
                             client: client.value, clientContext: clientContext.value, tenant: tenant, socketPath: socketPath,
@@ -39,6 +40,7 @@ extension ClientConnectionHandler {
                         return
                     }
                     self.phase = .relaying(server: server)
+                    self.releaseReservation()
                     self.timeout?.cancel()
                     if let negotiate {
                         var message = context.channel.allocator.buffer(capacity: 64)

@@ -37,13 +37,20 @@ public struct HandshakeMachine: Sendable {
 
     public let tlsMode: TLSMode
     public let router: Router
+    /// Set when the client cannot be served (the proxy is out of connections or descriptors):
+    /// its startup packet is answered with this error. Not at once on connect: libpq sends an
+    /// SSLRequest first and, since the fix for CVE-2024-10977, shows only "server sent an error
+    /// response during SSL exchange" for an error in its place; answered normally (TLS or 'N'),
+    /// it reads the error after its startup packet and prints it.
+    public let refusal: ProxyError?
     private(set) var state: State = .awaitingPacket(inTLS: false, answeredSSL: false)
     /// The TLS server name the client sent, once TLS is up.
     public private(set) var serverName: String?
 
-    public init(tlsMode: TLSMode, router: Router) {
+    public init(tlsMode: TLSMode, router: Router, refusal: ProxyError? = nil) {
         self.tlsMode = tlsMode
         self.router = router
+        self.refusal = refusal
     }
 
     public var isInTLS: Bool {
@@ -99,6 +106,7 @@ public struct HandshakeMachine: Sendable {
             return [.cancel(processID: processID, secretKey: secretKey)]
         case .startup(let version, let parameters):
             if !inTLS && tlsMode == .require { return fail(.tlsRequired) }
+            if let refusal { return fail(refusal) }
             switch router.route(parameters: parameters, sni: serverName) {
             case .failure(let error):
                 return fail(error)

@@ -186,6 +186,7 @@ extension ClientConnectionHandler {
     /// ReadyForQuery, then the glue with a `PooledSession` watching it.
     func begin(_ server: PooledServer, pool: ServerPool, context: ChannelHandlerContext) {
         phase = .handedOver
+        releaseReservation()
         timeout?.cancel()
         var out = context.channel.allocator.buffer(capacity: 512)
         server.writeParameters(into: &out)

@@ -54,11 +54,13 @@ final class ProxyContext: Sendable {
     let metrics: ProxyMetrics
     let logger: Logger
     let pools: ServerPools
+    let descriptors: DescriptorGauge
 
     init(
         configuration: ProxyConfiguration, routes: any RouteProvider, tls: NIOSSLContext?, cancels: CancelRegistry, limits: ConnectionLimits,
-        logger: Logger, metrics: ProxyMetrics = ProxyMetrics()
+        logger: Logger, metrics: ProxyMetrics = ProxyMetrics(), descriptors: DescriptorGauge = .unlimited()
     ) {
+        self.descriptors = descriptors
         self.metrics = metrics
         self.configuration = configuration
         self.routes = routes
@@ -66,6 +68,6 @@ final class ProxyContext: Sendable {
         self.cancels = cancels
         self.limits = limits
         self.logger = logger
-        self.pools = ServerPools(configuration: configuration.pool, logger: logger)
+        self.pools = ServerPools(configuration: configuration.pool, logger: logger, descriptors: descriptors)
     }
 }

@@ -16,6 +16,8 @@ public enum ProxyError: Error, Sendable, Equatable {
     case tlsUnavailable
     case tooManyConnections
     case tooManyTenantConnections(String)
+    /// The daemon is close to its RLIMIT_NOFILE: one more session would leave it too few descriptors.
+    case outOfDescriptors(inUse: Int, limit: Int)
     case unsupportedProtocol(ProtocolVersion)
     case protocolViolation(String)
     case bufferedBeforeTLS
@@ -40,7 +42,7 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .tenantFailed: "58000"
         case .tlsRequired, .reservedRole: "28000"
         case .tlsUnavailable: "08004"
-        case .tooManyConnections, .tooManyTenantConnections: "53300"
+        case .tooManyConnections, .tooManyTenantConnections, .outOfDescriptors: "53300"
         case .unsupportedProtocol: "0A000"
         case .protocolViolation, .bufferedBeforeTLS, .badStartupPacket: "08P01"
         case .backendUnavailable: "08006"
@@ -68,6 +70,8 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .tlsUnavailable: "TLS is disabled on this server"
         case .tooManyConnections: "sorry, too many clients already"
         case .tooManyTenantConnections(let name): "sorry, too many clients already for tenant \"\(name)\""
+        case .outOfDescriptors(let inUse, let limit):
+            "sorry, too many clients already: the pgfleet proxy is out of file descriptors (\(inUse) in use, limit \(limit)); try again when other connections have closed"
         case .unsupportedProtocol(let version): "unsupported frontend protocol \(version): the server supports 3.0"
         case .protocolViolation(let what): "protocol violation: \(what)"
         case .bufferedBeforeTLS: "protocol violation: data received after the SSL request and before the TLS handshake"
@@ -99,6 +103,7 @@ public enum ProxyError: Error, Sendable, Equatable {
         case .tlsUnavailable: "tls_unavailable"
         case .tooManyConnections: "too_many_connections"
         case .tooManyTenantConnections: "too_many_tenant_connections"
+        case .outOfDescriptors: "out_of_descriptors"
         case .unsupportedProtocol: "unsupported_protocol"
         case .protocolViolation: "protocol_violation"
         case .bufferedBeforeTLS: "buffered_before_tls"

@@ -16,14 +16,16 @@ public final class ProxyServer: Service, Sendable {
     /// another thread on the way in.
     private let bound = Mutex<[any Channel]>([])
 
+    /// `descriptors`: the daemon's descriptor count and limit, against which clients are
+    /// refused before the daemon runs out (`DescriptorHeadroom`).
     public init(
         configuration: ProxyConfiguration, routes: any RouteProvider, tls: NIOSSLContext?, logger: Logger,
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, descriptors: DescriptorGauge = .unlimited()
     ) {
         self.shared = ProxyContext(
             configuration: configuration, routes: routes, tls: tls, cancels: CancelRegistry(),
             limits: ConnectionLimits(maxTotal: configuration.maxConnections, maxPerTenant: configuration.maxConnectionsPerTenant),
-            logger: logger
+            logger: logger, descriptors: descriptors
         )
         self.group = group
     }
@@ -41,6 +43,17 @@ public final class ProxyServer: Service, Sendable {
             var address: SocketAddress? = nil
             for loop in group.makeIterator() {
                 let channel = try await ServerBootstrap(group: loop, childGroup: loop)
+                    .serverChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(AcceptGate(descriptors: shared.descriptors) { holding in
+                                shared.logger.log(
+                                    level: holding ? .warning : .info,
+                                    holding ? "out of file descriptors: new clients wait in the listen backlog" : "accepting new clients again",
+                                    metadata: ["in_use": "\(shared.descriptors.inUse)", "limit": "\(shared.descriptors.headroom.limit)"]
+                                )
+                            })
+                        }
+                    }
                     .serverChannelOption(.backlog, value: 4096)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .serverChannelOption(ChannelOptions.Types.SocketOption(level: .socket, name: NIOBSDSocket.Option(rawValue: CInt(SO_REUSEPORT))), value: 1)
@@ -51,8 +64,14 @@ public final class ProxyServer: Service, Sendable {
                             let options = channel.syncOptions
                             try options?.setOption(.socketOption(.tcp_nodelay), value: 1)
                             try options?.setOption(.allowRemoteHalfClosure, value: true)
-                            let overLimit = !shared.limits.acquireConnection()
-                            try channel.pipeline.syncOperations.addHandler(ClientConnectionHandler(shared: shared, overLimit: overLimit))
+                            shared.descriptors.track(channel)
+                            // Refused clients are still answered: see `HandshakeMachine.refusal`.
+                            let holdsSlot = shared.limits.acquireConnection()
+                            let refusal = holdsSlot
+                                ? shared.descriptors.admit(logger: shared.logger) { shared.pools.trimIdle() } : .tooManyConnections
+                            try channel.pipeline.syncOperations.addHandler(
+                                ClientConnectionHandler(shared: shared, refusal: refusal, holdsSlot: holdsSlot)
+                            )
                         }
                     }
                     // Port 0: the first socket's port, for the others.

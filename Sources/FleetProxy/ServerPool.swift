@@ -247,11 +247,18 @@ final class ServerPool {
         return ClientBootstrap(group: loop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    owner.descriptors.track(channel)
                     try channel.pipeline.syncOperations.addHandler(ServerLoginHandler(startup: key.parameters, scram: scram, promise: promise))
                 }
             }
             .connect(unixDomainSocketPath: key.socketPath)
             .assumeIsolated()
+            .flatMapError { [loop] error in
+                // No channel, so no login handler to answer the promise (socket() can fail
+                // with EMFILE before there is one): it is answered here, or it would leak.
+                promise.fail(error)
+                return loop.makeFailedFuture(error)
+            }
             .flatMap { channel in
                 owner.opened(key.tenant)
                 channel.closeFuture.whenComplete { _ in owner.closed(key.tenant) }

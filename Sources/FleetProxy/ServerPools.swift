@@ -26,10 +26,13 @@ final class ServerPools: Sendable {
     let logger: Logger
     private let pools = Mutex<[ObjectIdentifier: (loop: any EventLoop, pool: NIOLoopBound<ServerPool>)]>([:])
     private let counts = Mutex<[TenantName: Int]>([:])
+    /// Counts the pools' server sockets.
+    let descriptors: DescriptorGauge
 
-    init(configuration: PoolConfiguration, logger: Logger) {
+    init(configuration: PoolConfiguration, logger: Logger, descriptors: DescriptorGauge = .unlimited()) {
         self.configuration = configuration
         self.logger = logger
+        self.descriptors = descriptors
     }
 
     /// The verifier of `role` (see `ServerPool.lookupSecret`), answered on `loop`. Each event
@@ -66,6 +69,12 @@ final class ServerPools: Sendable {
             let spare = keepLoop.map { $0 === loop } == true ? key : nil
             loop.execute { pool.value.closeIdle(of: tenant, except: spare) }
         }
+    }
+
+    /// Closes every idle server connection: the daemon is short of descriptors, and a pooled
+    /// connection nobody uses must not keep a client out.
+    func trimIdle() {
+        for tenant in counts.withLock({ Array($0.keys) }) { trim(tenant) }
     }
 
     func opened(_ tenant: TenantName) {

@@ -12,7 +12,15 @@ extension Fleet {
     /// run (one per setting and tenant would take minutes on a dense host).
     public func demand() throws -> FleetDemand {
         let tenants = try catalog.tenants().map { record in
-            TenantDemand(name: record.name, settings: Self.configuredSettings(dataDirectory: record.dataDirectory))
+            var tenant = TenantDemand(name: record.name, settings: Self.configuredSettings(dataDirectory: record.dataDirectory))
+            // Huge pages: what the starts found (a tenant never started on a host with a pool is not known).
+            let mode = effectiveLimits(record).hugePages
+            if let mode, mode != .off {
+                tenant.hugePages = mode
+                tenant.hugePagesNeeded = hugePages.knownNeed(of: record.name)
+                tenant.hugePagesGranted = hugePages.grant(of: record.name)?.pages
+            }
+            return tenant
         }
         return FleetDemand(tenants: tenants, sandboxed: options.isolated && options.sandbox != nil, root: options.layout.root)
     }

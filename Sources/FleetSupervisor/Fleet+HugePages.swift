@@ -49,6 +49,9 @@ public final class HugePageLedger: Sendable {
         }
     }
 
+    /// The last need computed for the tenant, whatever its configuration is now.
+    func knownNeed(of tenant: String) -> Int? { entries.withLock { $0[tenant]?.needed } }
+
     func addsDynamicSharedMemory(_ tenant: String) -> Bool { entries.withLock { $0[tenant]?.addsDynamicSharedMemory ?? false } }
 
     /// Pages granted to the tenants `holding` says still hold theirs, `except` one.
@@ -91,11 +94,24 @@ extension Fleet {
                 _ = try? cgroups?.applyHugePages(0, pageBytes: host.defaultPageBytes ?? 0, to: name.rawValue)
                 throw error
             }
-            ledger.record(grant, for: name.rawValue)
+            var grant = grant
             if let cgroups {
-                try cgroups.create(name.rawValue)
-                try cgroups.applyHugePages(grant.pages, pageBytes: host.defaultPageBytes ?? 0, to: name.rawValue)
+                do {
+                    try cgroups.create(name.rawValue)
+                    try cgroups.applyHugePages(grant.pages, pageBytes: host.defaultPageBytes ?? 0, to: name.rawValue)
+                } catch {
+                    // Pages are never given without their limit in place; none given (and the
+                    // postmaster told off) needs no limit to be safe.
+                    _ = try? cgroups.applyHugePages(0, pageBytes: host.defaultPageBytes ?? 0, to: name.rawValue)
+                    if grant.pages > 0 {
+                        if mode == .on { throw FleetError.invalidRequest("huge pages (--huge-pages on) cannot be limited: \(error)") }
+                        grant = .without(note: "started without huge pages: their limit could not be set (\(error))")
+                    } else {
+                        logger.warning("could not write the tenant's zero huge page limit", metadata: ["tenant": "\(name)", "error": "\(error)"])
+                    }
+                }
             }
+            ledger.record(grant, for: name.rawValue)
             if case .pages(let pages, let size) = grant {
                 logger.info("huge pages given", metadata: ["tenant": "\(name)", "pages": "\(pages)", "size": "\(ByteSize.format(size))"])
             } else if case .without(let note?) = grant {

@@ -52,6 +52,7 @@ extension Fleet {
             let record = try existing(name)
             try notHalfCreated(name)
             try catalog.setDesiredState(.running, forTenant: name.rawValue)
+            await refreshFileLimit(record)
             let snapshot = await (try supervisor(for: record, name: name)).start()
             try catalog.setSuspended(false, forTenant: name.rawValue)
             if snapshot.state == .failed {
@@ -105,6 +106,7 @@ extension Fleet {
             let record = try existing(name)
             try notHalfCreated(name)
             try catalog.setDesiredState(.running, forTenant: name.rawValue)
+            await refreshFileLimit(record)
             let snapshot = await (try supervisor(for: record, name: name)).restart()
             if snapshot.state == .failed {
                 throw FleetError.failed("tenant \(name) failed to restart: \(snapshot.failureReason ?? "unknown reason")")

@@ -95,6 +95,8 @@ public actor Fleet: FleetControl {
     let networkBoard = TenantBoard<SandboxNetwork>(default: .none)
     /// Huge pages given to each tenant at its last start.
     nonisolated let hugePages = HugePageLedger()
+    /// Each tenant's postmaster's RLIMIT_NOFILE (`refreshFileLimit`), for the supervisors' spawns.
+    let fileLimitBoard = TenantBoard<Int>(default: Fleet.defaultFileLimit())
     /// Whether the daemon's cgroup subtree is in place (`prepareCgroups` at start-up).
     var cgroupsReady = false
 
@@ -157,6 +159,7 @@ public actor Fleet: FleetControl {
                     } else if record.desiredState == .running && record.suspended {
                         await supervisor.restoreSuspended()
                     } else if record.desiredState == .running {
+                        await self.refreshFileLimit(record)
                         let result = await supervisor.start()
                         if result.state != .running {
                             logger.error("tenant did not start", metadata: ["tenant": "\(name)", "state": "\(result.state)"])
@@ -253,13 +256,14 @@ public actor Fleet: FleetControl {
         let bundle = try loadBundle(id: record.bundleID)
         let user = options.isolated ? UserIdentity(name: record.osUser, uid: uid_t(record.uid), gid: gid_t(record.gid)) : nil
         let environment = Self.postmasterEnvironment(for: bundle, isolated: options.isolated, protected: options.canProtectPostmaster)
-        let launch = PostmasterLaunch(
+        var launch = PostmasterLaunch(
             postgres: bundle.postgres, dataDirectory: record.dataDirectory, socketDirectory: record.socketDirectory,
             logFile: record.logFile, user: user, environment: environment,
             cgroup: cgroupPlacement(for: record), oomScoreAdjust: options.isolated && options.canProtectPostmaster ? -1000 : nil,
             sandbox: sandboxLaunch(for: record, name: name, bundle: bundle, user: user, environment: environment),
             startSettings: startSettings(for: record, name: name, bundle: bundle, user: user)
         )
+        launch.fileLimit = fileLimitSource(for: record)
         let catalog = catalog
         let supervisor = TenantSupervisor(
             name: name, launch: launch, policy: options.policy, probe: probe, logger: logger,

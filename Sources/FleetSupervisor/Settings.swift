@@ -97,6 +97,7 @@ extension Fleet {
         var restarted = false
         if snapshot.state == .running, let pid = snapshot.pid {
             if request.restart && (!needRestart.isEmpty || networkChanged || startChange) {
+                await refreshFileLimit(record)
                 snapshot = await supervisor.restart()
                 restarted = true
                 if snapshot.state != .running {

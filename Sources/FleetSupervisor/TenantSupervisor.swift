@@ -23,6 +23,8 @@ public struct PostmasterLaunch: Sendable {
     /// Run before each spawn: what this start is given (its huge pages), as settings for the
     /// postmaster's command line (`-c huge_pages=…`); throws when the start must not happen.
     public var startSettings: (@Sendable () async throws -> [String])?
+    /// The postmaster's RLIMIT_NOFILE at each start (nil: the daemon's own); bwrap passes it on.
+    public var fileLimit: @Sendable () -> Int? = { nil }
 
     public init(
         postgres: String, dataDirectory: String, socketDirectory: String, logFile: String, user: UserIdentity?,
@@ -326,6 +328,7 @@ public actor TenantSupervisor {
                 executable: launch.postgres, arguments: ["-D", launch.dataDirectory] + settings, environment: launch.environment,
                 workingDirectory: launch.dataDirectory, user: launch.user, newSession: true, oomScoreAdjust: launch.oomScoreAdjust
             )
+            spec.fileLimit = launch.fileLimit()
             spec.cgroupProcsFiles = launch.cgroup?.procsFiles ?? []
             result = .success(try Spawner.spawn(spec, stdout: logFD, stderr: logFD))
         } catch let error as SpawnError {
@@ -372,6 +375,7 @@ public actor TenantSupervisor {
                 workingDirectory: launch.dataDirectory, user: invocation.switchUserBeforeExec ? launch.user : nil, newSession: true,
                 oomScoreAdjust: launch.oomScoreAdjust
             )
+            spec.fileLimit = launch.fileLimit()
             spec.cgroupProcsFiles = launch.cgroup?.procsFiles ?? []
             bwrap = try Spawner.spawn(spec, stdout: logFD, stderr: logFD)
         } catch {

@@ -79,4 +79,26 @@ public enum ResourceLimits {
     /// about 500 clients. Raises the soft limit to the hard one and returns it.
     @discardableResult
     public static func raiseFileLimit() -> Int { pgf_raise_nofile() }
+
+    /// This process's RLIMIT_NOFILE (RLIM_INFINITY, all ones, reads as Int.max).
+    public static func fileLimits() -> (soft: Int, hard: Int) {
+        var limits = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limits) == 0 else { return (Int.max, Int.max) }
+        func value(_ limit: rlim_t) -> Int { limit > rlim_t(Int.max) ? Int.max : Int(limit) }
+        return (value(limits.rlim_cur), value(limits.rlim_max))
+    }
+
+    /// Descriptors this process has open. Linux 6.2 and later report the count as the size of
+    /// /proc/self/fd (one stat, no listing); older kernels report 0 and the directory is counted.
+    public static func openDescriptors() -> Int? {
+        var info = stat()
+        if stat("/proc/self/fd", &info) == 0, info.st_size > 0 { return Int(info.st_size) }
+        guard let directory = opendir("/proc/self/fd") else { return nil }
+        defer { closedir(directory) }
+        var count = -1  // the listing's own descriptor
+        while let entry = readdir(directory) {
+            if withUnsafeBytes(of: entry.pointee.d_name, { $0.first }) != UInt8(ascii: ".") { count += 1 }
+        }
+        return max(0, count)
+    }
 }

@@ -31,14 +31,14 @@ struct ProxyCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = bootstrapLogging(label: "pgfleet-proxy", level: logLevel)
-        ResourceLimits.raiseFileLimit()
+        let descriptors = raiseFileLimit(logger: logger)
         let layout = rootOptions.layout
         let proxy: ProxyServer
         do {
             proxy = ProxyServer(
                 configuration: try proxyOptions.configuration(), routes: APIRoutes(client: FleetClient(layout: layout)),
                 tls: try proxyOptions.tlsContext(root: layout.root), logger: logger,
-                group: proxyOptions.eventLoopGroup()
+                group: proxyOptions.eventLoopGroup(), descriptors: descriptors
             )
             _ = try await proxy.bind()
         } catch {

@@ -104,9 +104,9 @@ struct Serve: AsyncParsableCommand {
         let isRoot = geteuid() == 0
         // Nothing the daemon creates is readable by others unless it says so (bundles, tenants/).
         umask(0o077)
-        ResourceLimits.raiseFileLimit()
 
         let logger = bootstrapLogging(label: "pgfleet", level: logLevel)
+        let descriptors = raiseFileLimit(logger: logger)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
@@ -178,7 +178,7 @@ struct Serve: AsyncParsableCommand {
                 proxy = ProxyServer(
                     configuration: try proxyOptions.configuration(), routes: fleet,
                     tls: try proxyOptions.tlsContext(root: layout.root), logger: logger,
-                    group: proxyOptions.eventLoopGroup()
+                    group: proxyOptions.eventLoopGroup(), descriptors: descriptors
                 )
                 // Bound now, so a port in use is an error at start-up, not a failed service later.
                 _ = try await proxy.bind()

@@ -66,3 +66,45 @@ import Testing
         #expect(HugePageHost(root: fake.host).reservationLimitProblem(cgroups: nil)?.contains("no cgroups") == true)
     }
 }
+
+@Suite struct HugePageCheckTests {
+    let pool = HugePagePool(pageBytes: 2 << 20, total: 64, free: 40, reserved: 4)
+
+    func demand(_ tenants: [TenantDemand]) -> FleetDemand { FleetDemand(tenants: tenants, sandboxed: true, root: "/var/lib/pgfleet") }
+
+    func tenant(_ name: String, _ mode: HugePagesMode?, needed: Int?, granted: Int? = nil) -> TenantDemand {
+        var tenant = TenantDemand(name: name)
+        tenant.hugePages = mode
+        tenant.hugePagesNeeded = needed
+        tenant.hugePagesGranted = granted
+        return tenant
+    }
+
+    @Test func withoutAReservationLimitDoctorSaysWhyAndFailsForOnTenants() {
+        let problem = "Linux 5.4.0 has no hugetlb reservation limits (5.7 or later has)"
+        let quiet = HugePageCheck.judge(pool: pool, problem: problem, demand: demand([tenant("a", .try, needed: nil)]))
+        #expect(quiet.status == .warn)
+        #expect(quiet.detail.contains("no tenant is ever given huge pages here: Linux 5.4.0"))
+        let on = HugePageCheck.judge(pool: pool, problem: problem, demand: demand([tenant("a", .on, needed: nil)]))
+        #expect(on.status == .fail)
+    }
+
+    @Test func thePoolAgainstWhatTheTenantsNeed() {
+        let fits = HugePageCheck.judge(pool: pool, problem: nil, demand: demand([tenant("a", .on, needed: 30, granted: 30), tenant("b", .try, needed: 20, granted: 20)]))
+        #expect(fits.status == .ok, "\(fits)")
+        #expect(fits.detail.contains("50 pages needed where known, 50 given"))
+        let short = HugePageCheck.judge(pool: pool, problem: nil, demand: demand([tenant("a", .try, needed: 60), tenant("b", .try, needed: 20)]))
+        #expect(short.status == .warn)
+        #expect(short.fix?.contains("vm.nr_hugepages=88") == true)
+        let onShort = HugePageCheck.judge(pool: pool, problem: nil, demand: demand([tenant("a", .on, needed: 70)]))
+        #expect(onShort.status == .fail)
+        let offOnly = HugePageCheck.judge(pool: pool, problem: nil, demand: demand([tenant("a", nil, needed: nil)]))
+        #expect(offOnly.status == .ok && offOnly.detail.contains("0 tenants ask"))
+    }
+
+    @Test func noKernelSupportOrNoDaemonAreOk() {
+        #expect(HugePageCheck.judge(pool: nil, problem: nil, demand: nil).status == .ok)
+        let alone = HugePageCheck.judge(pool: pool, problem: nil, demand: nil)
+        #expect(alone.status == .ok && alone.detail.contains("not weighed against the tenants"))
+    }
+}

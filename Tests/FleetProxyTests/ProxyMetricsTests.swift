@@ -77,7 +77,7 @@ private final class OneStoppedTenant: RouteProvider {
 @Suite struct ProxyMetricsTests {
     /// Sends one startup packet for `user` through a fresh client handler.
     private func connect(as user: String, shared: ProxyContext) throws {
-        let channel = EmbeddedChannel(handler: ClientConnectionHandler(shared: shared, overLimit: false))
+        let channel = EmbeddedChannel(handler: ClientConnectionHandler(shared: shared))
         channel.pipeline.fireChannelActive()
         var packet = channel.allocator.buffer(capacity: 64)
         StartupCodec.encode(.startup(version: .v3_0, parameters: [StartupParameter(name: "user", value: user)]), into: &packet)

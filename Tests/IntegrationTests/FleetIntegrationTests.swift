@@ -258,8 +258,8 @@ struct FleetIntegrationTests {
 }
 
 /// Runs `body` with a fresh root and daemon, and always cleans up: tenants, OS users, files.
-func withHarness(extraServeArguments: [String] = [], _ body: (Harness) async throws -> Void) async throws {
-    let harness = try Harness(extraServeArguments: extraServeArguments)
+func withHarness(extraServeArguments: [String] = [], fileLimit: Int? = nil, _ body: (Harness) async throws -> Void) async throws {
+    let harness = try Harness(extraServeArguments: extraServeArguments, fileLimit: fileLimit)
     do {
         try await body(harness)
     } catch {

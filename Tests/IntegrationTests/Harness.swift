@@ -30,9 +30,13 @@ final class Harness: @unchecked Sendable {
     let root: String
     let userPrefix: String
     var serveArguments: [String]
+    /// The daemon's RLIMIT_NOFILE, soft and hard (nil: the test runner's). Lowered only for
+    /// the daemon: the host's own limits are left alone.
+    let fileLimit: Int?
     private(set) var daemonPID: pid_t?
 
-    init(extraServeArguments: [String] = []) throws {
+    init(extraServeArguments: [String] = [], fileLimit: Int? = nil) throws {
+        self.fileLimit = fileLimit
         try #require(geteuid() == 0, "integration tests create OS users and need root (or set PGFLEET_SKIP_INTEGRATION=1)")
         // Under /tmp (mode 1777, searchable) so tenant users can reach their directories.
         let tag = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
@@ -51,7 +55,7 @@ final class Harness: @unchecked Sendable {
     func startDaemon() async throws {
         let log = try Files.openLog(root + "/serve.log", mode: 0o600, owner: nil)
         defer { close(log) }
-        let pid = try Spawner.spawn(SpawnSpec(executable: Harness.binary, arguments: serveArguments, newSession: true), stdout: log, stderr: log)
+        let pid = try Spawner.spawn(SpawnSpec(executable: Harness.binary, arguments: serveArguments, newSession: true, fileLimit: fileLimit), stdout: log, stderr: log)
         daemonPID = pid
         for _ in 0..<600 {
             if FileManager.default.fileExists(atPath: layout.apiSocketPath), try await cli(["status"]).succeeded { return }

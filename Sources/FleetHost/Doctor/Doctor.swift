@@ -23,6 +23,7 @@ public enum Doctor {
         return HostChecks.all(root: root) + [
             CgroupChecks.version(root: root, layout: cgroups), CgroupChecks.delegation(root: root, layout: cgroups),
             SharedMemoryCheck.check(root: root, sandboxed: known?.sandboxed),
+            HugePageCheck.check(root: root, fleetRoot: known?.root ?? fleetRoot, demand: known, cgroups: cgroups),
             DescriptorCheck.check(root: root, demand: known),
             WALReserveCheck.check(root: root, fleetRoot: known?.root ?? fleetRoot, demand: known),
             needs(demand),

@@ -71,11 +71,12 @@ public struct HugePageHost: Sendable {
         guard let size = defaultPageBytes else { return "this kernel has no huge pages" }
         let name = HugePagePool.sizeName(size)
         let file = hierarchy.version == .v2 ? "hugetlb.\(name).rsvd.max" : "hugetlb.\(name).rsvd.limit_in_bytes"
-        let own = hierarchy.directory("", root: cgroups.root)
-        guard FileManager.default.fileExists(atPath: own + "/" + file)
-            || FileManager.default.fileExists(atPath: hierarchy.directory(cgroups.groupName, root: cgroups.root) + "/" + file)
-            || FileManager.default.fileExists(atPath: hierarchy.directory("\(cgroups.groupName)/tenants", root: cgroups.root) + "/" + file)
-        else {
+        let usage = hierarchy.version == .v2 ? "hugetlb.\(name).max" : "hugetlb.\(name).limit_in_bytes"
+        // The first of the daemon's cgroups that has the controller's files says; a root cgroup
+        // has none, and before the daemon's first start its subtree does not exist yet.
+        let directories = ["", cgroups.groupName, "\(cgroups.groupName)/tenants"].map { hierarchy.directory($0, root: cgroups.root) }
+        if let directory = directories.first(where: { FileManager.default.fileExists(atPath: $0 + "/" + usage) }),
+           !FileManager.default.fileExists(atPath: directory + "/" + file) {
             return "the hugetlb controller here has no reservation limit (\(file)), so an over-commit would end in SIGBUS"
         }
         return nil
