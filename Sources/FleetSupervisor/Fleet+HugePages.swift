@@ -81,7 +81,7 @@ extension Fleet {
         return { [weak self] in
             let mode = limits[name.rawValue].hugePages ?? Self.defaultHugePages
             let host = HugePageHost()
-            let grant: HugePagesGrant
+            var grant: HugePagesGrant
             do {
                 grant = try await Self.decideHugePages(
                     mode: mode, name: name, host: host, cgroups: cgroups, ledger: ledger, managesPool: managesPool, board: board
@@ -94,7 +94,6 @@ extension Fleet {
                 _ = try? cgroups?.applyHugePages(0, pageBytes: host.defaultPageBytes ?? 0, to: name.rawValue)
                 throw error
             }
-            var grant = grant
             if let cgroups {
                 do {
                     try cgroups.create(name.rawValue)

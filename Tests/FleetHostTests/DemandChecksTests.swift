@@ -157,7 +157,7 @@ import Testing
         let (root, path) = try Self.descriptorHost()
         defer { try? FileManager.default.removeItem(atPath: path) }
         let unknown = Doctor.checks(root: root, fleetRoot: "/var/lib/pgfleet", demand: .unknown(reason: "no pgfleet daemon runs for /var/lib/pgfleet"))
-        #expect(unknown.map(\.name) == HostChecks.all(root: root).map(\.name) + ["cgroup version", "cgroup delegation", "/dev/shm", "descriptors", "disk free", "tenants' needs"])
+        #expect(unknown.map(\.name) == HostChecks.all(root: root).map(\.name) + ["cgroup version", "cgroup delegation", "/dev/shm", "huge pages", "descriptors", "disk free", "tenants' needs"])
         let needs = try #require(unknown.last)
         #expect(needs.status == .ok && needs.detail.hasPrefix("NOT checked: no pgfleet daemon runs for /var/lib/pgfleet"))
 

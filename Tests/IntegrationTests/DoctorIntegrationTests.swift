@@ -8,7 +8,7 @@ import Testing
 /// daemon, its checks against its tenants' needs; and `serve`'s log naming each check not ok.
 @Suite(.serialized, integrationTrait)
 struct DoctorIntegrationTests {
-    static let names = HostChecks.all().map(\.name) + ["cgroup version", "cgroup delegation", "/dev/shm", "descriptors", "disk free", Doctor.needsName]
+    static let names = HostChecks.all().map(\.name) + ["cgroup version", "cgroup delegation", "/dev/shm", "huge pages", "descriptors", "disk free", Doctor.needsName]
 
     /// Runs `doctor --json` and `doctor`, checks what every run must show, returns the checks.
     static func doctor(_ run: ([String]) async throws -> CommandResult) async throws -> [HostCheck] {

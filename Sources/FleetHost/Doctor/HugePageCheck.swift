@@ -28,7 +28,7 @@ public enum HugePageCheck {
                 fix: "Linux 5.7 or later with the hugetlb cgroup controller available to pgfleet (cgroup v2: hugetlb in cgroup.subtree_control of its cgroup)")
         }
         var detail = "pool \(pool.total) × \(size), \(pool.free) free, \(pool.reserved) reserved; reservation limits available"
-        guard let demand else {
+        guard demand != nil else {
             return HostCheck(name: name, status: .ok, detail: detail + "; not weighed against the tenants (no daemon answered)")
         }
         let needed = asking.compactMap(\.hugePagesNeeded).reduce(0, +)
