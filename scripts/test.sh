@@ -13,9 +13,9 @@ if [ "${FUZZ_SECONDS:-60}" != 0 ]; then
     ./scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 fi
 printf '==> testing\n' >&2
-# The isolation suites spin CPUs, fill memory and disks on purpose: they run on their own after
+# The isolation suites spin CPUs, fill memory and disks, exhaust descriptors on purpose: they run on their own after
 # the rest, whose timing-sensitive checks (wakes, suspends, interrupted creates) they would disturb.
-isolation='LimitsIntegrationTests|SandboxRecipeTests|TenantDiskTests|DiskQuotaIntegrationTests|ShmIntegrationTests'
+isolation='LimitsIntegrationTests|SandboxRecipeTests|TenantDiskTests|DiskQuotaIntegrationTests|ShmIntegrationTests|DescriptorIntegrationTests'
 # The huge page tests change vm.nr_hugepages, which every tenant's `--huge-pages try` reads:
 # they run alone, last.
 hostwide='HugePagesIntegrationTests'

@@ -128,4 +128,33 @@ struct HugePagesIntegrationTests {
             }
         }
     }
+
+    @Test(.timeLimit(.minutes(5))) func theManagedPoolGrowsForAStartShrinksWhenTheTenantStopsAndIsRestoredAtShutdown() async throws {
+        try await Self.withPool(0) { host in
+            try await withHarness(extraServeArguments: Self.serve + ["--huge-pages-pool"]) { harness in
+                try await harness.startDaemon()
+                try await harness.mustRun(["bundle", "import", "/usr/lib/postgresql/15"])
+                // No pool at all, and `on`: the daemon grows vm.nr_hugepages to exactly the tenant's need.
+                let (tenant, password) = try await harness.createTenant("pooled", extra: ["--huge-pages", "on"])
+                #expect(try await harness.mustQuery(tenant, password: password, "show huge_pages") == "on")
+                let limit = try #require(tenant.usage?.hugePagesLimitBytes, "\(String(describing: tenant.usage))")
+                let needed = Int(limit / Self.pageBytes)
+                #expect(needed > 0)
+                #expect(host.pool(pageBytes: Self.pageBytes)?.total == needed)
+
+                // Stopped, its pages go back to the host.
+                _ = try await harness.mustRun(["tenant", "stop", "pooled"])
+                let shrunk = try await Harness.eventually(timeout: .seconds(30)) { host.pool(pageBytes: Self.pageBytes)?.total == 0 }
+                #expect(shrunk, "\(String(describing: host.pool(pageBytes: Self.pageBytes)))")
+
+                // Started again it gets them again; at the daemon's shutdown the pool is the host's again.
+                _ = try await harness.mustRun(["tenant", "start", "pooled"])
+                let again = try await harness.waitFor("pooled", state: .running)
+                #expect(try await harness.mustQuery(again, password: password, "show huge_pages") == "on")
+                #expect(host.pool(pageBytes: Self.pageBytes)?.total == needed)
+                _ = try await harness.stopDaemon()
+                #expect(host.pool(pageBytes: Self.pageBytes)?.total == 0)
+            }
+        }
+    }
 }
