@@ -40,7 +40,20 @@ extension Fleet {
         if try catalog.tenant(named: name.rawValue) != nil { throw FleetError.tenantExists(name.rawValue) }
         // Limits a new cluster's settings cannot live with are refused before anything is made.
         let limits = spec.limits.filled(from: options.defaultLimits)
-        var notes = try checkFit(limits, settings: ClusterConfig.newTenantMemorySettings(major: bundleRecord.major))
+        let settings = ClusterConfig.newTenantMemorySettings(major: bundleRecord.major)
+        var notes = try checkFit(limits, settings: settings)
+        // `--huge-pages on` the host cannot give is refused before anything is made, with an
+        // estimate of the pages (the start computes them exactly and refuses again if need be).
+        if limits.hugePages == .on {
+            _ = try await Self.decideHugePages(
+                mode: .on, name: name, host: HugePageHost(), cgroups: cgroupsReady ? options.cgroups : nil, ledger: hugePages,
+                managesPool: options.managesHugePagePool, board: board
+            ) {
+                let pageBytes = HugePageHost().defaultPageBytes ?? (2 << 20)
+                let bytes = LimitFit.sharedMemory(settings) + (ByteSize.parse(Self.hugePageDynamicSharedMemory) ?? 0)
+                return Int((bytes + pageBytes - 1) / pageBytes)
+            }
+        }
         // A disk quota that cannot hold a cluster is refused here too, with the arithmetic.
         var diskPlan: DiskPlan? = nil
         if let bytes = limits.diskBytes {

@@ -46,7 +46,9 @@ struct DensityIntegrationTests {
             }
 
             let start = ContinuousClock.now
-            try await harness.startDaemon()  // returns once `status` answers: after the tenants are resumed
+            try await harness.startDaemon()  // returns once `status` answers, which does not wait for the tenants' resumption
+            // The one real tenant's start (its sandbox, its cgroups) may finish after the API answers.
+            _ = try await harness.waitFor("real", state: .running)
             let listed = try await harness.list()
             let ready = ContinuousClock.now - start
             #expect(listed.count == count + 1)
