@@ -49,7 +49,7 @@ struct DescriptorIntegrationTests {
                 let psql = seen[mode] as? [String: Any] ?? [:]
                 #expect((psql["stderr"] as? String)?.contains("the pgfleet proxy is out of file descriptors") == true, "psql prints it: \(psql)")
             }
-            #expect(seen["again"] as? Int == sessions, "as many sessions once the others closed: \(seen["again_errors"] ?? "")")
+            #expect(seen["again"] as? Int == sessions, "as many sessions once the others closed (each refused one asked again for 30 s): \(seen["again_errors"] ?? "")")
 
             // The daemon is still whole: the API answers and the tenant runs.
             #expect(try await harness.info("acme").state == .running)
