@@ -7,7 +7,10 @@ import Foundation
 /// The host's glibc and ICU versions are recorded because they decide how text collates: an index
 /// built under one version may be corrupt under another, so a change must be noticed, not guessed.
 public struct BundleManifest: Codable, Sendable, Equatable {
-    public static let currentFormatVersion = 1
+    /// 2 added `vendored`, `extensions`, `glibcNeeded` and `verification` (all optional, so a
+    /// version-1 manifest still reads as one of an unvendored, never-verified bundle).
+    public static let currentFormatVersion = 2
+    public static let readableFormatVersions = 1...2
     public static let fileName = "manifest.json"
 
     public var formatVersion: Int
@@ -24,10 +27,21 @@ public struct BundleManifest: Codable, Sendable, Equatable {
     public var host: HostDependencies
     /// Every regular file and symlink in the bundle except the manifest, sorted by path.
     public var files: [FileEntry]
+    /// What was copied in from the host so that the bundle needs nothing of it but glibc; nil for
+    /// a bundle imported with `--no-vendor` (or by a pgfleet before vendoring).
+    public var vendored: Vendored?
+    /// Names of the extensions the bundle ships (`share/extension/*.control`), sorted.
+    public var extensions: [String]?
+    /// The newest glibc symbol version any of its ELF files needs (e.g. "2.34"): the oldest
+    /// glibc it runs on.
+    public var glibcNeeded: String?
+    /// The last `bundle verify` in a sandbox holding only the bundle and its declared host files.
+    public var verification: Verification?
 
     public init(
         formatVersion: Int = BundleManifest.currentFormatVersion, id: String, version: String, major: Int,
-        versionString: String, source: Source, importedAt: Date, paths: Paths, host: HostDependencies, files: [FileEntry]
+        versionString: String, source: Source, importedAt: Date, paths: Paths, host: HostDependencies, files: [FileEntry],
+        vendored: Vendored? = nil, extensions: [String]? = nil, glibcNeeded: String? = nil, verification: Verification? = nil
     ) {
         self.formatVersion = formatVersion
         self.id = id
@@ -39,6 +53,112 @@ public struct BundleManifest: Codable, Sendable, Equatable {
         self.paths = paths
         self.host = host
         self.files = files
+        self.vendored = vendored
+        self.extensions = extensions
+        self.glibcNeeded = glibcNeeded
+        self.verification = verification
+    }
+
+    /// The host's part of a vendored bundle and where its copies of host files are.
+    public struct Vendored: Codable, Sendable, Equatable {
+        /// Directory inside the bundle holding the copied libraries, e.g. "vendor/lib".
+        public var libraryDirectory: String
+        /// Every library copied in: its soname, where it was on the host, its path in the bundle.
+        public var libraries: [VendoredLibrary]
+        /// The time-zone database, when the build reads a system one (`--with-system-tzdata`).
+        public var timeZones: TimeZoneData?
+        /// The copied shell (`/bin/sh`, which initdb and COPY … PROGRAM run), relative to the bundle.
+        public var shell: String?
+        /// The one declared host dependency: glibc, its version and the files of it the bundle loads.
+        public var glibc: DeclaredGlibc
+
+        public init(libraryDirectory: String, libraries: [VendoredLibrary], timeZones: TimeZoneData?, shell: String?, glibc: DeclaredGlibc) {
+            self.libraryDirectory = libraryDirectory
+            self.libraries = libraries
+            self.timeZones = timeZones
+            self.shell = shell
+            self.glibc = glibc
+        }
+    }
+
+    public struct VendoredLibrary: Codable, Sendable, Equatable {
+        public var soname: String
+        /// Where the loader found it on the host at import.
+        public var hostPath: String
+        /// Relative to the bundle.
+        public var path: String
+
+        public init(soname: String, hostPath: String, path: String) {
+            self.soname = soname
+            self.hostPath = hostPath
+            self.path = path
+        }
+    }
+
+    public struct TimeZoneData: Codable, Sendable, Equatable {
+        /// The absolute path compiled into the binaries, e.g. "/usr/share/zoneinfo": the sandbox
+        /// binds the bundle's copy there.
+        public var compiledPath: String
+        /// The copy, relative to the bundle, e.g. "vendor/zoneinfo".
+        public var path: String
+        /// The host's tzdata version at import (`+VERSION` or `tzdata.zi`'s first line), when known.
+        public var version: String?
+
+        public init(compiledPath: String, path: String, version: String?) {
+            self.compiledPath = compiledPath
+            self.path = path
+            self.version = version
+        }
+    }
+
+    public struct DeclaredGlibc: Codable, Sendable, Equatable {
+        /// The host's glibc at import, e.g. "2.36".
+        public var version: String
+        /// glibc's own libraries the bundle loads from the host (libc.so.6, libm.so.6, the loader …).
+        public var libraries: [Library]
+        /// Host paths of glibc's data the bundle reads: locale directories such as /usr/lib/locale/C.utf8.
+        public var dataPaths: [String]
+
+        public init(version: String, libraries: [Library], dataPaths: [String]) {
+            self.version = version
+            self.libraries = libraries
+            self.dataPaths = dataPaths
+        }
+
+        /// Host paths a sandbox holding only this bundle must bind: the libraries and the data.
+        public var hostPaths: [String] { (libraries.map(\.path) + dataPaths).sorted() }
+    }
+
+    public struct Verification: Codable, Sendable, Equatable {
+        public var verifiedAt: Date
+        public var passed: Bool
+        /// The pgfleet that verified, e.g. "0.11.0".
+        public var pgfleetVersion: String
+        public var checks: [Check]
+
+        public init(verifiedAt: Date, passed: Bool, pgfleetVersion: String, checks: [Check]) {
+            self.verifiedAt = verifiedAt
+            self.passed = passed
+            self.pgfleetVersion = pgfleetVersion
+            self.checks = checks
+        }
+
+        public struct Check: Codable, Sendable, Equatable {
+            /// e.g. "initdb", "timezone Europe/Berlin", "CREATE EXTENSION postgres_fdw", "checksums".
+            public var name: String
+            public var passed: Bool
+            /// What went wrong (the failing file and the library it needed, the error text), or a short note.
+            public var detail: String?
+
+            public init(name: String, passed: Bool, detail: String? = nil) {
+                self.name = name
+                self.passed = passed
+                self.detail = detail
+            }
+        }
+
+        /// The failed checks.
+        public var failures: [Check] { checks.filter { !$0.passed } }
     }
 
     public struct Source: Codable, Sendable, Equatable {
@@ -164,9 +284,9 @@ public struct BundleManifest: Codable, Sendable, Equatable {
         // The version is checked before the rest, so a newer format is reported as such rather
         // than as whichever field it happened to change.
         struct VersionOnly: Decodable { var formatVersion: Int }
-        if let probe = try? JSONDecoder().decode(VersionOnly.self, from: data), probe.formatVersion != currentFormatVersion {
+        if let probe = try? JSONDecoder().decode(VersionOnly.self, from: data), !readableFormatVersions.contains(probe.formatVersion) {
             throw FleetError.invalidBundle(
-                "\(path) has format version \(probe.formatVersion); this pgfleet understands version \(currentFormatVersion)"
+                "\(path) has format version \(probe.formatVersion); this pgfleet understands versions \(readableFormatVersions.lowerBound)–\(readableFormatVersions.upperBound); use a newer pgfleet"
             )
         }
         do {

@@ -346,11 +346,17 @@ import Testing
             try makeFile(path, try Self.sample().encoded())
             #expect(try BundleManifest.load(from: directory) == Self.sample())
 
+            // A version-1 manifest (no vendoring, no verification) still loads.
+            var older = Self.sample()
+            older.formatVersion = 1
+            try makeFile(path, try older.encoded())
+            #expect(try BundleManifest.load(from: directory) == older)
+
             var newer = Self.sample()
-            newer.formatVersion = 2
+            newer.formatVersion = 3
             try makeFile(path, try newer.encoded())
             let error = #expect(throws: FleetError.self) { try BundleManifest.load(from: directory) }
-            #expect(error?.description.contains("format version 2") == true)
+            #expect(error?.description.contains("format version 3") == true)
 
             try makeFile(path, Data(#"{"formatVersion": 1, "id": "x"}"#.utf8))
             let broken = #expect(throws: FleetError.self) { try BundleManifest.load(from: directory) }
