@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetCLI
 import FleetCore
 
 @main
@@ -32,20 +33,9 @@ struct PGFleet: AsyncParsableCommand {
         ]
     )
 
-    /// `pgfleet --root DIR tenant list` works as well as `pgfleet tenant list --root DIR`: every
-    /// command that uses the root takes `--root`, so one given before the subcommand moves to the end.
+    /// `pgfleet --root DIR tenant list` and `pgfleet tenant --root DIR list` work as well as
+    /// `pgfleet tenant list --root DIR` (see `RootArgument`).
     static func main() async {
-        await main(Self.movingRootOption(Array(CommandLine.arguments.dropFirst())))
-    }
-
-    static func movingRootOption(_ arguments: [String]) -> [String] {
-        guard let first = arguments.first else { return arguments }
-        if first == "--root", arguments.count >= 3 {
-            return Array(arguments.dropFirst(2)) + ["--root", arguments[1]]
-        }
-        if first.hasPrefix("--root="), arguments.count >= 2 {
-            return Array(arguments.dropFirst()) + [first]
-        }
-        return arguments
+        await main(RootArgument.moved(Array(CommandLine.arguments.dropFirst())))
     }
 }
