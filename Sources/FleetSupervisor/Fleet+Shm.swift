@@ -1,5 +1,6 @@
 import FleetCatalog
 import FleetCore
+import FleetSystem
 import Foundation
 
 extension Fleet {
@@ -26,10 +27,7 @@ extension Fleet {
     /// Bytes in the running tenant's /dev/shm and its size, read through its postmaster's root
     /// (the tmpfs lives in the sandbox's mount namespace); nil unsandboxed.
     static func shmUsage(postmaster pid: Int32) -> (used: UInt64, size: UInt64)? {
-        var info = statvfs()
-        guard statvfs("/proc/\(pid)/root/dev/shm", &info) == 0 else { return nil }
-        let block = UInt64(info.f_frsize)
-        let size = UInt64(info.f_blocks) * block
-        return (size - UInt64(info.f_bfree) * block, size)
+        // Exactly there: an exited postmaster's path must not fall back to an ancestor's filesystem.
+        FilesystemSpace.at("/proc/\(pid)/root/dev/shm").map { ($0.used, $0.size) }
     }
 }

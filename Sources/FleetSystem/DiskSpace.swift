@@ -10,12 +10,10 @@ public enum DiskSpace {
 
     /// Bytes an unprivileged user may still write on the filesystem holding `path`.
     public static func available(at path: String) throws -> Int64 {
-        var info = statvfs()
-        guard statvfs(path, &info) == 0 else {
+        guard let space = FilesystemSpace.at(path) else {
             throw FleetError.failed("cannot tell the free space at \(path): \(String(cString: strerror(errno)))")
         }
-        let (bytes, overflow) = Int64(info.f_bavail).multipliedReportingOverflow(by: Int64(info.f_frsize))
-        return overflow ? .max : bytes
+        return Int64(clamping: space.available)
     }
 
     /// "1.5 GB", "230 MB", "12 kB": decimal units, as df -H and most people count.

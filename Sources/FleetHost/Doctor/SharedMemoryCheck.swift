@@ -1,4 +1,5 @@
 import FleetCore
+import FleetSystem
 import Foundation
 
 /// The host's `/dev/shm`, where PostgreSQL's dynamic shared memory lives (parallel query's

@@ -1,4 +1,5 @@
 import FleetCore
+import FleetSystem
 import Foundation
 
 /// Free space where the tenants' WAL lives against the WAL they may keep: where PostgreSQL
