@@ -40,6 +40,15 @@ public func buildRouter(fleet: any FleetControl, metrics: PrometheusCollectorReg
         }
     }
 
+    v1.post("bundles/:id/default") { request, context in
+        let body = try await APICoding.decodeBody(BundleDefaultRequest.self, from: request)
+        return try APICoding.jsonResponse(try await fleet.setDefaultBundle(context.parameters.get("id") ?? "", body))
+    }
+
+    v1.delete("bundles/:id") { _, context in
+        try APICoding.jsonResponse(try await fleet.removeBundle(context.parameters.get("id") ?? ""))
+    }
+
     // MARK: Tenants
 
     v1.get("tenants") { _, _ in

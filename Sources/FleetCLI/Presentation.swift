@@ -266,18 +266,21 @@ public enum Presentation {
 
     // MARK: Bundles
 
+    /// One row per bundle, within 80 columns for the usual ids; the paths are in `--json`.
     public static func bundleTable(_ bundles: [BundleInfo]) -> String {
-        var table = TextTable(headers: ["ID", "VERSION", "SOURCE", "DEFAULT", "TENANTS", "GLIBC", "ICU", "PATH"])
+        var table = TextTable(headers: ["ID", "VERSION", "SOURCE", "DEFAULT", "ICU", "GLIBC", "EXT", "VERIFIED", "TENANTS"])
         for bundle in bundles {
             table.rows.append([
                 bundle.id,
                 bundle.version,
                 bundle.sourceKind,
-                bundle.isDefault ? "yes" : "",
+                bundle.isDefault ? "fleet" : (bundle.isMajorDefault == true ? "major" : ""),
+                bundle.icuVersion ?? "no",
+                // What it needs (its newest GLIBC_ symbol), else the host's at import.
+                bundle.glibcNeeded.map { "≥" + $0 } ?? bundle.glibcVersion ?? "-",
+                bundle.extensions.map { String($0.count) } ?? "-",
+                bundle.verification ?? "never",
                 String(bundle.tenants),
-                bundle.glibcVersion ?? "-",
-                bundle.icuVersion ?? "-",
-                bundle.path,
             ])
         }
         return table.render()

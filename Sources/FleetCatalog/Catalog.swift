@@ -73,8 +73,16 @@ public final class Catalog: Sendable {
         try writer.read { db in try BundleRecord.filter(BundleRecord.Columns.isDefault == true).fetchOne(db) }
     }
 
-    /// Inserts a bundle. It becomes the default when asked to (clearing the flag on the others) or
-    /// when there is no default yet, as for the first bundle ever imported.
+    /// The default bundle of `major`: what `tenant create --pg MAJOR` runs.
+    public func majorDefaultBundle(major: Int) throws -> BundleRecord? {
+        try writer.read { db in
+            try BundleRecord.filter(BundleRecord.Columns.major == major && BundleRecord.Columns.isMajorDefault == true).fetchOne(db)
+        }
+    }
+
+    /// Inserts a bundle. It becomes the fleet's default when asked to (clearing the flag on the
+    /// others) or when there is no default yet, as for the first bundle ever imported; likewise
+    /// its major's default, which the fleet's default always is.
     /// Throws `FleetError.bundleExists` on a duplicate id.
     public func insertBundle(_ bundle: BundleRecord) throws {
         try writer.write { db in
@@ -83,7 +91,12 @@ public final class Catalog: Sendable {
             if try BundleRecord.filter(BundleRecord.Columns.isDefault == true).isEmpty(db) {
                 record.isDefault = true
             }
+            if record.isDefault { record.isMajorDefault = true }
+            if try BundleRecord.filter(BundleRecord.Columns.major == record.major && BundleRecord.Columns.isMajorDefault == true).isEmpty(db) {
+                record.isMajorDefault = true
+            }
             if record.isDefault { try Self.clearDefault(db) }
+            if record.isMajorDefault { try Self.clearMajorDefault(db, major: record.major) }
             do {
                 try record.insert(db)
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
@@ -92,17 +105,30 @@ public final class Catalog: Sendable {
         }
     }
 
-    /// Makes `id` the one default bundle. Throws `FleetError.bundleNotFound`.
+    /// Makes `id` the one default bundle of the fleet, and of its major. Throws `FleetError.bundleNotFound`.
     public func setDefaultBundle(id: String) throws {
+        try setDefault(id: id, fleet: true)
+    }
+
+    /// Makes `id` its major's default; with `fleet`, the fleet's default too. The fleet's default
+    /// follows when it was of the same major: it is always its major's default.
+    /// Throws `FleetError.bundleNotFound`.
+    public func setDefault(id: String, fleet: Bool) throws {
         try writer.write { db in
-            guard try BundleRecord.exists(db, key: id) else { throw FleetError.bundleNotFound(id) }
-            try Self.clearDefault(db)
-            try BundleRecord.filter(key: id).updateAll(db, BundleRecord.Columns.isDefault.set(to: true))
+            guard let bundle = try BundleRecord.fetchOne(db, key: id) else { throw FleetError.bundleNotFound(id) }
+            let fleetDefault = try BundleRecord.filter(BundleRecord.Columns.isDefault == true).fetchOne(db)
+            try Self.clearMajorDefault(db, major: bundle.major)
+            try BundleRecord.filter(key: id).updateAll(db, BundleRecord.Columns.isMajorDefault.set(to: true))
+            if fleet || fleetDefault == nil || fleetDefault?.major == bundle.major {
+                try Self.clearDefault(db)
+                try BundleRecord.filter(key: id).updateAll(db, BundleRecord.Columns.isDefault.set(to: true))
+            }
         }
     }
 
-    /// Deletes a bundle no tenant uses. When it was the default, the newest remaining bundle becomes
-    /// the default, so there is a default whenever there is a bundle.
+    /// Deletes a bundle no tenant uses. When it was a default, the newest remaining bundle (of
+    /// its major for the major's default) becomes the default, so there is a default whenever
+    /// there is a bundle, and one per major that has bundles.
     /// Throws `FleetError.conflict` while tenants use it, `FleetError.bundleNotFound` if absent.
     public func deleteBundle(id: String) throws {
         try writer.write { db in
@@ -118,14 +144,33 @@ public final class Catalog: Sendable {
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_FOREIGNKEY {
                 throw FleetError.conflict("bundle \(id) is used by tenants")
             }
-            if bundle.isDefault, let successor = try BundleRecord.fetchAll(db).max(by: BundleRecord.catalogOrder) {
-                try BundleRecord.filter(key: successor.id).updateAll(db, BundleRecord.Columns.isDefault.set(to: true))
+            let remaining = try BundleRecord.fetchAll(db)
+            if bundle.isMajorDefault, let successor = remaining.filter({ $0.major == bundle.major }).max(by: BundleRecord.catalogOrder) {
+                try BundleRecord.filter(key: successor.id).updateAll(db, BundleRecord.Columns.isMajorDefault.set(to: true))
+            }
+            if bundle.isDefault {
+                // The successor of the same major if there is one (it just became that major's
+                // default), else the newest of all, which must then become its major's default too.
+                let successor = remaining.filter { $0.major == bundle.major }.max(by: BundleRecord.catalogOrder)
+                    ?? remaining.max(by: BundleRecord.catalogOrder)
+                if let successor {
+                    try Self.clearMajorDefault(db, major: successor.major)
+                    try BundleRecord.filter(key: successor.id).updateAll(
+                        db, BundleRecord.Columns.isDefault.set(to: true), BundleRecord.Columns.isMajorDefault.set(to: true)
+                    )
+                }
             }
         }
     }
 
     public func tenantCount(bundleID: String) throws -> Int {
         try writer.read { db in try TenantRecord.filter(TenantRecord.Columns.bundleID == bundleID).fetchCount(db) }
+    }
+
+    private static func clearMajorDefault(_ db: Database, major: Int) throws {
+        try BundleRecord
+            .filter(BundleRecord.Columns.major == major && BundleRecord.Columns.isMajorDefault == true)
+            .updateAll(db, BundleRecord.Columns.isMajorDefault.set(to: false))
     }
 
     private static func clearDefault(_ db: Database) throws {

@@ -19,7 +19,10 @@ public struct BundleRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
     public var source: String
     /// The bundle directory.
     public var path: String
+    /// The fleet's default: what `tenant create` without `--pg` runs. Always also its major's default.
     public var isDefault: Bool
+    /// Its major's default: what `tenant create --pg N` runs. One per major that has bundles.
+    public var isMajorDefault: Bool
     public var importedAt: Date
     public var glibcVersion: String?
     public var icuVersion: String?
@@ -27,7 +30,7 @@ public struct BundleRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
 
     public init(
         id: String, major: Int, version: String, sourceKind: String, source: String, path: String,
-        isDefault: Bool, importedAt: Date, glibcVersion: String?, icuVersion: String?, fileCount: Int
+        isDefault: Bool, isMajorDefault: Bool = false, importedAt: Date, glibcVersion: String?, icuVersion: String?, fileCount: Int
     ) {
         self.id = id
         self.major = major
@@ -36,6 +39,7 @@ public struct BundleRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
         self.source = source
         self.path = path
         self.isDefault = isDefault
+        self.isMajorDefault = isMajorDefault || isDefault
         self.importedAt = importedAt
         self.glibcVersion = glibcVersion
         self.icuVersion = icuVersion
@@ -52,6 +56,7 @@ public struct BundleRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
         case source
         case path
         case isDefault = "is_default"
+        case isMajorDefault = "is_major_default"
         case importedAt = "imported_at"
         case glibcVersion = "glibc_version"
         case icuVersion = "icu_version"
@@ -62,6 +67,8 @@ public struct BundleRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
     public enum Columns {
         static let id = Column(CodingKeys.id)
         static let isDefault = Column(CodingKeys.isDefault)
+        static let isMajorDefault = Column(CodingKeys.isMajorDefault)
+        static let major = Column(CodingKeys.major)
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 
 /// The catalog's schema, as an append-only list of migrations: released migrations are never
@@ -86,6 +87,26 @@ enum Schema {
                 // huge pages (NULL: the daemon's default). Older tenants keep both NULL.
                 t.add(column: "shm_bytes", .integer).check { $0 == nil || $0 > 0 }
                 t.add(column: "huge_pages", .text).check { $0 == nil || ["off", "try", "on"].contains($0) }
+            }
+        }
+        migrator.registerMigration("v7-major-defaults") { db in
+            // A default per major (what `tenant create --pg N` picks) beside the fleet's one:
+            // the fleet's default for its major, the newest bundle for every other major.
+            try db.alter(table: "bundle") { t in
+                t.add(column: "is_major_default", .boolean).notNull().defaults(to: false)
+            }
+            // Rows, not BundleRecord: a later migration's columns do not exist yet when this one runs.
+            let rows = try Row.fetchAll(db, sql: "SELECT id, major, version, is_default FROM bundle")
+            let bundles = rows.map { row in
+                BundleRecord(
+                    id: row["id"], major: row["major"], version: row["version"], sourceKind: "", source: "", path: "",
+                    isDefault: row["is_default"], importedAt: Date(), glibcVersion: nil, icuVersion: nil, fileCount: 0
+                )
+            }
+            for major in Set(bundles.map(\.major)) {
+                let ofMajor = bundles.filter { $0.major == major }
+                guard let chosen = ofMajor.first(where: \.isDefault) ?? ofMajor.max(by: BundleRecord.catalogOrder) else { continue }
+                try db.execute(sql: "UPDATE bundle SET is_major_default = 1 WHERE id = ?", arguments: [chosen.id])
             }
         }
         return migrator

@@ -74,6 +74,14 @@ public struct FleetClient: Sendable {
         try await stream(.POST, "/v1/bundles/import", body: try encode(request), onEvent: onEvent)
     }
 
+    public func setDefaultBundle(_ id: String, fleet: Bool) async throws -> BundleInfo {
+        try await call(.POST, Self.bundlePath(id) + "/default", body: try encode(BundleDefaultRequest(fleet: fleet ? true : nil)))
+    }
+
+    public func removeBundle(_ id: String) async throws -> BundleInfo {
+        try await call(.DELETE, Self.bundlePath(id))
+    }
+
     // MARK: Tenants
 
     public func listTenants() async throws -> [TenantInfo] {
@@ -148,6 +156,14 @@ public struct FleetClient: Sendable {
     }
 
     // MARK: - Plumbing
+
+    /// Bundle ids are checked by the daemon; anything outside their alphabet is escaped here so
+    /// that it reaches the daemon (and its error message) as one path segment.
+    private static func bundlePath(_ id: String) -> String {
+        "/v1/bundles/" + (id.addingPercentEncoding(withAllowedCharacters: bundleIDCharacters) ?? "")
+    }
+
+    private static let bundleIDCharacters = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
 
     private static func tenantPath(_ name: TenantName) -> String {
         // Tenant names are [a-z0-9-]: nothing to escape.

@@ -7,6 +7,8 @@ import Foundation
 //   GET    /v1/doctor                         -> DoctorReport (the daemon's host checks against its tenants' needs)
 //   GET    /v1/bundles                        -> [BundleInfo]
 //   POST   /v1/bundles/import                 ImportBundleRequest -> NDJSON stream of StreamEvent (result: bundle)
+//   POST   /v1/bundles/{id}/default           BundleDefaultRequest -> BundleInfo
+//   DELETE /v1/bundles/{id}                   -> BundleInfo (as it was; refused while tenants use it)
 //   GET    /v1/tenants                        -> [TenantInfo]
 //   POST   /v1/tenants                        CreateTenantRequest -> NDJSON stream of StreamEvent (result: tenant, password)
 //   GET    /v1/tenants/{name}                 -> TenantInfo
@@ -148,16 +150,30 @@ public struct BundleInfo: Codable, Sendable, Equatable {
     /// Where it was imported from.
     public var source: String
     public var path: String
+    /// The fleet's default: what `tenant create` without `--pg` runs.
     public var isDefault: Bool
+    /// Its major's default: what `tenant create --pg MAJOR` runs (nil from a daemon before 0.12).
+    public var isMajorDefault: Bool?
     public var importedAt: Date
+    /// The host's glibc at import.
     public var glibcVersion: String?
+    /// The ICU major the build loads (its own copy when vendored); nil: built without ICU.
     public var icuVersion: String?
     public var fileCount: Int
     public var tenants: Int
+    /// From its manifest: the oldest glibc it runs on (the newest GLIBC_x.y symbol it needs).
+    public var glibcNeeded: String?
+    /// The extensions it ships (`CREATE EXTENSION` names), sorted.
+    public var extensions: [String]?
+    /// Whether its host libraries were copied into it (`bundle import --vendor`).
+    public var vendored: Bool?
+    /// The last `bundle verify`: "passed", "failed", or nil when never verified.
+    public var verification: String?
 
     public init(
         id: String, major: Int, version: String, sourceKind: String, source: String, path: String, isDefault: Bool,
-        importedAt: Date, glibcVersion: String?, icuVersion: String?, fileCount: Int, tenants: Int
+        isMajorDefault: Bool? = nil, importedAt: Date, glibcVersion: String?, icuVersion: String?, fileCount: Int, tenants: Int,
+        glibcNeeded: String? = nil, extensions: [String]? = nil, vendored: Bool? = nil, verification: String? = nil
     ) {
         self.id = id
         self.major = major
@@ -171,7 +187,19 @@ public struct BundleInfo: Codable, Sendable, Equatable {
         self.icuVersion = icuVersion
         self.fileCount = fileCount
         self.tenants = tenants
+        self.isMajorDefault = isMajorDefault
+        self.glibcNeeded = glibcNeeded
+        self.extensions = extensions
+        self.vendored = vendored
+        self.verification = verification
     }
+}
+
+/// `POST /v1/bundles/{id}/default`: the bundle becomes its major's default, and with `fleet`
+/// the fleet's default too.
+public struct BundleDefaultRequest: Codable, Sendable {
+    public var fleet: Bool?
+    public init(fleet: Bool? = nil) { self.fleet = fleet }
 }
 
 public struct ImportBundleRequest: Codable, Sendable {
@@ -425,6 +453,10 @@ public protocol FleetControl: Sendable {
     func doctor() async throws -> DoctorReport
     func listBundles() async throws -> [BundleInfo]
     func importBundle(_ request: ImportBundleRequest, progress: @escaping ProgressReporter) async throws -> BundleInfo
+    /// Makes the bundle its major's default (and the fleet's, with `fleet`).
+    func setDefaultBundle(_ id: String, _ request: BundleDefaultRequest) async throws -> BundleInfo
+    /// Removes a bundle no tenant uses, files and all; returns it as it was.
+    func removeBundle(_ id: String) async throws -> BundleInfo
     func listTenants() async throws -> [TenantInfo]
     func tenantInfo(_ name: TenantName) async throws -> TenantInfo
     /// Returns the tenant and, when the request carried none, the generated password.

@@ -37,10 +37,63 @@ extension Fleet {
             try? bundles.remove(id: bundle.manifest.id)
             throw error
         }
+        // Imported on purpose: the daemon registers it again at its next start if it is a
+        // system installation that was removed before.
+        try? forgetRemovedSystemBundle(source: path)
         guard let stored = try catalog.bundle(id: bundle.manifest.id) else { throw FleetError.bundleNotFound(bundle.manifest.id) }
         pool.wake()
         diskPool.wake()
         return try info(for: stored)
+    }
+
+    /// `pgfleet bundle default ID [--fleet]`.
+    public func setDefaultBundle(_ id: String, _ request: BundleDefaultRequest) async throws -> BundleInfo {
+        guard BundleID.problem(with: id) == nil else { throw FleetError.bundleNotFound(id.debugClipped) }
+        try catalog.setDefault(id: id, fleet: request.fleet ?? false)
+        guard let stored = try catalog.bundle(id: id) else { throw FleetError.bundleNotFound(id) }
+        logger.info("default bundle set", metadata: ["bundle": "\(id)", "major": "\(stored.major)", "fleet": "\(stored.isDefault)"])
+        return try info(for: stored)
+    }
+
+    /// `pgfleet bundle remove ID`: refused while a tenant uses it (the catalog checks that in the
+    /// transaction that deletes the row, so no create can slip in between); then its files go,
+    /// and the ready pool drops the clusters it had made from it.
+    public func removeBundle(_ id: String) async throws -> BundleInfo {
+        guard BundleID.problem(with: id) == nil, let stored = try catalog.bundle(id: id) else { throw FleetError.bundleNotFound(id.debugClipped) }
+        let before = try info(for: stored)
+        do {
+            try catalog.deleteBundle(id: id)
+        } catch FleetError.conflict(let message) {
+            throw FleetError.conflict("\(message); drop them or move them to another bundle first (`pgfleet tenant update NAME --bundle ID`)")
+        }
+        loadedBundles[id] = nil
+        if stored.sourceKind == BundleManifest.Source.Kind.system.rawValue { try? rememberRemovedSystemBundle(source: stored.source) }
+        pool.wake()
+        diskPool.wake()
+        do { try bundles.remove(id: id) } catch {
+            throw FleetError.failed("bundle \(id) is no longer in the catalog, but its files could not be removed: \(error); remove \(stored.path) by hand")
+        }
+        logger.info("removed bundle", metadata: ["bundle": "\(id)"])
+        return before
+    }
+
+    /// System installations removed with `bundle remove`: `registerSystemBundles` leaves them alone.
+    static let removedSystemBundlesKey = "removed_system_bundles"
+
+    func removedSystemBundles() -> Set<String> {
+        let text = (try? catalog.meta(Self.removedSystemBundlesKey)) ?? nil
+        return Set((text ?? "").split(separator: "\n").map(String.init))
+    }
+
+    private func rememberRemovedSystemBundle(source: String) throws {
+        let sources = removedSystemBundles().union([source])
+        try catalog.setMeta(Self.removedSystemBundlesKey, sources.sorted().joined(separator: "\n"))
+    }
+
+    private func forgetRemovedSystemBundle(source: String) throws {
+        var sources = removedSystemBundles()
+        guard sources.remove(source) != nil else { return }
+        try catalog.setMeta(Self.removedSystemBundlesKey, sources.sorted().joined(separator: "\n"))
     }
 
     func record(for bundle: FleetBundles.Bundle, makeDefault: Bool) -> BundleRecord {
@@ -53,10 +106,15 @@ extension Fleet {
     }
 
     func info(for record: BundleRecord) throws -> BundleInfo {
-        BundleInfo(
+        // The manifest's facts, when the bundle's files are readable (a missing bundle still lists).
+        let manifest = try? loadBundle(id: record.id).manifest
+        let verification = manifest?.verification.map { $0.passed ? "passed" : "failed" }
+        return BundleInfo(
             id: record.id, major: record.major, version: record.version, sourceKind: record.sourceKind, source: record.source,
-            path: record.path, isDefault: record.isDefault, importedAt: record.importedAt, glibcVersion: record.glibcVersion,
-            icuVersion: record.icuVersion, fileCount: record.fileCount, tenants: try catalog.tenantCount(bundleID: record.id)
+            path: record.path, isDefault: record.isDefault, isMajorDefault: record.isMajorDefault, importedAt: record.importedAt,
+            glibcVersion: record.glibcVersion, icuVersion: record.icuVersion, fileCount: record.fileCount,
+            tenants: try catalog.tenantCount(bundleID: record.id), glibcNeeded: manifest?.glibcNeeded, extensions: manifest?.extensions,
+            vendored: manifest.map { $0.vendored != nil }, verification: verification
         )
     }
 }

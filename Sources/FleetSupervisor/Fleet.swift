@@ -197,7 +197,8 @@ public actor Fleet: FleetControl {
     }
 
     public func registerSystemBundles() async {
-        let known = Set(((try? catalog.bundles()) ?? []).map(\.source))
+        // Removed with `bundle remove` counts as known: the operator did not want it.
+        let known = Set(((try? catalog.bundles()) ?? []).map(\.source)).union(removedSystemBundles())
         for installation in BundleStore.systemInstallations() where !known.contains(installation) {
             do {
                 let bundle = try await bundles.importBundle(from: installation) { [logger] event in

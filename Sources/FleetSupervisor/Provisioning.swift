@@ -345,9 +345,9 @@ extension Fleet {
             guard (14...18).contains(major) || all.contains(where: { $0.major == major }) else {
                 throw FleetError.invalidRequest("PostgreSQL \(major) is not supported; pgfleet supports majors 14 to 18")
             }
-            // The newest build of that major; the default one if it is of that major.
+            // That major's default (`bundle default`), else its newest build.
             let candidates = all.filter { $0.major == major }
-            guard let best = candidates.first(where: \.isDefault) ?? candidates.max(by: { Self.versionLess($0.version, $1.version) }) else {
+            guard let best = candidates.first(where: \.isMajorDefault) ?? candidates.max(by: { Self.versionLess($0.version, $1.version) }) else {
                 throw FleetError.noBundle(major: major)
             }
             return best

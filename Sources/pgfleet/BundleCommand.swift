@@ -7,8 +7,8 @@ import Foundation
 struct BundleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bundle",
-        abstract: "Import and list PostgreSQL builds (bundles) that tenants run on.",
-        subcommands: [Import.self, List.self]
+        abstract: "Import, list, choose and remove the PostgreSQL builds (bundles) that tenants run on.",
+        subcommands: [Import.self, List.self, Default.self, Remove.self]
     )
 
     struct Import: AsyncParsableCommand {
@@ -68,6 +68,59 @@ struct BundleCommand: AsyncParsableCommand {
                 } else {
                     Terminal.out(Presentation.bundleTable(bundles))
                 }
+            }
+        }
+    }
+
+    struct Default: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "default",
+            abstract: "Make a bundle its major version's default (what `tenant create --pg N` runs).",
+            discussion: """
+                Each major version with bundles has one default; with --fleet the bundle also becomes \
+                the default for tenants created without --pg. Existing tenants stay on their bundle \
+                (move them with `pgfleet tenant update`).
+                """
+        )
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The bundle id (see `pgfleet bundle list`).", valueName: "id"))
+        var id: String
+
+        @Flag(help: "Also make it the default for tenants created without --pg.")
+        var fleet = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let bundle = try await FleetClient(layout: rootOptions.layout).setDefaultBundle(id, fleet: fleet)
+                var line = "bundle \(bundle.id) is the default for PostgreSQL \(bundle.major)"
+                if bundle.isDefault { line += " and for new tenants without --pg" }
+                Terminal.out(line)
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "remove",
+            abstract: "Remove a bundle that no tenant uses (its files under ROOT/bundles go too).",
+            discussion: """
+                Refused while any tenant runs on it. A removed system installation (such as Debian's \
+                /usr/lib/postgresql/15) is not registered again when the daemon restarts; import it \
+                again to get it back.
+                """
+        )
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The bundle id (see `pgfleet bundle list`).", valueName: "id"))
+        var id: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let bundle = try await FleetClient(layout: rootOptions.layout).removeBundle(id)
+                Terminal.out("removed bundle \(bundle.id) (PostgreSQL \(bundle.version), \(bundle.path))")
             }
         }
     }

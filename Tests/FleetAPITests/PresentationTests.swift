@@ -125,13 +125,21 @@ import Testing
     }
 
     @Test func bundleTable() {
-        let text = Presentation.bundleTable([FakeFleet.bundle()])
+        var vendored = FakeFleet.bundle(id: "18.6-tarball", major: 18, version: "18.6")
+        vendored.isDefault = false
+        vendored.isMajorDefault = true
+        vendored.icuVersion = nil
+        vendored.glibcNeeded = "2.34"
+        vendored.extensions = ["amcheck", "dblink", "postgres_fdw"]
+        vendored.verification = "passed"
+        let text = Presentation.bundleTable([FakeFleet.bundle(), vendored])
         let lines = text.split(separator: "\n").map(String.init)
-        #expect(lines[0].split(separator: " ", omittingEmptySubsequences: true)
-            == ["ID", "VERSION", "SOURCE", "DEFAULT", "TENANTS", "GLIBC", "ICU", "PATH"])
-        #expect(lines[1].contains("16.4-debian"))
-        #expect(lines[1].contains("yes"))
-        #expect(lines[1].hasSuffix("/var/lib/pgfleet/bundles/16.4-debian"))
+        let words = lines.map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        #expect(words[0] == ["ID", "VERSION", "SOURCE", "DEFAULT", "ICU", "GLIBC", "EXT", "VERIFIED", "TENANTS"])
+        // A bundle from before format 2: no manifest facts, never verified.
+        #expect(words[1] == ["16.4-debian", "16.4", "system", "fleet", "72", "2.36", "-", "never", "0"])
+        #expect(words[2] == ["18.6-tarball", "18.6", "system", "major", "no", "≥2.34", "3", "passed", "0"])
+        #expect(lines.allSatisfy { $0.count <= 80 })
     }
 }
 

@@ -302,6 +302,25 @@ import Testing
         }
     }
 
+    @Test func bundleDefaultAndRemove() async throws {
+        try await withApp { client in
+            let body = try Self.json(BundleDefaultRequest(fleet: true))
+            try await client.execute(uri: "/v1/bundles/16.4-debian/default", method: .post, body: body) { response throws in
+                #expect(response.status == .ok)
+                #expect(try decodeJSON(BundleInfo.self, String(buffer: response.body)).isMajorDefault == true)
+            }
+            try await client.execute(uri: "/v1/bundles/16.4-debian", method: .delete) { response throws in
+                #expect(response.status == .ok)
+                #expect(try decodeJSON(BundleInfo.self, String(buffer: response.body)).id == "16.4-debian")
+            }
+            try await client.execute(uri: "/v1/bundles/16.4-debian", method: .delete) { response throws in
+                #expect(response.status == .notFound)
+                #expect(try decodeJSON(APIErrorBody.self, String(buffer: response.body)).code == "bundle_not_found")
+            }
+        }
+        #expect(fleet.calls == ["setDefaultBundle 16.4-debian fleet=true", "removeBundle 16.4-debian", "removeBundle 16.4-debian"])
+    }
+
     @Test func dropStreamsProgressAndResult() async throws {
         try await withApp { client in
             try await client.execute(uri: "/v1/tenants/beta", method: .delete) { response throws in

@@ -62,6 +62,23 @@ final class FakeFleet: FleetControl {
         return state.withLock { $0.bundles }
     }
 
+    func setDefaultBundle(_ id: String, _ request: BundleDefaultRequest) async throws -> BundleInfo {
+        try record("setDefaultBundle \(id) fleet=\(request.fleet ?? false)")
+        return try state.withLock { state in
+            guard let index = state.bundles.firstIndex(where: { $0.id == id }) else { throw FleetError.bundleNotFound(id) }
+            state.bundles[index].isMajorDefault = true
+            return state.bundles[index]
+        }
+    }
+
+    func removeBundle(_ id: String) async throws -> BundleInfo {
+        try record("removeBundle \(id)")
+        return try state.withLock { state in
+            guard let index = state.bundles.firstIndex(where: { $0.id == id }) else { throw FleetError.bundleNotFound(id) }
+            return state.bundles.remove(at: index)
+        }
+    }
+
     func importBundle(_ request: ImportBundleRequest, progress: @escaping ProgressReporter) async throws -> BundleInfo {
         try record("importBundle \(request.path)")
         guard request.path.hasPrefix("/usr/lib/postgresql/") else {

@@ -90,22 +90,52 @@ struct BundleTests {
             == "bundle b is used by 12 tenant(s): t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, …")
     }
 
-    @Test func deletingTheDefaultPromotesTheNewestBundle() throws {
+    @Test func deletingTheDefaultPromotesTheNewestBundleOfItsMajor() throws {
         let catalog = try Catalog.inMemory()
         try catalog.insertBundle(makeBundle("15.18-debian", isDefault: true))
         try catalog.insertBundle(makeBundle("16.4-debian", major: 16, version: "16.4"))
         try catalog.insertBundle(makeBundle("15.9-debian", major: 15, version: "15.9"))
         try catalog.deleteBundle(id: "15.18-debian")
-        #expect(try catalog.defaultBundle()?.id == "16.4-debian")
+        #expect(try catalog.defaultBundle()?.id == "15.9-debian")
+        #expect(try catalog.majorDefaultBundle(major: 15)?.id == "15.9-debian")
 
-        // Deleting a bundle that is not the default leaves the default alone.
+        // The last of its major: the newest of all takes over, already its major's default.
         try catalog.deleteBundle(id: "15.9-debian")
         #expect(try catalog.defaultBundle()?.id == "16.4-debian")
+        #expect(try catalog.bundles().filter(\.isMajorDefault).map(\.id) == ["16.4-debian"])
 
         try catalog.deleteBundle(id: "16.4-debian")
         #expect(try catalog.defaultBundle() == nil)
         // With no bundle left, the next one imported is the default again.
         try catalog.insertBundle(makeBundle("17.0-debian", major: 17, version: "17.0"))
         #expect(try catalog.defaultBundle()?.id == "17.0-debian")
+    }
+
+    @Test func everyMajorHasOneDefaultAndTheFleetDefaultIsOneOfThem() throws {
+        let catalog = try Catalog.inMemory()
+        try catalog.insertBundle(makeBundle("15.18-debian"))
+        try catalog.insertBundle(makeBundle("16.4-tarball", major: 16, version: "16.4"))
+        try catalog.insertBundle(makeBundle("16.10-tarball", major: 16, version: "16.10"))
+        // The first of each major is that major's default; the very first is the fleet's.
+        #expect(try catalog.bundles().filter(\.isMajorDefault).map(\.id) == ["15.18-debian", "16.4-tarball"])
+        #expect(try catalog.defaultBundle()?.id == "15.18-debian")
+
+        // A major's default alone leaves the fleet's default on another major where it was.
+        try catalog.setDefault(id: "16.10-tarball", fleet: false)
+        #expect(try catalog.majorDefaultBundle(major: 16)?.id == "16.10-tarball")
+        #expect(try catalog.defaultBundle()?.id == "15.18-debian")
+
+        // With `fleet`, both move; and a later major default of the fleet's major takes the fleet's along.
+        try catalog.setDefault(id: "16.4-tarball", fleet: true)
+        #expect(try catalog.defaultBundle()?.id == "16.4-tarball")
+        try catalog.setDefault(id: "16.10-tarball", fleet: false)
+        #expect(try catalog.defaultBundle()?.id == "16.10-tarball")
+        #expect(try catalog.bundles().filter(\.isMajorDefault).map(\.id) == ["15.18-debian", "16.10-tarball"])
+
+        // Importing with --default makes it the fleet's and its major's default.
+        try catalog.insertBundle(makeBundle("15.19-tarball", major: 15, version: "15.19", isDefault: true))
+        #expect(try catalog.defaultBundle()?.id == "15.19-tarball")
+        #expect(try catalog.bundles().filter(\.isMajorDefault).map(\.id) == ["15.19-tarball", "16.10-tarball"])
+        #expect(throws: FleetError.bundleNotFound("17.0-x")) { try catalog.setDefault(id: "17.0-x", fleet: false) }
     }
 }

@@ -18,7 +18,10 @@ import Testing
                 try old.write { db in
                     try db.execute(sql: """
                         INSERT INTO bundle (id, major, version, source_kind, source, path, is_default, imported_at, file_count)
-                        VALUES ('15.18-debian', 15, '15.18', 'system', '/usr/lib/postgresql/15', '/b/15.18-debian', 1, '2023-11-14 22:13:20.000', 1234)
+                        VALUES ('15.18-debian', 15, '15.18', 'system', '/usr/lib/postgresql/15', '/b/15.18-debian', 1, '2023-11-14 22:13:20.000', 1234),
+                               ('15.9-debian', 15, '15.9', 'system', '/x', '/b/15.9-debian', 0, '2023-11-14 22:13:20.000', 1),
+                               ('16.2-tarball', 16, '16.2', 'tarball', '/y', '/b/16.2-tarball', 0, '2023-11-14 22:13:20.000', 1),
+                               ('16.10-tarball', 16, '16.10', 'tarball', '/z', '/b/16.10-tarball', 0, '2023-11-14 22:13:20.000', 1)
                         """)
                     try db.execute(sql: """
                         INSERT INTO tenant (name, bundle_id, superuser, os_user, uid, gid, directory, data_directory,
@@ -29,7 +32,7 @@ import Testing
                 }
             }
             let catalog = try Catalog(path: path)
-            #expect(try catalog.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps"])
+            #expect(try catalog.appliedMigrations() == everyMigration)
             let tenants = try catalog.tenants()
             #expect(tenants.count == 1)
             let alpha = try #require(tenants.first)
@@ -39,6 +42,9 @@ import Testing
             // Made before the sandbox: it keeps the host's network its postgres_fdw may use.
             #expect(try alpha.spec == TenantSpec(name: TenantName(validating: "alpha"), bundle: .id("15.18-debian"), superuser: "owner", network: .host))
             #expect(try catalog.tenant(named: "alpha") == alpha)
+            // Each major got a default: the fleet's own for 15, the newest (numerically) for 16.
+            #expect(try catalog.bundles().filter(\.isMajorDefault).map(\.id) == ["15.18-debian", "16.10-tarball"])
+            #expect(try catalog.defaultBundle()?.id == "15.18-debian")
         }
     }
 }
