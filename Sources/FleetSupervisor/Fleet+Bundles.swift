@@ -38,6 +38,14 @@ extension Fleet {
             throw error
         }
         guard let stored = try catalog.bundle(id: bundle.manifest.id) else { throw FleetError.bundleNotFound(bundle.manifest.id) }
+        // Proved at once, before a tenant or the ready pool can use it; without root there is no sandbox.
+        if geteuid() == 0 {
+            do { return try await verifyBundle(id: stored.id, progress: progress) } catch {
+                await progress(.progress("not verified: \(error); retry with `pgfleet bundle verify \(stored.id)`"))
+            }
+        } else {
+            await progress(.progress("not verified: the daemon does not run as root, so there is no sandbox to verify the bundle in"))
+        }
         pool.wake()
         diskPool.wake()
         return try info(for: stored)
@@ -56,7 +64,8 @@ extension Fleet {
         BundleInfo(
             id: record.id, major: record.major, version: record.version, sourceKind: record.sourceKind, source: record.source,
             path: record.path, isDefault: record.isDefault, importedAt: record.importedAt, glibcVersion: record.glibcVersion,
-            icuVersion: record.icuVersion, fileCount: record.fileCount, tenants: try catalog.tenantCount(bundleID: record.id)
+            icuVersion: record.icuVersion, fileCount: record.fileCount, tenants: try catalog.tenantCount(bundleID: record.id),
+            verification: (try? loadBundle(id: record.id)).flatMap { BundleVerification.info($0.manifest) }
         )
     }
 }
