@@ -163,7 +163,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "FleetSupervisorTests", dependencies: ["FleetCore", "FleetSystem", "FleetSupervisor"], swiftSettings: swiftSettings),
+        .testTarget(name: "FleetSupervisorTests", dependencies: ["FleetCore", "FleetSystem", "FleetSupervisor", "FleetBundles", "FleetHost"], swiftSettings: swiftSettings),
         .testTarget(
             name: "FleetCatalogTests",
             dependencies: ["FleetCore", "FleetCatalog", .product(name: "GRDB", package: "GRDB.swift")],

@@ -49,6 +49,15 @@ public func buildRouter(fleet: any FleetControl, metrics: PrometheusCollectorReg
         try APICoding.jsonResponse(try await fleet.removeBundle(context.parameters.get("id") ?? ""))
     }
 
+    v1.post("bundles/:id/verify") { request, context in
+        let id = context.parameters.get("id") ?? ""
+        return ProgressStream.response(logger: logger, method: "POST", path: request.uri.path) { progress in
+            let bundle = try await fleet.verifyBundle(id: id, progress: progress)
+            let passed = bundle.verification?.passed == true
+            return StreamEvent(kind: .result, message: "bundle \(bundle.id) \(passed ? "passed" : "failed") its verification", bundle: bundle)
+        }
+    }
+
     // MARK: Tenants
 
     v1.get("tenants") { _, _ in

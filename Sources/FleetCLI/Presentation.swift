@@ -279,7 +279,7 @@ public enum Presentation {
                 // What it needs (its newest GLIBC_ symbol), else the host's at import.
                 bundle.glibcNeeded.map { "≥" + $0 } ?? bundle.glibcVersion ?? "-",
                 bundle.extensions.map { String($0.count) } ?? "-",
-                bundle.verification ?? "never",
+                bundle.verification.map { $0.passed ? "passed" : ($0.usable ? "failed" : "refused") } ?? "never",
                 String(bundle.tenants),
             ])
         }

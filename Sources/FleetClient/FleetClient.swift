@@ -82,6 +82,13 @@ public struct FleetClient: Sendable {
         try await call(.DELETE, Self.bundlePath(id))
     }
 
+    /// Verifies a bundle in a sandbox holding only it (`POST /v1/bundles/{id}/verify`); the
+    /// result event carries the bundle with its `verification`.
+    public func verifyBundle(_ id: String, onEvent: (StreamEvent) async throws -> Void = { _ in }) async throws -> StreamEvent {
+        let escaped = id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? id
+        return try await stream(.POST, "/v1/bundles/\(escaped)/verify", body: nil, onEvent: onEvent)
+    }
+
     // MARK: Tenants
 
     public func listTenants() async throws -> [TenantInfo] {

@@ -9,6 +9,7 @@ import Foundation
 //   POST   /v1/bundles/import                 ImportBundleRequest -> NDJSON stream of StreamEvent (result: bundle)
 //   POST   /v1/bundles/{id}/default           BundleDefaultRequest -> BundleInfo
 //   DELETE /v1/bundles/{id}                   -> BundleInfo (as it was; refused while tenants use it)
+//   POST   /v1/bundles/{id}/verify            -> NDJSON stream of StreamEvent (result: bundle, its verification)
 //   GET    /v1/tenants                        -> [TenantInfo]
 //   POST   /v1/tenants                        CreateTenantRequest -> NDJSON stream of StreamEvent (result: tenant, password)
 //   GET    /v1/tenants/{name}                 -> TenantInfo
@@ -167,13 +168,13 @@ public struct BundleInfo: Codable, Sendable, Equatable {
     public var extensions: [String]?
     /// Whether its host libraries were copied into it (`bundle import --vendor`).
     public var vendored: Bool?
-    /// The last `bundle verify`: "passed", "failed", or nil when never verified.
-    public var verification: String?
+    /// The last `bundle verify` (nil: never verified, as for bundles imported before it existed).
+    public var verification: BundleVerificationInfo?
 
     public init(
         id: String, major: Int, version: String, sourceKind: String, source: String, path: String, isDefault: Bool,
         isMajorDefault: Bool? = nil, importedAt: Date, glibcVersion: String?, icuVersion: String?, fileCount: Int, tenants: Int,
-        glibcNeeded: String? = nil, extensions: [String]? = nil, vendored: Bool? = nil, verification: String? = nil
+        glibcNeeded: String? = nil, extensions: [String]? = nil, vendored: Bool? = nil, verification: BundleVerificationInfo? = nil
     ) {
         self.id = id
         self.major = major
@@ -445,6 +446,42 @@ public struct PoolStatus: Codable, Sendable, Equatable {
     }
 }
 
+// MARK: - bundle verify
+
+/// The result of `bundle verify`: a bundle run in a sandbox holding only itself and its declared
+/// host files (initdb, a server, time zones, collation, every extension, pg_dump, pg_upgrade).
+public struct BundleVerificationInfo: Codable, Sendable, Equatable {
+    public struct Check: Codable, Sendable, Equatable {
+        public var name: String
+        public var passed: Bool
+        public var detail: String?
+
+        public init(name: String, passed: Bool, detail: String? = nil) {
+            self.name = name
+            self.passed = passed
+            self.detail = detail
+        }
+    }
+
+    public var passed: Bool
+    public var verifiedAt: Date
+    public var pgfleetVersion: String
+    public var checks: [Check]
+    /// False when new tenants and the ready pool refuse the bundle because of this result.
+    public var usable: Bool
+    /// Why it is (or is not) usable despite failed checks, when that needs saying.
+    public var note: String?
+
+    public init(passed: Bool, verifiedAt: Date, pgfleetVersion: String, checks: [Check], usable: Bool, note: String? = nil) {
+        self.passed = passed
+        self.verifiedAt = verifiedAt
+        self.pgfleetVersion = pgfleetVersion
+        self.checks = checks
+        self.usable = usable
+        self.note = note
+    }
+}
+
 /// What the API needs from the fleet. `pgfleet serve` implements it over the catalog and the
 /// supervisors; API tests implement it with a fake.
 public protocol FleetControl: Sendable {
@@ -472,6 +509,14 @@ public protocol FleetControl: Sendable {
     /// again if it was running).
     func resetPassword(_ name: TenantName, _ request: PasswordRequest) async throws -> PasswordResult
     func dropTenant(_ name: TenantName, progress: @escaping ProgressReporter) async throws
+    /// Runs `bundle verify` and records its result in the bundle's manifest.
+    func verifyBundle(id: String, progress: @escaping ProgressReporter) async throws -> BundleInfo
+}
+
+extension FleetControl {
+    public func verifyBundle(id: String, progress: @escaping ProgressReporter) async throws -> BundleInfo {
+        throw FleetError.failed("this daemon cannot verify bundles; upgrade pgfleet")
+    }
 }
 
 public enum PGFleetVersion {

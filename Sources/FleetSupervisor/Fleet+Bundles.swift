@@ -41,6 +41,14 @@ extension Fleet {
         // system installation that was removed before.
         try? forgetRemovedSystemBundle(source: path)
         guard let stored = try catalog.bundle(id: bundle.manifest.id) else { throw FleetError.bundleNotFound(bundle.manifest.id) }
+        // Proved at once, before a tenant or the ready pool can use it; without root there is no sandbox.
+        if geteuid() == 0 {
+            do { return try await verifyBundle(id: stored.id, progress: progress) } catch {
+                await progress(.progress("not verified: \(error); retry with `pgfleet bundle verify \(stored.id)`"))
+            }
+        } else {
+            await progress(.progress("not verified: the daemon does not run as root, so there is no sandbox to verify the bundle in"))
+        }
         pool.wake()
         diskPool.wake()
         return try info(for: stored)
@@ -108,13 +116,12 @@ extension Fleet {
     func info(for record: BundleRecord) throws -> BundleInfo {
         // The manifest's facts, when the bundle's files are readable (a missing bundle still lists).
         let manifest = try? loadBundle(id: record.id).manifest
-        let verification = manifest?.verification.map { $0.passed ? "passed" : "failed" }
         return BundleInfo(
             id: record.id, major: record.major, version: record.version, sourceKind: record.sourceKind, source: record.source,
             path: record.path, isDefault: record.isDefault, isMajorDefault: record.isMajorDefault, importedAt: record.importedAt,
             glibcVersion: record.glibcVersion, icuVersion: record.icuVersion, fileCount: record.fileCount,
             tenants: try catalog.tenantCount(bundleID: record.id), glibcNeeded: manifest?.glibcNeeded, extensions: manifest?.extensions,
-            vendored: manifest.map { $0.vendored != nil }, verification: verification
+            vendored: manifest.map { $0.vendored != nil }, verification: manifest.flatMap(BundleVerification.info)
         )
     }
 }

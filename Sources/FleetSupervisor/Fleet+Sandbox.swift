@@ -41,7 +41,7 @@ extension Fleet {
                 tmpSize: SandboxSettings.tmpBytes, hostname: Self.sandboxHostname(name), user: user,
                 command: [bundle.postgres, "-D", record.dataDirectory], environment: environment, workingDirectory: record.dataDirectory,
                 stateDirectory: stateDirectory, hostLayout: settings.hostLayout, identityMode: settings.identityMode,
-                bwrapPath: settings.bwrapPath
+                bwrapPath: settings.bwrapPath, extraBinds: Self.vendoredBinds(bundle)
             )
         }
         let uid = user.uid
@@ -68,7 +68,8 @@ extension Fleet {
             network: .none, shmSize: SandboxSettings.unlimitedShmBytes, tmpSize: SandboxSettings.tmpBytes,
             hostname: Self.sandboxHostname(name), user: user, command: [bundle.postgres], environment: Self.environment(for: bundle),
             workingDirectory: record.dataDirectory, stateDirectory: options.layout.sandboxDirectory(name),
-            hostLayout: settings.hostLayout, identityMode: settings.identityMode, bwrapPath: settings.bwrapPath
+            hostLayout: settings.hostLayout, identityMode: settings.identityMode, bwrapPath: settings.bwrapPath,
+            extraBinds: Self.vendoredBinds(bundle)
         )
     }
 
@@ -143,6 +144,13 @@ extension Fleet {
             if !path.hasPrefix("/usr/"), !paths.contains(path) { paths.append(path) }
         }
         return paths
+    }
+
+    /// A vendored bundle's own copies bound where its binaries look for the host's: its time
+    /// zones over the compiled-in path (/usr/share/zoneinfo), so no tenant reads the host's tzdata.
+    static func vendoredBinds(_ bundle: FleetBundles.Bundle) -> [ReadOnlyBind] {
+        guard let zones = bundle.manifest.vendored?.timeZones, !zones.path.hasPrefix("/"), !zones.path.split(separator: "/").contains("..") else { return [] }
+        return [ReadOnlyBind(source: bundle.directory + "/" + zones.path, target: zones.compiledPath)]
     }
 
     /// The tenant's name as the sandbox's hostname (one DNS label: no '-' at its end).

@@ -12,6 +12,7 @@ extension Fleet {
         let spec = try request.validated(spelling: .json)
         let bundleRecord = try chooseBundle(spec.bundle)
         let bundle = try loadBundle(id: bundleRecord.id)
+        if let refusal = BundleVerification.refusal(bundle.manifest) { throw FleetError.conflict(refusal) }
 
         await pool.createStarted()
         await diskPool.createStarted()

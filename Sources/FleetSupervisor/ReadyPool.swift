@@ -149,8 +149,10 @@ public actor ReadyPool {
         await prepare()
         guard state.size > 0 else { return }
         while !Task.isCancelled {
-            let bundleIDs = ((try? catalog.bundles()) ?? []).map(\.id)
-            removeGone(keeping: Set(bundleIDs))
+            let known = ((try? catalog.bundles()) ?? []).map(\.id)
+            removeGone(keeping: Set(known))
+            // Not for a bundle whose verification refuses it (its ready clusters stay until it is removed).
+            let bundleIDs = known.filter { id in (try? bundles.load(id: id)).map { BundleVerification.refusal($0.manifest) == nil } ?? true }
             if let last = lastCreateFinished, clock.now - last < Self.settleAfterCreate {
                 await sleep(upTo: Self.settleAfterCreate - (clock.now - last))
                 continue

@@ -8,7 +8,7 @@ struct BundleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bundle",
         abstract: "Import, list, choose and remove the PostgreSQL builds (bundles) that tenants run on.",
-        subcommands: [Import.self, List.self, Default.self, Remove.self]
+        subcommands: [Import.self, List.self, Verify.self, Default.self, Remove.self]
     )
 
     struct Import: AsyncParsableCommand {
@@ -46,6 +46,7 @@ struct BundleCommand: AsyncParsableCommand {
                 var line = "imported bundle \(bundle.id): PostgreSQL \(bundle.version), \(bundle.fileCount) files, at \(bundle.path)"
                 if bundle.isDefault { line += " (default)" }
                 Terminal.out(line)
+                if let verification = bundle.verification { Terminal.out(Verify.describe(verification, id: bundle.id)) }
             }
         }
     }
@@ -122,6 +123,61 @@ struct BundleCommand: AsyncParsableCommand {
                 let bundle = try await FleetClient(layout: rootOptions.layout).removeBundle(id)
                 Terminal.out("removed bundle \(bundle.id) (PostgreSQL \(bundle.version), \(bundle.path))")
             }
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "verify",
+            abstract: "Prove a bundle in a sandbox holding only it and its declared host files.",
+            discussion: """
+                Runs initdb, a server on a unix socket, time zones, a text sort, CREATE EXTENSION of every \
+                extension the bundle ships, pg_dump and pg_upgrade --help as an unprivileged user in a \
+                sandbox that holds nothing of the host but the files the bundle declares, and checks every \
+                file against the manifest. The result is recorded in the bundle's manifest; a vendored \
+                bundle that fails (or any bundle whose files changed) is refused for new tenants. \
+                Exits 1 when a check failed. Needs the daemon to run as root.
+                """
+        )
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The bundle's id, as `pgfleet bundle list` shows it.", valueName: "id"))
+        var id: String
+
+        @Flag(help: "Print the bundle with its verification as JSON.")
+        var json = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let client = FleetClient(layout: rootOptions.layout)
+                let onEvent: (StreamEvent) async throws -> Void = json ? { _ in } : { Terminal.progress($0) }
+                let result = try await client.verifyBundle(id, onEvent: onEvent)
+                guard let bundle = result.bundle, let verification = bundle.verification else {
+                    throw FleetError.failed("the daemon sent no verification result for \(id)")
+                }
+                if json {
+                    try Terminal.printJSON(bundle)
+                } else {
+                    Terminal.out(Self.describe(verification, id: bundle.id))
+                }
+                if !verification.passed { throw ExitCode(1) }
+            }
+        }
+
+        /// One line per check with ✓/✗ and its detail, then the verdict.
+        static func describe(_ verification: BundleVerificationInfo, id: String) -> String {
+            var lines = verification.checks.map { check in
+                (check.passed ? "✓ " : "✗ ") + check.name + (check.detail.map { ": " + $0 } ?? "")
+            }
+            let failed = verification.checks.filter { !$0.passed }.count
+            lines.append(
+                verification.passed
+                    ? "bundle \(id) passed all \(verification.checks.count) checks"
+                    : "bundle \(id) failed \(failed) of \(verification.checks.count) checks" + (verification.usable ? " (still usable)" : " (refused for new tenants)")
+            )
+            if let note = verification.note { lines.append(note) }
+            return lines.joined(separator: "\n")
         }
     }
 }

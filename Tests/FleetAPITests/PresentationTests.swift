@@ -131,7 +131,7 @@ import Testing
         vendored.icuVersion = nil
         vendored.glibcNeeded = "2.34"
         vendored.extensions = ["amcheck", "dblink", "postgres_fdw"]
-        vendored.verification = "passed"
+        vendored.verification = BundleVerificationInfo(passed: true, verifiedAt: Date(), pgfleetVersion: "0.1.0", checks: [], usable: true)
         let text = Presentation.bundleTable([FakeFleet.bundle(), vendored])
         let lines = text.split(separator: "\n").map(String.init)
         let words = lines.map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }

@@ -292,3 +292,70 @@ private let postmaster = ProcessReading(
         .symlink(path: "/bin", target: "usr/bin"), .directory(path: "/lib"),
     ]))
 }
+
+// MARK: - a sandbox holding only the bundle (`bundle verify`)
+
+@Test func bundleOnlyViewBindsNothingOfTheHostButItsBinds() throws {
+    var only = plan()
+    only.readOnlyPaths = []
+    only.hostView = .only(binds: [
+        ReadOnlyBind("/lib/x86_64-linux-gnu/libc.so.6"), ReadOnlyBind("/lib64/ld-linux-x86-64.so.2"),
+        ReadOnlyBind("/usr/lib/locale/C.utf8"), ReadOnlyBind(source: "/var/lib/pgfleet/bundles/pg15/vendor/bin/sh", target: "/bin/sh"),
+        ReadOnlyBind("/lib/x86_64-linux-gnu/libc.so.6"),
+    ])
+    only.extraBinds = [ReadOnlyBind(source: "/var/lib/pgfleet/bundles/pg15/vendor/zoneinfo", target: "/usr/share/zoneinfo")]
+    only.dieWithParent = true
+    #expect(try only.invocation().arguments == [
+        "/usr/bin/bwrap", "--unshare-user", "--disable-userns", "--unshare-ipc", "--unshare-pid", "--unshare-uts",
+        "--unshare-cgroup-try", "--unshare-net", "--die-with-parent", "--hostname", "acme", "--new-session", "--cap-drop", "ALL",
+        // The layout's symlinks, then each bind at its path resolved through them.
+        "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin", "--symlink", "usr/lib", "/lib",
+        "--symlink", "usr/lib64", "/lib64",
+        "--proc", "/proc", "--dev", "/dev", "--size", "134217728", "--tmpfs", "/tmp", "--dir", "/etc",
+        "--size", "67108864", "--tmpfs", "/dev/shm",
+        "--ro-bind", "/var/lib/pgfleet/run/sandbox/acme/passwd", "/etc/passwd",
+        "--ro-bind", "/var/lib/pgfleet/run/sandbox/acme/group", "/etc/group",
+        "--ro-bind", "/lib64/ld-linux-x86-64.so.2", "/usr/lib64/ld-linux-x86-64.so.2",
+        "--ro-bind", "/var/lib/pgfleet/bundles/pg15/vendor/bin/sh", "/usr/bin/sh",
+        "--ro-bind", "/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        "--ro-bind", "/usr/lib/locale/C.utf8", "/usr/lib/locale/C.utf8",
+        "--ro-bind", "/var/lib/pgfleet/bundles/pg15", "/var/lib/pgfleet/bundles/pg15",
+        "--bind", "/var/lib/pgfleet/tenants/acme", "/var/lib/pgfleet/tenants/acme",
+        "--ro-bind", "/var/lib/pgfleet/bundles/pg15/vendor/zoneinfo", "/usr/share/zoneinfo",
+        "--remount-ro", "/", "--chdir", "/var/lib/pgfleet/tenants/acme/data", "--as-pid-1", "--",
+        "/bin/sh", "-c", "\"$@\"; exit $?", "sh",
+        "/var/lib/pgfleet/bundles/pg15/bin/postgres", "-D", "/var/lib/pgfleet/tenants/acme/data",
+    ])
+}
+
+@Test func bundleOnlyViewNeverBindsTheHostsUsrEtcOrNonMergedRootDirectories() throws {
+    var only = plan()
+    only.hostLayout = SandboxHostLayout(entries: [.directory(path: "/lib"), .symlink(path: "/lib64", target: "/lib")])
+    only.hostView = .only(binds: [ReadOnlyBind("/lib64/ld-linux-x86-64.so.2")])
+    let argv = try only.invocation().arguments
+    #expect(!argv.contains("/usr") && !argv.contains("/etc/ld.so.cache") && !argv.contains("/etc/alternatives"))
+    let joined = argv.joined(separator: " ")
+    #expect(!joined.contains("--ro-bind /lib /lib"))
+    #expect(joined.contains("--symlink /lib /lib64"))
+    #expect(joined.contains("--ro-bind /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-x86-64.so.2"))
+    // The bundle and readOnlyPaths are still there.
+    #expect(joined.contains("--ro-bind /opt/icu/lib /opt/icu/lib"))
+    #expect(joined.contains("--ro-bind /var/lib/pgfleet/bundles/pg15 /var/lib/pgfleet/bundles/pg15"))
+}
+
+@Test func extraBindsComeAfterTheHostsUsrForTenantsToo() throws {
+    var tenant = plan()
+    tenant.extraBinds = [ReadOnlyBind(source: "/var/lib/pgfleet/bundles/pg15/vendor/zoneinfo", target: "/usr/share/zoneinfo")]
+    let argv = try tenant.invocation().arguments
+    let usr = try #require(argv.firstIndex(of: "/usr"))
+    let zones = try #require(argv.firstIndex(of: "/usr/share/zoneinfo"))
+    #expect(usr < zones)
+    #expect(Array(argv[(zones - 2)...zones]) == ["--ro-bind", "/var/lib/pgfleet/bundles/pg15/vendor/zoneinfo", "/usr/share/zoneinfo"])
+    #expect(!argv.contains("--die-with-parent"))
+    var relative = tenant
+    relative.extraBinds = [ReadOnlyBind(source: "vendor/zoneinfo", target: "/usr/share/zoneinfo")]
+    #expect((try? relative.invocation()) == nil)
+    var escaping = plan()
+    escaping.hostView = .only(binds: [ReadOnlyBind(source: "/lib/../etc/shadow", target: "/x")])
+    #expect((try? escaping.invocation()) == nil)
+}

@@ -38,6 +38,34 @@ public struct SandboxHostLayout: Sendable, Equatable {
     ])
 }
 
+/// A host file or directory bound read-only at a path of the caller's choice (`target` may
+/// differ from `source`: a bundle's vendored time zones over /usr/share/zoneinfo).
+public struct ReadOnlyBind: Sendable, Equatable {
+    public var source: String
+    public var target: String
+
+    public init(source: String, target: String) {
+        self.source = source
+        self.target = target
+    }
+
+    public init(_ path: String) {
+        self.init(source: path, target: path)
+    }
+}
+
+/// What of the host a sandbox sees.
+public enum SandboxHostView: Sendable, Equatable {
+    /// The host's /usr read-only and its root directories (what tenants get: `COPY … PROGRAM`
+    /// finds the host's tools).
+    case hostUsr
+    /// Nothing of the host but these binds (a bundle's declared host files): what `bundle
+    /// verify` proves a bundle with. The host layout's symlinks (/lib → usr/lib) are still made,
+    /// and a target beneath one is bound at its resolved path, so the ELF interpreter
+    /// (/lib64/ld-linux-x86-64.so.2) and the loader's default directories exist inside.
+    case only(binds: [ReadOnlyBind])
+}
+
 /// A file the caller writes (root-owned, mode 0644) before exec, for the sandbox to bind read-only.
 public struct SandboxFile: Sendable, Equatable {
     public var hostPath: String
@@ -96,6 +124,14 @@ public struct SandboxPlan: Sendable, Equatable {
     /// kills whatever else is left in the PID namespace before bwrap sees the exit.
     public var initShell: String
     public var setprivPath: String
+    /// What of the host is in the sandbox besides the bundle and `readOnlyPaths`.
+    public var hostView: SandboxHostView
+    /// Read-only binds of a source at another path, after everything else (a bundle's vendored
+    /// time zones over the compiled-in /usr/share/zoneinfo).
+    public var extraBinds: [ReadOnlyBind]
+    /// bwrap's `--die-with-parent`: for short runs (`bundle verify`) whose timeout kills bwrap
+    /// and must take the sandbox with it. Never for a postmaster, which outlives the daemon.
+    public var dieWithParent: Bool
 
     public init(
         bundleDirectory: String, tenantDirectory: String, readOnlyPaths: [String] = [], network: SandboxNetwork = .none,
@@ -103,8 +139,12 @@ public struct SandboxPlan: Sendable, Equatable {
         environment: [String: String] = SpawnSpec.baseEnvironment, workingDirectory: String? = nil,
         stateDirectory: String, hostLayout: SandboxHostLayout = .mergedUsr,
         identityMode: SandboxIdentityMode = .userNamespace, bwrapPath: String = "/usr/bin/bwrap",
-        initShell: String = "/bin/sh", setprivPath: String = "/usr/bin/setpriv"
+        initShell: String = "/bin/sh", setprivPath: String = "/usr/bin/setpriv", hostView: SandboxHostView = .hostUsr,
+        extraBinds: [ReadOnlyBind] = [], dieWithParent: Bool = false
     ) {
+        self.hostView = hostView
+        self.extraBinds = extraBinds
+        self.dieWithParent = dieWithParent
         self.bwrapPath = bwrapPath
         self.bundleDirectory = bundleDirectory
         self.tenantDirectory = tenantDirectory
@@ -175,7 +215,8 @@ public struct SandboxPlan: Sendable, Equatable {
         }
         argv += ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
         if network == .none { argv.append("--unshare-net") }
-        // No --die-with-parent: a `kill -9` of the daemon must leave every tenant running.
+        // No --die-with-parent for tenants: a `kill -9` of the daemon must leave every tenant running.
+        if dieWithParent { argv.append("--die-with-parent") }
         argv += ["--hostname", hostname, "--new-session"]
         if identityMode == .userNamespace { argv += ["--cap-drop", "ALL"] }
         for mount in mounts() { argv += mount.arguments }
@@ -224,18 +265,36 @@ public struct SandboxPlan: Sendable, Equatable {
     /// Every mount, parents before children (bwrap applies them in order, and a bind beneath
     /// /tmp must come after the private /tmp, not vanish under it).
     func mounts() -> [Mount] {
-        var list: [Mount] = [.readOnly(source: "/usr", target: "/usr", optional: false)]
-        for entry in hostLayout.entries {
-            switch entry {
-            case .symlink(let path, let target): list.append(.symlink(target: target, path: path))
-            case .directory(let path): list.append(.readOnly(source: path, target: path, optional: false))
+        var list: [Mount] = []
+        var covered: [String] = []
+        switch hostView {
+        case .hostUsr:
+            list.append(.readOnly(source: "/usr", target: "/usr", optional: false))
+            for entry in hostLayout.entries {
+                switch entry {
+                case .symlink(let path, let target): list.append(.symlink(target: target, path: path))
+                case .directory(let path): list.append(.readOnly(source: path, target: path, optional: false))
+                }
             }
+            covered = ["/usr"] + hostLayout.entries.compactMap { if case .directory(let path) = $0 { path } else { nil } }
+        case .only(let binds):
+            // Only the symlinks of the layout: a directory of it (a non-merged /lib) would bring the host in.
+            for case .symlink(let path, let target) in hostLayout.entries { list.append(.symlink(target: target, path: path)) }
+            var targets: [String] = []
+            for bind in binds {
+                let target = resolvedTarget(bind.target)
+                guard !targets.contains(target) else { continue }
+                targets.append(target)
+                list.append(.readOnly(source: SandboxPlan.normalized(bind.source), target: target, optional: false))
+            }
+            covered = targets
         }
         list += [.proc("/proc"), .dev("/dev"), .tmpfs("/dev/shm", size: shmSize), .tmpfs("/tmp", size: tmpSize), .dir("/etc")]
         for file in files { list.append(.readOnly(source: file.hostPath, target: file.sandboxPath, optional: false)) }
-        let etc = SandboxPlan.etcFiles + (network == .host ? SandboxPlan.hostNetworkEtcFiles : [])
-        for path in etc { list.append(.readOnly(source: path, target: path, optional: true)) }
-        var covered = ["/usr"] + hostLayout.entries.compactMap { if case .directory(let path) = $0 { path } else { nil } }
+        if hostView == .hostUsr {
+            let etc = SandboxPlan.etcFiles + (network == .host ? SandboxPlan.hostNetworkEtcFiles : [])
+            for path in etc { list.append(.readOnly(source: path, target: path, optional: true)) }
+        }
         for path in [bundleDirectory] + readOnlyPaths {
             let clean = SandboxPlan.normalized(path)
             if covered.contains(where: { SandboxPlan.isSameOrBeneath(clean, $0) }) { continue }
@@ -243,17 +302,34 @@ public struct SandboxPlan: Sendable, Equatable {
             list.append(.readOnly(source: clean, target: clean, optional: false))
         }
         list.append(.readWrite(SandboxPlan.normalized(tenantDirectory)))
-        return list.enumerated().sorted { lhs, rhs in
+        let sorted = list.enumerated().sorted { lhs, rhs in
             let (l, r) = (SandboxPlan.depth(lhs.element.path), SandboxPlan.depth(rhs.element.path))
             return l != r ? l < r : lhs.offset < rhs.offset
         }.map(\.element)
+        // Last whatever their depth: each covers what a bind above put at its target.
+        return sorted + extraBinds.map { .readOnly(source: SandboxPlan.normalized($0.source), target: resolvedTarget($0.target), optional: false) }
+    }
+
+    /// `path` with a leading symlink of the host layout replaced by its target (/bin/sh →
+    /// /usr/bin/sh on merged /usr): bwrap cannot make a mount point through a symlink whose
+    /// target does not exist yet.
+    func resolvedTarget(_ path: String) -> String {
+        let clean = SandboxPlan.normalized(path)
+        for case .symlink(let link, let target) in hostLayout.entries where SandboxPlan.isSameOrBeneath(clean, link) && link != "/" {
+            let base = target.hasPrefix("/") ? target : "/" + target
+            return SandboxPlan.normalized(base + clean.dropFirst(link.count))
+        }
+        return clean
     }
 
     /// Refuses what would make a sandbox that is not one: relative or odd paths, a tenant
     /// directory that would cover the system, root as the tenant, names that break passwd.
     public func validate() throws(SandboxPlanError) {
-        for (what, path) in [("bwrap", bwrapPath), ("bundle directory", bundleDirectory), ("tenant directory", tenantDirectory),
-                             ("state directory", stateDirectory), ("init shell", initShell)] + readOnlyPaths.map({ ("read-only path", $0) }) {
+        var named: [(String, String)] = [("bwrap", bwrapPath), ("bundle directory", bundleDirectory), ("tenant directory", tenantDirectory),
+                                         ("state directory", stateDirectory), ("init shell", initShell)]
+        named += readOnlyPaths.map { ("read-only path", $0) }
+        for bind in extraBinds + hostViewBinds { named += [("bind source", bind.source), ("bind target", bind.target)] }
+        for (what, path) in named {
             guard SandboxPlan.isCleanAbsolute(path) else { throw SandboxPlanError("\(what) must be a clean absolute path: \(path)") }
         }
         if let workingDirectory, !SandboxPlan.isCleanAbsolute(workingDirectory) {
@@ -284,6 +360,10 @@ public struct SandboxPlan: Sendable, Equatable {
         for (key, value) in environment where key.isEmpty || key.contains("=") || key.contains("\0") || value.contains("\0") {
             throw SandboxPlanError("bad environment variable name: \(key)")
         }
+    }
+
+    private var hostViewBinds: [ReadOnlyBind] {
+        if case .only(let binds) = hostView { binds } else { [] }
     }
 
     static func isCleanAbsolute(_ path: String) -> Bool {
