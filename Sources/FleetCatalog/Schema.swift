@@ -88,6 +88,15 @@ enum Schema {
                 t.add(column: "huge_pages", .text).check { $0 == nil || ["off", "try", "on"].contains($0) }
             }
         }
+        migrator.registerMigration("v7-collation") { db in
+            // What each tenant's text order depends on (FleetCore.CollationFingerprint as JSON),
+            // recorded once it ran on a bundle on this host; the start guard compares against it.
+            try db.create(table: "tenant_collation") { t in
+                t.primaryKey("tenant_id", .integer).references("tenant", onDelete: .cascade)
+                t.column("fingerprint", .text).notNull()
+                t.column("collected_at", .datetime).notNull()
+            }
+        }
         return migrator
     }()
 }

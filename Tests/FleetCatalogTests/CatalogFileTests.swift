@@ -9,7 +9,7 @@ struct CatalogFileTests {
     @Test func migrationsApplyOnAFreshFile() throws {
         try withTemporaryDirectory { dir in
             let catalog = try Catalog(path: dir + "/catalog.sqlite")
-            #expect(try catalog.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps"])
+            #expect(try catalog.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps", "v7-collation"])
             #expect(try catalog.bundles().isEmpty)
             #expect(try catalog.tenants().isEmpty)
             #expect(try catalog.fetchRawStrings("PRAGMA journal_mode") == ["wal"])
@@ -27,7 +27,7 @@ struct CatalogFileTests {
                 try first.setMeta("instance_id", "abc123")
             }
             let second = try Catalog(path: path)
-            #expect(try second.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps"])
+            #expect(try second.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps", "v7-collation"])
             var expectedBundle = makeBundle()
             expectedBundle.isDefault = true
             #expect(try second.bundles() == [expectedBundle])
@@ -35,7 +35,7 @@ struct CatalogFileTests {
             #expect(try second.meta("instance_id") == "abc123")
             // Each migration ran once.
             #expect(try second.fetchRawStrings("SELECT identifier FROM grdb_migrations ORDER BY identifier")
-                == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps"])
+                == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps", "v7-collation"])
         }
     }
 
@@ -56,7 +56,7 @@ struct CatalogFileTests {
             #expect(FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o644]))
             #expect(try fileMode(path) == 0o644)
             let catalog = try Catalog(path: path)
-            #expect(try catalog.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps"])
+            #expect(try catalog.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps", "v7-collation"])
             #expect(try fileMode(path) == 0o600)
             #expect(try fileMode(path + "-wal") == 0o600)
         }
@@ -81,7 +81,7 @@ struct CatalogFileTests {
 
     @Test func inMemoryCatalogIsMigrated() throws {
         let catalog = try Catalog.inMemory()
-        #expect(try catalog.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps"])
+        #expect(try catalog.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps", "v7-collation"])
     }
 
     @Test func schemaEnforcesForeignKeysAndStates() throws {

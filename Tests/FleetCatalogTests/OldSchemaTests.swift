@@ -29,7 +29,7 @@ import Testing
                 }
             }
             let catalog = try Catalog(path: path)
-            #expect(try catalog.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps"])
+            #expect(try catalog.appliedMigrations() == ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps", "v7-collation"])
             let tenants = try catalog.tenants()
             #expect(tenants.count == 1)
             let alpha = try #require(tenants.first)
