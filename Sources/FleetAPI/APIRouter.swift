@@ -114,6 +114,16 @@ public func buildRouter(fleet: any FleetControl, metrics: PrometheusCollectorReg
         }
     }
 
+    v1.post("tenants/:name/update") { request, context in
+        let name = try tenantName(context)
+        // Before the stream opens, so that a bad request is a plain 400.
+        let body = try await APICoding.decodeBody(UpdateTenantRequest.self, from: request)
+        return ProgressStream.response(logger: logger, method: "POST", path: request.uri.path) { progress in
+            let tenant = try await fleet.updateTenant(name, body, progress: progress)
+            return StreamEvent(kind: .result, message: "tenant \(name) runs on bundle \(tenant.bundle)", tenant: tenant)
+        }
+    }
+
     v1.get("tenants/:name/logs") { request, context in
         let name = try tenantName(context)
         let query = try LogsQuery(request.uri.queryParameters)

@@ -164,6 +164,11 @@ public enum Presentation {
             let reach = network == .none ? "network none (no TCP or UDP; clients through the proxy)" : "network host"
             pairs.append(("sandbox", "\(where_), \(reach)"))
         }
+        if let collation = tenant.collation {
+            let versions = [collation.glibcVersion.map { "glibc \($0)" }, collation.icuVersion.map { "ICU \($0)" }].compactMap { $0 }
+            let indexes = "\(collation.indexes) collation-dependent index\(collation.indexes == 1 ? "" : "es")"
+            pairs.append(("collation", ([collation.providers] + versions + [indexes, "recorded on \(collation.bundle)"]).joined(separator: ", ")))
+        }
         if let reason = tenant.failureReason {
             pairs.append(("failure reason", reason))
         }

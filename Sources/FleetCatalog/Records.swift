@@ -273,3 +273,41 @@ struct MetaRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
         static let key = Column("key")
     }
 }
+
+/// A tenant's collation fingerprint (table `tenant_collation`), as JSON: its shape is FleetCore's.
+struct TenantCollationRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
+    var tenantID: Int64
+    var fingerprint: String
+    var collectedAt: Date
+
+    static let databaseTableName = "tenant_collation"
+
+    enum CodingKeys: String, CodingKey {
+        case tenantID = "tenant_id"
+        case fingerprint
+        case collectedAt = "collected_at"
+    }
+
+    init(tenantID: Int64, fingerprint: CollationFingerprint) throws {
+        self.tenantID = tenantID
+        self.fingerprint = String(decoding: try Self.encoder.encode(fingerprint), as: UTF8.self)
+        self.collectedAt = fingerprint.collectedAt
+    }
+
+    func decoded() throws -> CollationFingerprint {
+        try Self.decoder.decode(CollationFingerprint.self, from: Data(fingerprint.utf8))
+    }
+
+    private static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = .sortedKeys
+        return encoder
+    }
+
+    private static var decoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }
+}

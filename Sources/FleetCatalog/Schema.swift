@@ -109,6 +109,15 @@ enum Schema {
                 try db.execute(sql: "UPDATE bundle SET is_major_default = 1 WHERE id = ?", arguments: [chosen.id])
             }
         }
+        migrator.registerMigration("v8-collation") { db in
+            // What each tenant's text order depends on (FleetCore.CollationFingerprint as JSON),
+            // recorded once it ran on a bundle on this host; the start guard compares against it.
+            try db.create(table: "tenant_collation") { t in
+                t.primaryKey("tenant_id", .integer).references("tenant", onDelete: .cascade)
+                t.column("fingerprint", .text).notNull()
+                t.column("collected_at", .datetime).notNull()
+            }
+        }
         return migrator
     }()
 }

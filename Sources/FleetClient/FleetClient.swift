@@ -137,6 +137,15 @@ public struct FleetClient: Sendable {
         try await call(.POST, Self.tenantPath(name) + "/password", body: try encode(request))
     }
 
+    /// Moves a tenant to another minor of its major (`tenant update`); `onEvent` sees each
+    /// progress event, the `result` event (carrying the tenant) is returned, an `error` event is thrown.
+    public func updateTenant(
+        _ name: TenantName, _ request: UpdateTenantRequest,
+        onEvent: (StreamEvent) async throws -> Void = { _ in }
+    ) async throws -> StreamEvent {
+        try await stream(.POST, Self.tenantPath(name) + "/update", body: try encode(request), onEvent: onEvent)
+    }
+
     /// Drops a tenant and its data; `onEvent` sees each progress event.
     public func dropTenant(
         _ name: TenantName,

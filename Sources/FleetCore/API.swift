@@ -89,6 +89,8 @@ public struct TenantInfo: Codable, Sendable, Equatable {
     /// Whether the running postmaster is in its sandbox (nil: not running). False for one an older
     /// pgfleet started, until its next restart, or when the daemon runs with `--sandbox off`.
     public var sandboxed: Bool?
+    /// What its text order depends on, in short (nil: not collected yet).
+    public var collation: CollationSummary?
 
     public init(
         name: String, version: String, major: Int, bundle: String, state: TenantState, desiredState: DesiredState,
@@ -511,6 +513,8 @@ public protocol FleetControl: Sendable {
     func dropTenant(_ name: TenantName, progress: @escaping ProgressReporter) async throws
     /// Runs `bundle verify` and records its result in the bundle's manifest.
     func verifyBundle(id: String, progress: @escaping ProgressReporter) async throws -> BundleInfo
+    /// Moves a tenant to another minor of its major, through the collation guard, with one restart.
+    func updateTenant(_ name: TenantName, _ request: UpdateTenantRequest, progress: @escaping ProgressReporter) async throws -> TenantInfo
 }
 
 extension FleetControl {
@@ -521,4 +525,51 @@ extension FleetControl {
 
 public enum PGFleetVersion {
     public static let current = "0.1.0"
+}
+
+/// A tenant's collation fingerprint in short, for `tenant info`.
+public struct CollationSummary: Codable, Sendable, Equatable {
+    /// "libc", "icu", "builtin" or a mix ("libc+icu").
+    public var providers: String
+    /// The bundle it was collected on.
+    public var bundle: String
+    public var glibcVersion: String?
+    public var icuVersion: String?
+    /// Indexes a libc or ICU change can reorder.
+    public var indexes: Int
+
+    public init(providers: String, bundle: String, glibcVersion: String?, icuVersion: String?, indexes: Int) {
+        self.providers = providers
+        self.bundle = bundle
+        self.glibcVersion = glibcVersion
+        self.icuVersion = icuVersion
+        self.indexes = indexes
+    }
+
+    public init(_ fingerprint: CollationFingerprint) {
+        self.init(
+            providers: fingerprint.providerSummary, bundle: fingerprint.bundleID, glibcVersion: fingerprint.glibcVersion,
+            icuVersion: fingerprint.icuVersion, indexes: fingerprint.indexes.count
+        )
+    }
+}
+
+/// `POST /v1/tenants/{name}/update`: move a tenant to another minor of its major.
+public struct UpdateTenantRequest: Codable, Sendable, Equatable {
+    /// The target bundle's id.
+    public var bundle: String
+    /// Rebuild (and verify) the indexes whose collation versions changed, instead of refusing.
+    public var reindex: Bool
+
+    public init(bundle: String, reindex: Bool = false) {
+        self.bundle = bundle
+        self.reindex = reindex
+    }
+}
+
+extension FleetControl {
+    /// Fleets that cannot update (API test fakes) say so.
+    public func updateTenant(_ name: TenantName, _ request: UpdateTenantRequest, progress: @escaping ProgressReporter) async throws -> TenantInfo {
+        throw FleetError.failed("this daemon cannot update tenants; upgrade pgfleet")
+    }
 }

@@ -19,7 +19,7 @@ public enum TenantJSON {
 
     /// The stored properties of `TenantInfo` and `ProxyEndpoint` this writer knows about.
     public static let tenantKeys: Set<String> = [
-        "bundle", "createdAt", "dataDirectory", "desiredState", "failureReason", "limits", "logFile", "major", "name", "network",
+        "bundle", "collation", "createdAt", "dataDirectory", "desiredState", "failureReason", "limits", "logFile", "major", "name", "network",
         "osUser", "pid", "port", "proxy", "restarts", "runningSince", "sandboxed", "socketDirectory", "state", "superuser", "suspendAfter", "usage", "version",
     ]
     public static let limitsKeys: Set<String> = ["cpuMillicores", "diskBytes", "hugePages", "ioWeight", "memoryBytes", "pids", "shmBytes"]
@@ -82,6 +82,10 @@ struct JSONBytes {
         var object = ObjectState(depth: depth)
         bytes.append(UInt8(ascii: "{"))
         key("bundle", &object); string(tenant.bundle)
+        if let collation = tenant.collation {
+            key("collation", &object)
+            self.collation(collation, depth: depth + 1)
+        }
         key("createdAt", &object); date(tenant.createdAt)
         key("dataDirectory", &object); string(tenant.dataDirectory)
         key("desiredState", &object); string(tenant.desiredState.rawValue)
@@ -150,6 +154,17 @@ struct JSONBytes {
         if let value = usage.pids { key("pids", &object); int(value) }
         if let value = usage.shmSizeBytes { key("shmSizeBytes", &object); int(Int(clamping: value)) }
         if let value = usage.shmUsedBytes { key("shmUsedBytes", &object); int(Int(clamping: value)) }
+        close(object)
+    }
+
+    mutating func collation(_ collation: CollationSummary, depth: Int) {
+        var object = ObjectState(depth: depth)
+        bytes.append(UInt8(ascii: "{"))
+        key("bundle", &object); string(collation.bundle)
+        if let value = collation.glibcVersion { key("glibcVersion", &object); string(value) }
+        if let value = collation.icuVersion { key("icuVersion", &object); string(value) }
+        key("indexes", &object); int(collation.indexes)
+        key("providers", &object); string(collation.providers)
         close(object)
     }
 

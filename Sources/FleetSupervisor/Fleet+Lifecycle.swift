@@ -36,6 +36,7 @@ extension Fleet {
         info.limits = effectiveLimits(record)
         info.network = record.sandboxNetwork
         info.sandboxed = snapshot?.sandboxed
+        if let fingerprint = try? catalog.collationFingerprint(forTenant: record.name) { info.collation = CollationSummary(fingerprint) }
         if let pid = snapshot?.pid { info.usage = usage(of: record, postmaster: pid, sandboxed: snapshot?.sandboxed == true) }
         return info
     }
@@ -58,6 +59,7 @@ extension Fleet {
             if snapshot.state == .failed {
                 throw FleetError.failed("tenant \(name) failed to start: \(snapshot.failureReason ?? "unknown reason")\nSee `pgfleet tenant logs \(name)`.")
             }
+            await collectFingerprintIfNeeded(name)
             return try await tenantInfo(name)
         }
     }
@@ -111,6 +113,7 @@ extension Fleet {
             if snapshot.state == .failed {
                 throw FleetError.failed("tenant \(name) failed to restart: \(snapshot.failureReason ?? "unknown reason")")
             }
+            await collectFingerprintIfNeeded(name)
             return try await tenantInfo(name)
         }
     }

@@ -155,7 +155,7 @@ public actor Fleet: FleetControl {
                     if let running = await self.runningPostmaster(of: record, name: name) {
                         await self.placeAdopted(record: record)
                         await supervisor.adopt(pid: running.pid, sandboxed: running.sandboxed)
-                        if record.desiredState == .stopped { await supervisor.stop() }
+                        if record.desiredState == .stopped { await supervisor.stop() } else { await self.collectFingerprintIfNeeded(name) }
                     } else if record.desiredState == .running && record.suspended {
                         await supervisor.restoreSuspended()
                     } else if record.desiredState == .running {
@@ -163,6 +163,8 @@ public actor Fleet: FleetControl {
                         let result = await supervisor.start()
                         if result.state != .running {
                             logger.error("tenant did not start", metadata: ["tenant": "\(name)", "state": "\(result.state)"])
+                        } else {
+                            await self.collectFingerprintIfNeeded(name)
                         }
                     }
                 }
@@ -262,7 +264,7 @@ public actor Fleet: FleetControl {
             logFile: record.logFile, user: user, environment: environment,
             cgroup: cgroupPlacement(for: record), oomScoreAdjust: options.isolated && options.canProtectPostmaster ? -1000 : nil,
             sandbox: sandboxLaunch(for: record, name: name, bundle: bundle, user: user, environment: environment),
-            startSettings: startSettings(for: record, name: name, bundle: bundle, user: user)
+            startSettings: guardedByCollation(startSettings(for: record, name: name, bundle: bundle, user: user), record: record)
         )
         launch.fileLimit = fileLimitSource(for: record)
         let catalog = catalog

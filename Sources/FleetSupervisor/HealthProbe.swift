@@ -57,12 +57,14 @@ public struct HealthProbe: Sendable {
     /// Runs one simple query and returns whether it worked and the first column of its first row.
     /// `sent`: the query went out (so it may have run, even if the answer says otherwise or
     /// never came); a timeout counts as sent.
-    func query(_ sql: String, socketDirectory: String, port: Int, needsRow: Bool = true) async -> (outcome: Outcome, value: String?, sent: Bool) {
+    func query(
+        _ sql: String, socketDirectory: String, port: Int, database: String = "postgres", needsRow: Bool = true
+    ) async -> (outcome: Outcome, value: String?, sent: Bool) {
         let path = "\(socketDirectory)/.s.PGSQL.\(port)"
         let sent = DoneFlag()
         do {
             let answer = try await withThrowingTaskGroup(of: (outcome: Outcome, value: String?).self) { group in
-                group.addTask { try await self.run(path: path, sql: sql, needsRow: needsRow, sent: sent) }
+                group.addTask { try await self.run(path: path, database: database, sql: sql, needsRow: needsRow, sent: sent) }
                 group.addTask {
                     try await Task.sleep(for: .nanoseconds(self.timeout.nanoseconds))
                     sent.set()
@@ -78,7 +80,7 @@ public struct HealthProbe: Sendable {
         }
     }
 
-    private func run(path: String, sql: String, needsRow: Bool, sent sentFlag: DoneFlag) async throws -> (outcome: Outcome, value: String?) {
+    private func run(path: String, database: String, sql: String, needsRow: Bool, sent sentFlag: DoneFlag) async throws -> (outcome: Outcome, value: String?) {
         let channel = try await ClientBootstrap(group: eventLoopGroup)
             .connect(unixDomainSocketPath: path) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -87,7 +89,7 @@ public struct HealthProbe: Sendable {
             }
         return try await channel.executeThenClose { inbound, outbound in
             var startup = ByteBuffer()
-            let parameters = [("user", HealthProbe.role), ("database", "postgres"), ("application_name", "pgfleet-health")]
+            let parameters = [("user", HealthProbe.role), ("database", database), ("application_name", "pgfleet-health")]
             StartupCodec.encode(
                 .startup(version: .v3_0, parameters: parameters.map { StartupParameter(name: $0.0, value: $0.1) }), into: &startup
             )

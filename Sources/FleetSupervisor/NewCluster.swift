@@ -23,12 +23,11 @@ enum NewCluster {
                 // Replaced by pgfleet's pg_hba.conf below; initdb wants a password for password
                 // methods, and this superuser has none until the tenant's is set.
                 "--auth-local=peer", "--auth-host=reject", "--encoding=UTF8",
-                // C.UTF-8 sorts by code point: no glibc or ICU upgrade can change an index's order.
-                "--locale=C.UTF-8", "--no-instructions", "--no-sync",
+                "--no-instructions", "--no-sync",
                 // 1 MB WAL segments: a new cluster's pg_wal holds about 5 MB instead of one 16 MB
                 // segment (see min_wal_size in ClusterConfig.settings).
                 "--wal-segsize=1",
-            ],
+            ] + localeArguments(major: bundle.manifest.major),
             environment: environment, user: owner, workingDirectory: parent, background: background
         ).check("initdb")
         try Files.write(ClusterConfig.hba(), to: dataDirectory + "/pg_hba.conf", mode: 0o600, owner: owner)
@@ -41,6 +40,13 @@ enum NewCluster {
         // --no-sync skips thousands of fsyncs; one syncfs (coreutils `sync -f`, in a child so no
         // thread of the daemon blocks on it) makes the new cluster durable all the same.
         try await Command.run("/bin/sync", ["-f", dataDirectory], background: background).check("sync -f \(dataDirectory)")
+    }
+
+    /// C.UTF-8 sorts by code point. On 17+ the builtin provider's C.UTF-8 is PostgreSQL's own
+    /// (no glibc or ICU upgrade can change an index's order, and it records no libc version);
+    /// 14–16 use glibc's C.UTF-8, which sorts by code point too.
+    static func localeArguments(major: Int) -> [String] {
+        major >= 17 ? ["--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--locale=C.UTF-8"] : ["--locale=C.UTF-8"]
     }
 
     /// About what initdb writes for a new cluster (28 MB with 1 MB WAL segments), with room to
@@ -67,11 +73,11 @@ enum NewCluster {
     /// `sandbox`: run inside it (its command is replaced by this one), as a tenant's postmaster runs.
     static func singleUser(
         _ sql: String, doing: String, bundle: FleetBundles.Bundle, dataDirectory: String, owner: UserIdentity?, background: Bool = false,
-        sandbox: SandboxPlan? = nil
+        sandbox: SandboxPlan? = nil, database: String = "postgres"
     ) async throws {
         // Never on huge pages: the tenant's hugetlb limit is for its postmaster.
         let arguments = [
-            "--single", "-D", dataDirectory, "-c", "huge_pages=off", "-c", "log_min_messages=warning", "-c", "log_min_error_statement=panic", "postgres",
+            "--single", "-D", dataDirectory, "-c", "huge_pages=off", "-c", "log_min_messages=warning", "-c", "log_min_error_statement=panic", database,
         ]
         let result: CommandResult
         if var plan = sandbox {

@@ -11,6 +11,7 @@ struct TenantCommand: AsyncParsableCommand {
         discussion: "Tenant names match ^[a-z][a-z0-9-]{0,62}$.",
         subcommands: [
             Create.self, List.self, Info.self, Start.self, Stop.self, Suspend.self, Restart.self, SetSettings.self, Password.self, Drop.self, Logs.self,
+            Update.self,
         ]
     )
 
@@ -399,6 +400,69 @@ private func lifecycle(
         Terminal.out(line)
         if let reason = tenant.failureReason, tenant.state == .failed || tenant.state == .backoff {
             Terminal.err("  \(tenant.state.rawValue): \(reason)")
+        }
+    }
+}
+
+extension TenantCommand {
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "update",
+            abstract: "Move tenants to another minor release of their PostgreSQL major.",
+            discussion: """
+                The tenant is stopped, switched to the bundle and started again (one restart); \
+                its data and passwords stay. Refused before anything changes when the bundle \
+                lacks a collation provider the tenant uses (ICU), or when the glibc or ICU that \
+                sorts its indexes differs from the one they were built with: then --reindex \
+                rebuilds exactly those indexes, refreshes the recorded collation versions and \
+                verifies them with pg_amcheck --heapallindexed (installing the amcheck extension \
+                in their databases). If the tenant does not start on the new bundle it goes back \
+                to the old one. With --all, every tenant of the bundle's major, one at a time.
+                """
+        )
+
+        @OptionGroup var rootOptions: RootOptions
+
+        @Argument(help: ArgumentHelp("The tenant's name (omit with --all).", valueName: "name"))
+        var name: String?
+
+        @Option(help: ArgumentHelp("The bundle to move to (`pgfleet bundle list`).", valueName: "id"))
+        var bundle: String
+
+        @Flag(help: "Rebuild and verify the indexes whose collation versions changed.")
+        var reindex = false
+
+        @Flag(help: "Every tenant of the bundle's major not already on it.")
+        var all = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let client = FleetClient(layout: rootOptions.layout)
+                var names: [TenantName] = []
+                if all {
+                    guard name == nil else { throw FleetError.invalidRequest("give a tenant name or --all, not both") }
+                    guard let target = try await client.listBundles().first(where: { $0.id == bundle }) else { throw FleetError.bundleNotFound(bundle) }
+                    names = try await client.listTenants().filter { $0.major == target.major && $0.bundle != target.id }.map { try validatedTenantName($0.name) }
+                    if names.isEmpty { Terminal.out("no tenant of PostgreSQL \(target.major) to move to \(target.id)") }
+                } else {
+                    guard let name else { throw FleetError.invalidRequest("name the tenant to update, or give --all") }
+                    names = [try validatedTenantName(name)]
+                }
+                var failures: [String] = []
+                for tenantName in names {
+                    do {
+                        _ = try await client.updateTenant(tenantName, UpdateTenantRequest(bundle: bundle, reindex: reindex), onEvent: Terminal.progress)
+                        Terminal.out("updated tenant \(tenantName) to bundle \(bundle)")
+                    } catch {
+                        guard all else { throw error }
+                        Terminal.err("tenant \(tenantName): \(error)")
+                        failures.append(tenantName.rawValue)
+                    }
+                }
+                if !failures.isEmpty {
+                    throw FleetError.failed("\(failures.count) of \(names.count) tenants were not updated: \(failures.joined(separator: ", ")) (see above)")
+                }
+            }
         }
     }
 }

@@ -49,4 +49,4 @@ func withTemporaryDirectoryAsync<T>(_ body: (String) async throws -> T) async th
 
 /// Every migration, in order: written out here (not read from Schema) so that a renamed or
 /// reordered migration fails the tests. A new migration is added at the end.
-let everyMigration = ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps", "v7-major-defaults"]
+let everyMigration = ["v1-bundles-tenants", "v2-meta", "v3-suspend", "v4-limits", "v5-network", "v6-host-traps", "v7-major-defaults", "v8-collation"]

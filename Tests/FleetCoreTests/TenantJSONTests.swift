@@ -24,6 +24,7 @@ import Testing
         tenant.suspendAfter = 300
         tenant.network = SandboxNetwork.none
         tenant.sandboxed = running ? true : nil
+        tenant.collation = running ? CollationSummary(providers: "libc+icu", bundle: "15.18-debian", glibcVersion: "2.36", icuVersion: "72", indexes: 3) : nil
         return tenant
     }
 

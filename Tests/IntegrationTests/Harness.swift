@@ -176,14 +176,14 @@ final class Harness: @unchecked Sendable {
     }
 
     /// psql against a tenant's socket as its superuser.
-    func psql(_ tenant: TenantInfo, password: String, _ sql: String, user: String? = nil) async throws -> CommandResult {
+    func psql(_ tenant: TenantInfo, password: String, _ sql: String, user: String? = nil, database: String = "postgres") async throws -> CommandResult {
         var environment = SpawnSpec.baseEnvironment
         environment["PGPASSWORD"] = password
         environment["PGCONNECT_TIMEOUT"] = "30"  // a ceiling: a loaded machine can be slow to wake a tenant
         return try await Command.run(
             Harness.psql,
             ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", tenant.socketDirectory, "-p", String(tenant.port),
-             "-U", user ?? tenant.superuser, "-d", "postgres", "-c", sql],
+             "-U", user ?? tenant.superuser, "-d", database, "-c", sql],
             environment: environment
         )
     }
