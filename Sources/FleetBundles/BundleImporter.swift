@@ -395,7 +395,9 @@ struct BundleImporter {
             throw FleetError.failed("ldd failed on \(tree): \(tail(result))")
         }
         let directories = [tree] + [FileTree.realPath(tree)].compactMap { $0 }.filter { $0 != tree }
-        return LibraryScan.summarize(sections, bundleDirectories: directories)
+        var scan = LibraryScan.summarize(sections, bundleDirectories: directories)
+        scan.narrowICU(toServer: ELFDynamic.read(path: tree + "/bin/postgres"))
+        return scan
     }
 
     private func hashFiles(tree: String) async throws -> [BundleManifest.FileEntry] {

@@ -188,9 +188,12 @@ public struct BundleStore: Sendable {
             let users = scan.missingBy[soname] ?? []
             problems.append("host library \(soname) is missing (needed by \(users.joined(separator: ", "))); it was present at import")
         }
-        if scan.icuVersion != manifest.host.icuVersion {
+        // A manifest written before pgfleet read the server's own links records the ICU that
+        // libxml2 pulled into a server built without it: not a change of the host.
+        let recordedICU = scan.serverLinksICU == false ? nil : manifest.host.icuVersion
+        if scan.icuVersion != recordedICU {
             problems.append(
-                "the host's ICU is \(scan.icuVersion ?? "absent") but was \(manifest.host.icuVersion ?? "absent") at import: "
+                "the host's ICU is \(scan.icuVersion ?? "absent") but was \(recordedICU ?? "absent") at import: "
                     + "ICU collations may sort differently; REINDEX indexes that use them"
             )
         }

@@ -64,7 +64,12 @@ struct LibraryScan: Equatable, Sendable {
     var missing: [String] = []
     /// Which scanned files (relative to the bundle) need each missing soname.
     var missingBy: [String: [String]] = [:]
+    /// The ICU the server is built with: set only when bin/postgres names libicuuc itself. A
+    /// library it loads may pull ICU in (libxml2 does) into a server built without it, which
+    /// refuses ICU databases all the same.
     var icuVersion: String?
+    /// Whether bin/postgres's own DT_NEEDED names ICU; nil when its dynamic section is unreadable.
+    var serverLinksICU: Bool?
 
     /// `bundleDirectories`: the bundle's path as given and its real path; a library under either
     /// is the bundle's own, not the host's.
@@ -99,6 +104,14 @@ struct LibraryScan: Equatable, Sendable {
         scan.libraries = host.map { BundleManifest.Library(soname: $0.key, path: $0.value) }.sorted { $0.soname < $1.soname }
         scan.missing = missing.sorted()
         return scan
+    }
+
+    /// Narrows `icuVersion` to what the server itself links, from its dynamic section.
+    mutating func narrowICU(toServer server: ELFDynamic?) {
+        guard let server else { return }
+        let linked = server.linkedICU
+        serverLinksICU = linked != nil
+        icuVersion = linked
     }
 
     /// "72" for "libicuuc.so.72".

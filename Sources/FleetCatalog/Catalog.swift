@@ -105,6 +105,13 @@ public final class Catalog: Sendable {
         }
     }
 
+    /// Corrects the ICU version recorded for a bundle (nil: built without ICU).
+    public func setBundleICUVersion(id: String, _ version: String?) throws {
+        try writer.write { db in
+            _ = try BundleRecord.filter(key: id).updateAll(db, BundleRecord.Columns.icuVersion.set(to: version))
+        }
+    }
+
     /// Makes `id` the one default bundle of the fleet, and of its major. Throws `FleetError.bundleNotFound`.
     public func setDefaultBundle(id: String) throws {
         try setDefault(id: id, fleet: true)

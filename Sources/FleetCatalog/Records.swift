@@ -69,6 +69,7 @@ public struct BundleRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
         static let isDefault = Column(CodingKeys.isDefault)
         static let isMajorDefault = Column(CodingKeys.isMajorDefault)
         static let major = Column(CodingKeys.major)
+        static let icuVersion = Column(CodingKeys.icuVersion)
     }
 }
 

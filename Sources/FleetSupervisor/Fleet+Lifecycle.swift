@@ -11,15 +11,23 @@ extension Fleet {
         let bundleRecords = Dictionary(uniqueKeysWithValues: try catalog.bundles().map { ($0.id, $0) })
         // One look at the board for the whole list, not a lock per tenant.
         let snapshots = board.current()
-        return try catalog.tenants().map { info(for: $0, bundle: bundleRecords[$0.bundleID], snapshot: { snapshots[$0] }) }
+        let fingerprints = (try? catalog.collationFingerprints()) ?? [:]
+        return try catalog.tenants().map {
+            info(for: $0, bundle: bundleRecords[$0.bundleID], snapshot: { snapshots[$0] }, fingerprint: fingerprints[$0.name])
+        }
     }
 
     public func tenantInfo(_ name: TenantName) async throws -> TenantInfo {
         let record = try existing(name)
-        return info(for: record, bundle: try catalog.bundle(id: record.bundleID), snapshot: board.snapshot(of:))
+        return info(
+            for: record, bundle: try catalog.bundle(id: record.bundleID), snapshot: board.snapshot(of:),
+            fingerprint: try? catalog.collationFingerprint(forTenant: record.name)
+        )
     }
 
-    private func info(for record: TenantRecord, bundle: BundleRecord?, snapshot: (TenantName) -> SupervisorSnapshot?) -> TenantInfo {
+    private func info(
+        for record: TenantRecord, bundle: BundleRecord?, snapshot: (TenantName) -> SupervisorSnapshot?, fingerprint: CollationFingerprint?
+    ) -> TenantInfo {
         let name = try? TenantName(validating: record.name)
         let snapshot = name.flatMap { supervisors[$0] == nil ? nil : snapshot($0) }
         let state: TenantState = name.map { operations.hides($0) } == true ? .starting : snapshot?.state ?? .stopped
@@ -36,7 +44,7 @@ extension Fleet {
         info.limits = effectiveLimits(record)
         info.network = record.sandboxNetwork
         info.sandboxed = snapshot?.sandboxed
-        if let fingerprint = try? catalog.collationFingerprint(forTenant: record.name) { info.collation = CollationSummary(fingerprint) }
+        if let fingerprint { info.collation = CollationSummary(fingerprint) }
         if let pid = snapshot?.pid { info.usage = usage(of: record, postmaster: pid, sandboxed: snapshot?.sandboxed == true) }
         return info
     }

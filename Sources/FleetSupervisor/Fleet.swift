@@ -124,6 +124,7 @@ public actor Fleet: FleetControl {
     /// postmasters that outlived an earlier daemon instead of starting duplicates.
     public func bootstrap() async throws {
         if options.registerSystemBundles { await registerSystemBundles() }
+        correctRecordedICU()
         try await resumeTenants()
     }
 
@@ -215,6 +216,18 @@ public actor Fleet: FleetControl {
             } catch {
                 logger.warning("could not register system PostgreSQL", metadata: ["path": "\(installation)", "error": "\(error)"])
             }
+        }
+    }
+
+    /// Bundles imported before pgfleet read the server's own links may record the ICU that libxml2
+    /// pulled into a server built without it; the collation guard would then let an ICU tenant
+    /// onto a bundle that refuses its databases. What bin/postgres names itself decides.
+    func correctRecordedICU() {
+        for bundle in (try? catalog.bundles()) ?? [] where bundle.icuVersion != nil {
+            guard let server = ELFDynamic.read(path: bundle.path + "/bin/postgres"), server.linkedICU == nil else { continue }
+            try? catalog.setBundleICUVersion(id: bundle.id, nil)
+            loadedBundles[bundle.id] = nil
+            logger.notice("bundle is built without ICU; its record said otherwise", metadata: ["bundle": "\(bundle.id)"])
         }
     }
 

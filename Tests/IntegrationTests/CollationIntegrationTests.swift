@@ -125,7 +125,7 @@ struct CollationIntegrationTests {
             let wheel = try #require(TestBundles.wheel("18.6.0") ?? TestBundles.wheel("17.11.0"), "no 17 or 18 wheel: run scripts/setup.sh")
             try await harness.mustRun(["bundle", "import", wheel])
             let (tenant, password) = try await harness.createTenant("builtin")
-            #expect(try await harness.mustQuery(tenant, password: password, "SELECT datlocprovider || ' ' || datlocale FROM pg_database WHERE datname = 'postgres'") == "b C.UTF-8")
+            #expect(try await harness.mustQuery(tenant, password: password, "SELECT datlocprovider::text || ' ' || datlocale FROM pg_database WHERE datname = 'postgres'") == "b C.UTF-8")
             try await harness.mustRun(["tenant", "restart", "builtin"])
             let info = try await harness.info("builtin")
             #expect(info.collation?.providers == "builtin" && info.collation?.indexes == 0, "\(String(describing: info.collation))")
