@@ -40,19 +40,23 @@ public struct ELFDynamic: Equatable, Sendable {
         guard let phoff = file.u64(32), let shoff = file.u64(40),
             let phentsize = file.u16(54), let phnum = file.u16(56), let shentsize = file.u16(58), let shnum = file.u16(60)
         else { return nil }
+        // Offsets, sizes and addresses above 2^40 are refused rather than converted: no sum of a
+        // few of them (or an index times an entry size) can then overflow an Int.
+        func small(_ value: UInt64) -> Int? { value <= 1 << 40 ? Int(value) : nil }
+        guard let phoff = small(phoff), let shoff = small(shoff) else { return nil }
         var result = ELFDynamic()
         var dynamic: (offset: Int, size: Int)?
         // Program headers: PT_DYNAMIC (2) and PT_INTERP (3); PT_LOAD (1) maps addresses to offsets.
         var loads: [(vaddr: Int, offset: Int, size: Int)] = []
         for index in 0..<Int(phnum) {
-            let base = Int(phoff) + index * Int(phentsize)
-            guard phentsize >= 56, let type = file.u32(base), let offset = file.u64(base + 8), let vaddr = file.u64(base + 16),
-                let size = file.u64(base + 32)
+            let base = phoff + index * Int(phentsize)
+            guard phentsize >= 56, let type = file.u32(base), let offset = file.u64(base + 8).flatMap(small),
+                let vaddr = file.u64(base + 16).flatMap(small), let size = file.u64(base + 32).flatMap(small)
             else { return nil }
             switch type {
-            case 1: loads.append((Int(vaddr), Int(offset), Int(size)))
-            case 2: dynamic = (Int(offset), Int(size))
-            case 3: result.interpreter = file.cString(Int(offset), max: Int(size))
+            case 1: loads.append((vaddr, offset, size))
+            case 2: dynamic = (offset, size)
+            case 3: result.interpreter = file.cString(offset, max: size)
             default: break
             }
         }
@@ -64,27 +68,27 @@ public struct ELFDynamic: Equatable, Sendable {
         while at + 16 <= dynamic.offset + dynamic.size {
             guard let tag = file.u64(at), let value = file.u64(at + 8) else { return nil }
             if tag == 0 { break }
-            if tag == 5 { strtabAddress = Int(clamping: value) }
-            if tag == 10 { strtabSize = Int(clamping: value) }
+            if tag == 5 { guard let address = small(value) else { return nil }; strtabAddress = address }
+            if tag == 10 { guard let size = small(value) else { return nil }; strtabSize = size }
             entries.append((tag, value))
             at += 16
         }
-        // DT_STRTAB is an address: the section table names its file offset directly when there is
-        // one; otherwise the PT_LOAD segment that holds the address does.
+        // DT_STRTAB is an address: the PT_LOAD segment that holds it gives its file offset; failing
+        // that, the string-table section at that address does.
         var strtab: Int?
         if let address = strtabAddress {
             if let segment = loads.first(where: { address >= $0.vaddr && address < $0.vaddr + $0.size }) {
                 strtab = address - segment.vaddr + segment.offset
             } else if shentsize >= 64 {
                 for index in 0..<Int(shnum) {
-                    let base = Int(shoff) + index * Int(shentsize)
-                    if file.u32(base + 4) == 3, let addr = file.u64(base + 16), Int(addr) == address, let offset = file.u64(base + 24) {
-                        strtab = Int(offset)
+                    let base = shoff + index * Int(shentsize)
+                    if file.u32(base + 4) == 3, let addr = file.u64(base + 16), addr == UInt64(address), let offset = file.u64(base + 24).flatMap(small) {
+                        strtab = offset
                     }
                 }
             }
         }
-        guard let strtab else { return entries.isEmpty ? result : nil }
+        guard let strtab, strtab < bytes.count else { return entries.isEmpty ? result : nil }
         let bound = strtabSize > 0 ? strtabSize : bytes.count - strtab
         func string(_ value: UInt64) -> String? {
             guard value < UInt64(bound) else { return nil }
